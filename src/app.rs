@@ -1,0 +1,120 @@
+//! The application: its shared state and the server that owns its listener.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicBool},
+};
+
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+
+use crate::{
+    config::Config,
+    db::{self, StatementCounter},
+    graphql::{self, AppSchema},
+    router, seed,
+};
+
+/// State shared by every request; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database pool.
+    pub db: DatabaseConnection,
+    /// The GraphQL schema, built once.
+    pub schema: AppSchema,
+    /// The configuration the server started with.
+    pub config: Arc<Config>,
+    /// Statements sent to the database so far (tests read it).
+    pub statements: StatementCounter,
+    /// Set once readiness saw no pending migration.
+    pub migrations_applied: Arc<AtomicBool>,
+}
+
+/// A built application, bound to its port but not yet serving.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    /// Whether `build` seeded the demo data set.
+    pub seeded_demo: bool,
+}
+
+impl App {
+    /// Connects to the database, applies migrations, seeds the demo data set
+    /// into an empty embedded database, and binds the listener (port 0 picks
+    /// a free port).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let (db, statements) = db::connect(&config).await?;
+        db::migrate(&db).await?;
+        let seeded_demo = if config.demo_seed && config.is_embedded_database() {
+            seed::seed_demo_if_empty(&db).await?
+        } else {
+            false
+        };
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("binding {}", config.bind_addr))?;
+        let state = AppState {
+            schema: graphql::build_schema(db.clone()),
+            db,
+            config: Arc::new(config),
+            statements,
+            migrations_applied: Arc::new(AtomicBool::new(false)),
+        };
+        Ok(Self {
+            listener,
+            state,
+            seeded_demo,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The shared state (tests use its database and statement counter).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let db = self.state.db.clone();
+        let app = router::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        db.close().await.context("closing the database pool")?;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

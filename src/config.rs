@@ -1,0 +1,199 @@
+//! Configuration: one typed struct filled by clap from flags and the
+//! environment. The defaults make a fresh checkout work with nothing installed.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The `bookedbarber` command line.
+#[derive(Debug, Parser)]
+#[command(name = "bookedbarber", version, about = "The BookedBarber GraphQL API")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// What the binary does; `serve` when none is given.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations, then serve the API (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Fill the database with a deterministic data set.
+    Seed(SeedArgs),
+    /// Print the GraphQL schema (SDL).
+    Schema,
+}
+
+/// Size of a seeded data set.
+#[derive(Debug, Clone, Args)]
+pub struct SeedArgs {
+    /// Number of shops.
+    #[arg(long, default_value_t = 3)]
+    pub shops: u32,
+    /// Number of barbers in total, spread over the shops.
+    #[arg(long, default_value_t = 12)]
+    pub barbers: u32,
+    /// Number of client accounts.
+    #[arg(long, default_value_t = 50)]
+    pub clients: u32,
+    /// Number of bookings in total, past and future.
+    #[arg(long, default_value_t = 2_000)]
+    pub bookings: u32,
+    /// Seed of the random generator; the same seed gives the same data.
+    #[arg(long, default_value_t = 42)]
+    pub random_seed: u64,
+    /// Day the data set is laid out around (past before, future after);
+    /// default: today. The same seed and day give the same data.
+    #[arg(long)]
+    pub anchor_date: Option<chrono::NaiveDate>,
+}
+
+impl SeedArgs {
+    /// The demo data set `serve` puts into an empty embedded database.
+    pub fn demo() -> Self {
+        Self {
+            shops: 3,
+            barbers: 12,
+            clients: 50,
+            bookings: 2_000,
+            random_seed: 42,
+            anchor_date: None,
+        }
+    }
+}
+
+/// Format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Settings of the server, each a flag and an environment variable.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// SQLite (embedded) or `postgres://…` URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://bookedbarber.db?mode=rwc",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: String,
+    /// Largest number of pooled database connections.
+    #[arg(
+        long,
+        env = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub database_max_connections: u32,
+    /// Connections the pool keeps open when idle.
+    #[arg(
+        long,
+        env = "DATABASE_MIN_CONNECTIONS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub database_min_connections: u32,
+    /// Longest wait for a free pooled connection, in seconds.
+    #[arg(
+        long,
+        env = "DATABASE_ACQUIRE_TIMEOUT_SECS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub database_acquire_timeout_secs: u64,
+    /// An idle pooled connection is closed after this many seconds.
+    #[arg(
+        long,
+        env = "DATABASE_IDLE_TIMEOUT_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub database_idle_timeout_secs: u64,
+    /// `redis://…` turns on the Redis cache; unset: in-process cache.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
+    pub redis_url: Option<String>,
+    /// Where to listen.
+    #[arg(
+        long,
+        env = "BIND_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind_addr: SocketAddr,
+    /// HS256 secret for tokens; unset: a random one per process.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<String>,
+    /// Cost points per client per minute (a plain request costs 1).
+    #[arg(
+        long,
+        env = "RATE_LIMIT_PER_MINUTE",
+        default_value_t = 600,
+        global = true
+    )]
+    pub rate_limit_per_minute: u32,
+    /// Points a client may spend at once.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 100, global = true)]
+    pub rate_limit_burst: u32,
+    /// `login`/`register` attempts per IP and per email per minute.
+    #[arg(
+        long,
+        env = "LOGIN_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 10,
+        global = true
+    )]
+    pub login_rate_limit_per_minute: u32,
+    /// Upper bound on an analytics cache entry's age, in seconds.
+    #[arg(
+        long,
+        env = "ANALYTICS_CACHE_TTL_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub analytics_cache_ttl_secs: u64,
+    /// `pretty` for people, `json` for machine-read logs.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+    /// Longest time one HTTP request may take, in seconds.
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub request_timeout_secs: u64,
+    /// Seed the demo data set into an empty embedded database on `serve`.
+    #[arg(long, env = "DEMO_SEED", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub demo_seed: bool,
+}
+
+impl Config {
+    /// The configuration with every default, as a fresh checkout runs.
+    pub fn from_defaults() -> Self {
+        Cli::parse_from(["bookedbarber"]).config
+    }
+
+    /// Whether the database is the embedded SQLite one.
+    pub fn is_embedded_database(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.database_acquire_timeout_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.database_idle_timeout_secs)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}

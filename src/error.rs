@@ -1,0 +1,101 @@
+//! One error type for the whole API, one variant per contract code.
+//!
+//! Resolvers and domain functions return `Result<_, AppError>`; converting to
+//! a GraphQL error sets `extensions.code`. Unexpected errors are logged once,
+//! here, and reach the client as a generic message without SQL or stack.
+
+use async_graphql::{ErrorExtensions, FieldError};
+use sea_orm::DbErr;
+
+/// Every way a request can fail, as the client sees it.
+///
+/// It deliberately does not implement `Display`: async-graphql converts any
+/// `Display` type into an error without a code, and this way `?` in a
+/// resolver always goes through [`ErrorExtensions`] instead.
+#[derive(Debug)]
+pub enum AppError {
+    Unauthenticated(String),
+    Forbidden(String),
+    NotFound(String),
+    BadUserInput(String),
+    Conflict(String),
+    RateLimited(String),
+    QueryTooComplex(String),
+    /// Something went wrong on our side; the source stays in the logs.
+    Internal(anyhow::Error),
+}
+
+/// The message an internal error shows to the client.
+pub const INTERNAL_MESSAGE: &str =
+    "Something went wrong on our side. It has been logged; please try again later.";
+
+impl AppError {
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::NotFound(what.to_string())
+    }
+
+    pub fn bad_input(message: impl std::fmt::Display) -> Self {
+        Self::BadUserInput(message.to_string())
+    }
+
+    /// The contract's `extensions.code` of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::BadUserInput(_) => "BAD_USER_INPUT",
+            Self::Conflict(_) => "CONFLICT",
+            Self::RateLimited(_) => "RATE_LIMITED",
+            Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
+            Self::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(err: anyhow::Error) -> Self {
+        Self::Internal(err)
+    }
+}
+
+impl From<DbErr> for AppError {
+    fn from(err: DbErr) -> Self {
+        Self::Internal(anyhow::Error::new(err))
+    }
+}
+
+impl From<std::sync::Arc<DbErr>> for AppError {
+    fn from(err: std::sync::Arc<DbErr>) -> Self {
+        Self::Internal(anyhow::anyhow!("{err}"))
+    }
+}
+
+impl ErrorExtensions for AppError {
+    fn extend(&self) -> FieldError {
+        let message = match self {
+            Self::Internal(source) => {
+                // The request span carries the request id.
+                tracing::error!(error = format!("{source:#}"), "internal error");
+                INTERNAL_MESSAGE.to_owned()
+            }
+            Self::Unauthenticated(message)
+            | Self::Forbidden(message)
+            | Self::NotFound(message)
+            | Self::BadUserInput(message)
+            | Self::Conflict(message)
+            | Self::RateLimited(message)
+            | Self::QueryTooComplex(message) => message.clone(),
+        };
+        FieldError::new(message).extend_with(|_, ext| ext.set("code", self.code()))
+    }
+}
+
+impl From<AppError> for FieldError {
+    fn from(err: AppError) -> Self {
+        err.extend()
+    }
+}
+
+/// `Result` of the API's own functions.
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,129 @@
+//! Opaque global ids (`Node.id`) and page cursors.
+//!
+//! A global id is the base64url form of `Kind:number`, so one id names one
+//! object across all types, and clients treat it as an opaque string.
+
+use async_graphql::ID;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+use crate::error::{AppError, AppResult};
+
+/// The kinds of object that have a global id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Shop,
+    Barber,
+    Service,
+    User,
+    Booking,
+    Payment,
+}
+
+impl Kind {
+    const ALL: [Kind; 6] = [
+        Kind::Shop,
+        Kind::Barber,
+        Kind::Service,
+        Kind::User,
+        Kind::Booking,
+        Kind::Payment,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Shop => "Shop",
+            Kind::Barber => "Barber",
+            Kind::Service => "Service",
+            Kind::User => "User",
+            Kind::Booking => "Booking",
+            Kind::Payment => "Payment",
+        }
+    }
+}
+
+/// The global id of object `id` of `kind`.
+pub fn encode(kind: Kind, id: i64) -> ID {
+    ID(URL_SAFE_NO_PAD.encode(format!("{}:{id}", kind.name())))
+}
+
+/// The kind and row id behind a global id; `argument` names the argument in
+/// the error message.
+pub fn decode(id: &ID, argument: &str) -> AppResult<(Kind, i64)> {
+    let invalid = || {
+        AppError::bad_input(format!(
+            "`{argument}` is not a valid id: {:?}; use the `id` field of an object returned by this API",
+            id.as_str()
+        ))
+    };
+    let text = URL_SAFE_NO_PAD
+        .decode(id.as_bytes())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(invalid)?;
+    let (name, number) = text.split_once(':').ok_or_else(invalid)?;
+    let kind = Kind::ALL
+        .into_iter()
+        .find(|k| k.name() == name)
+        .ok_or_else(invalid)?;
+    let number = number
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(invalid)?;
+    Ok((kind, number))
+}
+
+/// The row id behind a global id that must be of `kind`.
+pub fn decode_as(id: &ID, kind: Kind, argument: &str) -> AppResult<i64> {
+    match decode(id, argument)? {
+        (found, number) if found == kind => Ok(number),
+        (found, _) => Err(AppError::bad_input(format!(
+            "`{argument}` must be the id of a {}, but {:?} is the id of a {}",
+            kind.name(),
+            id.as_str(),
+            found.name()
+        ))),
+    }
+}
+
+const CURSOR_PREFIX: &str = "cursor:v1:";
+
+/// The opaque cursor of the row with id `id`.
+pub fn encode_cursor(id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{id}"))
+}
+
+/// The row id behind a cursor; `argument` names the argument in the error.
+pub fn decode_cursor(cursor: &str, argument: &str) -> AppResult<i64> {
+    URL_SAFE_NO_PAD
+        .decode(cursor.as_bytes())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix(CURSOR_PREFIX)?.parse::<i64>().ok())
+        .ok_or_else(|| {
+            AppError::bad_input(format!(
+                "`{argument}` is not a valid cursor: {cursor:?}; pass a `cursor` or \
+                 `pageInfo.endCursor`/`startCursor` from an earlier page of the same list"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_keep_their_kind() {
+        let id = encode(Kind::Barber, 42);
+        assert_eq!(decode(&id, "id").ok(), Some((Kind::Barber, 42)));
+        assert!(decode_as(&id, Kind::Shop, "id").is_err());
+        assert!(decode(&ID::from("nonsense"), "id").is_err());
+        assert!(decode(&ID(URL_SAFE_NO_PAD.encode("Shop:-1")), "id").is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        assert_eq!(decode_cursor(&encode_cursor(7), "after").ok(), Some(7));
+        assert!(decode_cursor("abc", "after").is_err());
+    }
+}

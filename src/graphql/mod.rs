@@ -1,0 +1,54 @@
+//! The GraphQL API: schema, objects, loaders and the HTTP handlers.
+//!
+//! Types here are thin: they decode arguments at the edge, call `domain`
+//! functions and wrap the entity models they get back.
+
+pub mod http;
+pub mod id;
+pub mod loader;
+pub mod object;
+pub mod query;
+
+use async_graphql::{Context, EmptyMutation, EmptySubscription, Response, Schema, ServerError};
+use sea_orm::DatabaseConnection;
+
+use crate::error::{AppError, AppResult};
+
+/// The API's schema type.
+pub type AppSchema = Schema<query::Query, EmptyMutation, EmptySubscription>;
+
+/// Builds the schema. Per-request data (loaders) is added by the handler.
+pub fn build_schema(db: DatabaseConnection) -> AppSchema {
+    Schema::build(query::Query::default(), EmptyMutation, EmptySubscription)
+        .data(db)
+        .finish()
+}
+
+/// The schema in SDL, as `bookedbarber schema` prints it.
+pub fn sdl() -> String {
+    Schema::build(query::Query::default(), EmptyMutation, EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+/// The database connection of the schema.
+pub(crate) fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DatabaseConnection> {
+    ctx.data::<DatabaseConnection>()
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("schema built without a database")))
+}
+
+/// Gives every error a contract code. Errors from our resolvers have one;
+/// those without come from parsing, validation or argument coercion, which
+/// is to say from what the client sent.
+pub fn ensure_error_codes(response: &mut Response) {
+    for error in &mut response.errors {
+        set_default_code(error, "BAD_USER_INPUT");
+    }
+}
+
+fn set_default_code(error: &mut ServerError, code: &str) {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", code);
+    }
+}

@@ -1,0 +1,66 @@
+//! `Barber`: a person who cuts hair at one shop.
+
+use async_graphql::{Context, ID, Object};
+use entity::barber;
+
+use super::{Service, Shop, WorkingHours, load_one};
+use crate::{
+    error::AppError,
+    graphql::{
+        id::{self, Kind},
+        loader::{ServicesByBarberLoader, ShopByIdLoader, WorkingHoursByBarberLoader},
+    },
+};
+
+/// A barber working at one shop.
+pub struct Barber(pub barber::Model);
+
+#[Object]
+impl Barber {
+    /// Opaque global id.
+    pub async fn id(&self) -> ID {
+        id::encode(Kind::Barber, self.0.id)
+    }
+
+    async fn display_name(&self) -> &str {
+        &self.0.display_name
+    }
+
+    async fn bio(&self) -> Option<&str> {
+        self.0.bio.as_deref()
+    }
+
+    /// Inactive barbers take no new bookings.
+    async fn active(&self) -> bool {
+        self.0.active
+    }
+
+    /// The shop the barber works at.
+    async fn shop(&self, ctx: &Context<'_>) -> async_graphql::Result<Shop> {
+        load_one::<ShopByIdLoader, _>(ctx, self.0.shop_id)
+            .await?
+            .map(Shop)
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("barber {} has no shop", self.0.id)))
+            .map_err(Into::into)
+    }
+
+    /// The services the barber offers.
+    async fn services(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::Service>> {
+        let services = load_one::<ServicesByBarberLoader, _>(ctx, self.0.id).await?;
+        Ok(services
+            .unwrap_or_default()
+            .into_iter()
+            .map(Service)
+            .collect())
+    }
+
+    /// The barber's week, in the shop's local time.
+    async fn working_hours(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WorkingHours>> {
+        let hours = load_one::<WorkingHoursByBarberLoader, _>(ctx, self.0.id).await?;
+        Ok(hours
+            .unwrap_or_default()
+            .into_iter()
+            .map(WorkingHours)
+            .collect())
+    }
+}

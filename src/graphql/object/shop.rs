@@ -1,0 +1,132 @@
+//! `Shop`: a barbershop, its staff and its menu.
+
+use async_graphql::{Context, ID, Object, connection::Connection};
+use entity::shop;
+
+use super::{Barber, Service, connection_from_page, load_one, page_request};
+use crate::{
+    domain,
+    graphql::{
+        id::{self, Kind},
+        loader::{BarberCountByShopLoader, BarbersByShopLoader, ServicesByShopLoader},
+    },
+};
+
+/// A barbershop: one location with its own time zone, staff and menu.
+pub struct Shop(pub shop::Model);
+
+/// A page of a shop's barbers.
+pub type BarberConnection = Connection<String, Barber, BarberConnectionFields>;
+/// A page of shops.
+pub type ShopConnection = Connection<String, Shop, ShopConnectionFields>;
+
+#[Object]
+impl Shop {
+    /// Opaque global id.
+    pub async fn id(&self) -> ID {
+        id::encode(Kind::Shop, self.0.id)
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Unique, URL-friendly name.
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+
+    /// IANA time zone; dates and working hours are read in it.
+    async fn timezone(&self) -> &str {
+        &self.0.timezone
+    }
+
+    async fn address(&self) -> &str {
+        &self.0.address
+    }
+
+    /// Bookable start times are on this step, in minutes.
+    async fn slot_step_minutes(&self) -> i32 {
+        self.0.slot_step_minutes
+    }
+
+    /// A booking must be made at least this many minutes before its start.
+    async fn min_notice_minutes(&self) -> i32 {
+        self.0.min_notice_minutes
+    }
+
+    /// Bookings may be made at most this many days ahead.
+    async fn max_advance_days(&self) -> i32 {
+        self.0.max_advance_days
+    }
+
+    /// Clients may cancel until this many minutes before the start.
+    async fn cancellation_cutoff_minutes(&self) -> i32 {
+        self.0.cancellation_cutoff_minutes
+    }
+
+    /// Minutes kept free after every appointment.
+    async fn buffer_minutes(&self) -> i32 {
+        self.0.buffer_minutes
+    }
+
+    /// The shop's barbers, in the order they joined.
+    async fn barbers(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<BarberConnection> {
+        let request = page_request(first, after, last, before)?;
+        let page = load_one::<BarbersByShopLoader, _>(ctx, (self.0.id, request))
+            .await?
+            .unwrap_or_else(|| domain::page::Page::from_rows(Vec::new(), &request));
+        Ok(connection_from_page(
+            page,
+            |b| b.id,
+            Barber,
+            BarberConnectionFields { shop_id: self.0.id },
+        ))
+    }
+
+    /// The shop's menu.
+    async fn services(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Service>> {
+        let services = load_one::<ServicesByShopLoader, _>(ctx, self.0.id).await?;
+        Ok(services
+            .unwrap_or_default()
+            .into_iter()
+            .map(Service)
+            .collect())
+    }
+}
+
+/// Fields of a page of barbers beyond the page itself.
+pub struct BarberConnectionFields {
+    shop_id: i64,
+}
+
+#[Object]
+impl BarberConnectionFields {
+    /// How many barbers the shop has in all.
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        Ok(load_one::<BarberCountByShopLoader, _>(ctx, self.shop_id)
+            .await?
+            .unwrap_or(0))
+    }
+}
+
+/// Fields of a page of shops beyond the page itself.
+pub struct ShopConnectionFields {
+    pub search: Option<String>,
+}
+
+#[Object]
+impl ShopConnectionFields {
+    /// How many shops match the search in all.
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        let db = crate::graphql::db(ctx)?;
+        Ok(domain::shop::count(db, self.search.as_deref()).await?)
+    }
+}

@@ -1,0 +1,67 @@
+//! Reading shops.
+
+use async_graphql::{Context, ID, Object};
+
+use crate::{
+    domain,
+    error::AppError,
+    graphql::{
+        db,
+        id::{self, Kind},
+        loader::ShopByIdLoader,
+        object::{
+            Shop, ShopConnection, ShopConnectionFields, connection_from_page, load_one,
+            page_request,
+        },
+    },
+};
+
+#[derive(Default)]
+pub struct ShopQuery;
+
+#[Object]
+impl ShopQuery {
+    /// Shops, in the order they were created; `search` matches part of the
+    /// name, ignoring case.
+    async fn shops(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        search: Option<String>,
+    ) -> async_graphql::Result<ShopConnection> {
+        let request = page_request(first, after, last, before)?;
+        let page = domain::shop::list(db(ctx)?, search.as_deref(), &request).await?;
+        Ok(connection_from_page(
+            page,
+            |s| s.id,
+            Shop,
+            ShopConnectionFields { search },
+        ))
+    }
+
+    /// One shop, by `id` or by `slug` (exactly one of them).
+    async fn shop(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        slug: Option<String>,
+    ) -> async_graphql::Result<Option<Shop>> {
+        let found = match (id, slug) {
+            (Some(id), None) => {
+                let shop_id = id::decode_as(&id, Kind::Shop, "id")?;
+                load_one::<ShopByIdLoader, _>(ctx, shop_id).await?
+            }
+            (None, Some(slug)) => domain::shop::by_slug(db(ctx)?, &slug).await?,
+            _ => return Err(AppError::bad_input("pass exactly one of `id` and `slug`").into()),
+        };
+        found
+            .map(|shop| Some(Shop(shop)))
+            .ok_or_else(|| {
+                AppError::not_found("no shop has this id or slug; list shops with `shops`")
+            })
+            .map_err(Into::into)
+    }
+}
