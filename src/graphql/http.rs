@@ -12,8 +12,7 @@ use crate::app::AppState;
 
 /// Runs one GraphQL request with fresh loaders.
 pub async fn execute(State(state): State<AppState>, request: GraphQLRequest) -> GraphQLResponse {
-    let request = super::loader::register(request.into_inner(), &state.db);
-    let mut response = state.schema.execute(request).await;
+    let mut response = super::loader::execute(&state.schema, request.into_inner(), &state.db).await;
     super::ensure_error_codes(&mut response);
     response.into()
 }

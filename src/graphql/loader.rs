@@ -4,10 +4,13 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use async_graphql::{Request, dataloader::DataLoader};
+use async_graphql::{Request, Response, dataloader::DataLoader};
 use entity::{barber, service, shop, working_hours};
+use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use sea_orm::{DatabaseConnection, DbErr};
+use tokio::sync::mpsc;
 
+use super::AppSchema;
 use crate::domain::{
     self,
     page::{Page, PageRequest},
@@ -108,20 +111,59 @@ impl async_graphql::dataloader::Loader<(i64, PageRequest)> for BarbersByShopLoad
     }
 }
 
-/// Adds a fresh set of every loader to a request.
-pub fn register(request: Request, db: &DatabaseConnection) -> Request {
-    fn new<T: Send + Sync + 'static>(loader: T) -> DataLoader<T> {
-        DataLoader::new(loader, tokio::spawn)
+/// Executes `request` with a fresh set of every loader.
+///
+/// The loaders' batches run inside the request's own task instead of being
+/// spawned: a batch can only start once the resolvers have registered every
+/// key they could in that round and the request yields. So the N children of
+/// a page always cost one statement per relation, however busy the machine,
+/// where spawned batches on a multi-threaded runtime race the resolvers and
+/// split under load.
+pub async fn execute(schema: &AppSchema, request: Request, db: &DatabaseConnection) -> Response {
+    let (spawner, batches) = mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
+    let request = register(request, db, spawner);
+    tokio::select! {
+        biased;
+        response = schema.execute(request) => response,
+        () = run_batches(batches) => unreachable!("running batches never ends"),
+    }
+}
+
+async fn run_batches(mut batches: mpsc::UnboundedReceiver<BoxFuture<'static, ()>>) {
+    let mut running = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            Some(batch) = batches.recv() => running.push(batch),
+            Some(()) = running.next(), if !running.is_empty() => {}
+            else => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// Adds a fresh set of every loader to a request; their batches are sent to
+/// `spawner`.
+fn register(
+    request: Request,
+    db: &DatabaseConnection,
+    spawner: mpsc::UnboundedSender<BoxFuture<'static, ()>>,
+) -> Request {
+    type Spawner = mpsc::UnboundedSender<BoxFuture<'static, ()>>;
+    fn new<T: Send + Sync + 'static>(loader: T, spawner: &Spawner) -> DataLoader<T> {
+        let spawner = spawner.clone();
+        DataLoader::new(loader, move |batch| {
+            // The receiver lives as long as the request that owns the loader.
+            let _ = spawner.send(batch);
+        })
     }
     let db = || db.clone();
     request
-        .data(new(ShopByIdLoader { db: db() }))
-        .data(new(BarberByIdLoader { db: db() }))
-        .data(new(ServiceByIdLoader { db: db() }))
-        .data(new(BarberCountByShopLoader { db: db() }))
-        .data(new(ServicesByShopLoader { db: db() }))
-        .data(new(ServicesByBarberLoader { db: db() }))
-        .data(new(BarbersByServiceLoader { db: db() }))
-        .data(new(WorkingHoursByBarberLoader { db: db() }))
-        .data(new(BarbersByShopLoader { db: db() }))
+        .data(new(ShopByIdLoader { db: db() }, &spawner))
+        .data(new(BarberByIdLoader { db: db() }, &spawner))
+        .data(new(ServiceByIdLoader { db: db() }, &spawner))
+        .data(new(BarberCountByShopLoader { db: db() }, &spawner))
+        .data(new(ServicesByShopLoader { db: db() }, &spawner))
+        .data(new(ServicesByBarberLoader { db: db() }, &spawner))
+        .data(new(BarbersByServiceLoader { db: db() }, &spawner))
+        .data(new(WorkingHoursByBarberLoader { db: db() }, &spawner))
+        .data(new(BarbersByShopLoader { db: db() }, &spawner))
 }

@@ -1,1 +1,16 @@
+//! Black-box tests of the BookedBarber API over real HTTP.
+//!
+//! Every test runs against its own server on port 0 with its own database:
+//! always on SQLite, and on PostgreSQL too when `TEST_DATABASE_URL` is set.
+//! One binary for all of them: one link step.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod browse;
+mod errors;
+mod health;
+mod schema;
+mod seed;
+mod statements;

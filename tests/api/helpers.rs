@@ -1,0 +1,220 @@
+//! Spawning an app per test and talking GraphQL to it.
+
+use std::{net::SocketAddr, sync::Once};
+
+use bookedbarber::{
+    app::{App, AppState},
+    config::{Config, SeedArgs},
+};
+use serde_json::{Value, json};
+
+/// Which database a test app runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server with its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub backend: Backend,
+    _database: TestDatabase,
+}
+
+enum TestDatabase {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let TestDatabase::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // The test's runtime is going away; drop the database from a
+            // runtime of our own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime
+                    .block_on(async {
+                        use sea_orm::ConnectionTrait;
+                        let admin = sea_orm::Database::connect(admin_url.as_str()).await?;
+                        admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            ))
+                            .await?;
+                        admin.close().await
+                    })
+                    .map_err(std::io::Error::other)
+            })
+            .join();
+        }
+    }
+}
+
+static SKIPPED: Once = Once::new();
+
+/// A config for a test server on `database_url`, listening on a free port.
+pub fn test_config(database_url: String) -> Config {
+    let mut config = Config::from_defaults();
+    config.database_url = database_url;
+    config.bind_addr = "127.0.0.1:0".parse().unwrap();
+    config.database_max_connections = 5;
+    config.demo_seed = false;
+    config
+}
+
+/// A fresh, empty database URL for `backend`, or `None` when the PostgreSQL
+/// run is not configured.
+async fn fresh_database(backend: Backend) -> Option<(String, TestDatabase)> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+            Some((url, TestDatabase::Sqlite(dir)))
+        }
+        Backend::Postgres => {
+            let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+                SKIPPED.call_once(|| {
+                    eprintln!(
+                        "TEST_DATABASE_URL is not set: the PostgreSQL variants of the API tests \
+                         are skipped (e.g. TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test)"
+                    )
+                });
+                return None;
+            };
+            let name = format!("bb_test_{}", uuid::Uuid::new_v4().simple());
+            use sea_orm::ConnectionTrait;
+            let admin = sea_orm::Database::connect(admin_url.as_str())
+                .await
+                .unwrap();
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .unwrap();
+            admin.close().await.unwrap();
+            let mut url = url::Url::parse(&admin_url).unwrap();
+            url.set_path(&name);
+            Some((url.to_string(), TestDatabase::Postgres { admin_url, name }))
+        }
+    }
+}
+
+/// Starts a server on a fresh database; `None` when `backend` is not set up.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like [`spawn_app`], with the configuration adjusted first.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let (url, database) = fresh_database(backend).await?;
+    let mut config = test_config(url);
+    adjust(&mut config);
+    let app = App::build(config).await.expect("the app builds");
+    let addr = app.local_addr().unwrap();
+    let state = app.state().clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    Some(TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        state,
+        backend,
+        _database: database,
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a GraphQL operation and returns the whole JSON response.
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        let response = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GraphQL answers 200");
+        response.json().await.unwrap()
+    }
+
+    /// Like [`gql`](Self::gql), asserting there are no errors; returns `data`.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let response = self.gql(query, variables).await;
+        assert!(
+            response.get("errors").is_none(),
+            "unexpected errors: {response:#}"
+        );
+        response["data"].clone()
+    }
+
+    /// Seeds a data set through the same code as `bookedbarber seed`.
+    pub async fn seed(&self, shops: u32, barbers: u32, clients: u32, bookings: u32) {
+        let args = SeedArgs {
+            shops,
+            barbers,
+            clients,
+            bookings,
+            random_seed: 7,
+            anchor_date: None,
+        };
+        bookedbarber::seed::seed(&self.state.db, &args)
+            .await
+            .unwrap();
+    }
+
+    /// Statements the server has sent to its database so far.
+    pub fn statements(&self) -> u64 {
+        self.state.statements.get()
+    }
+}
+
+/// The first error's `extensions.code` and message.
+pub fn first_error(response: &Value) -> (String, String) {
+    let error = &response["errors"][0];
+    assert!(!error.is_null(), "expected an error: {response:#}");
+    (
+        error["extensions"]["code"]
+            .as_str()
+            .unwrap_or("<no code>")
+            .to_owned(),
+        error["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Declares a test that runs on SQLite and, when configured, on PostgreSQL.
+#[macro_export]
+macro_rules! db_test {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite)
+                    .await
+                    .expect("SQLite always runs");
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some($app) =
+                    $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await
+                else {
+                    return;
+                };
+                $body
+            }
+        }
+    };
+}

@@ -1,0 +1,52 @@
+//! DataLoaders keep a nested page at a small, constant number of statements.
+
+use serde_json::json;
+
+use crate::{db_test, helpers::TestApp};
+
+const NESTED: &str = r#"
+query($first: Int!) {
+  shops(first: $first) {
+    nodes {
+      name
+      barbers(first: 10) {
+        nodes {
+          displayName
+          services { name priceCents }
+          workingHours { weekday opensAt closesAt }
+        }
+      }
+    }
+  }
+}"#;
+
+/// Statements one run of the nested query costs, and how many shops it saw.
+async fn cost(app: &TestApp, shops: i64) -> (u64, usize) {
+    let before = app.statements();
+    let data = app.data(NESTED, json!({ "first": shops })).await;
+    let after = app.statements();
+    let nodes = data["shops"]["nodes"].as_array().unwrap();
+    for shop in nodes {
+        let barbers = shop["barbers"]["nodes"].as_array().unwrap();
+        assert_eq!(barbers.len(), 3);
+        for barber in barbers {
+            assert!(!barber["services"].as_array().unwrap().is_empty());
+            assert!(!barber["workingHours"].as_array().unwrap().is_empty());
+        }
+    }
+    (after - before, nodes.len())
+}
+
+db_test!(nested_page_costs_a_constant_number_of_statements, |app| {
+    app.seed(20, 60, 1, 0).await;
+    let (for_two, seen) = cost(&app, 2).await;
+    assert_eq!(seen, 2);
+    let (for_twenty, seen) = cost(&app, 20).await;
+    assert_eq!(seen, 20);
+    eprintln!(
+        "{:?}: 2 shops: {for_two} statements, 20 shops: {for_twenty}",
+        app.backend
+    );
+    assert!(for_twenty <= 6, "20 shops cost {for_twenty} statements");
+    assert_eq!(for_two, for_twenty, "the cost must not grow with the page");
+});
