@@ -7,6 +7,7 @@ use axum::{
 };
 use tower_http::{
     catch_panic::CatchPanicLayer,
+    compression::CompressionLayer,
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
@@ -27,6 +28,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/graphql",
             get(graphql::http::get).post(graphql::http::execute),
+        )
+        .route(
+            &format!("{}/{{name}}", graphql::playground::ASSET_PREFIX),
+            get(graphql::playground::asset).layer(CompressionLayer::new()),
         )
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))

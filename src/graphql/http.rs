@@ -1,11 +1,10 @@
 //! `/graphql` over HTTP: GraphiQL on a plain GET, queries on POST and on GET
 //! with a `query` parameter.
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
     extract::{FromRequest, Request, State},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 
 use crate::app::AppState;
@@ -24,17 +23,10 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         .query()
         .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("query=")));
     if !has_query {
-        return Html(graphiql()).into_response();
+        return super::playground::page().await.into_response();
     }
     match GraphQLRequest::from_request(request, &state).await {
         Ok(request) => execute(State(state), request).await.into_response(),
         Err(rejection) => rejection.into_response(),
     }
-}
-
-fn graphiql() -> String {
-    GraphiQLSource::build()
-        .endpoint("/graphql")
-        .title("BookedBarber GraphiQL")
-        .finish()
 }

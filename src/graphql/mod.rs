@@ -7,6 +7,7 @@ pub mod http;
 pub mod id;
 pub mod loader;
 pub mod object;
+pub mod playground;
 pub mod query;
 
 use async_graphql::{Context, EmptyMutation, EmptySubscription, Response, Schema, ServerError};

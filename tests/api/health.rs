@@ -62,14 +62,30 @@ db_test!(graphiql_is_served_on_get, |app| {
         .unwrap()
         .to_owned();
     assert!(content_type.starts_with("text/html"), "{content_type}");
+    let page = response.text().await.unwrap();
+    assert!(page.contains("GraphiQL"));
+    // Everything the page loads comes from this server, not from a CDN.
     assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .to_lowercase()
-            .contains("graphiql")
+        !page.contains("https://") && !page.contains("http://"),
+        "{page}"
     );
+    let assets: Vec<&str> = page
+        .split("src=\"")
+        .skip(1)
+        .chain(page.split("href=\"").skip(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(assets.len(), 4, "{assets:?}");
+    for asset in assets {
+        let response = app.client.get(app.url(asset)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{asset}");
+        let cache = response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(cache.contains("immutable"), "{cache}");
+        assert!(response.bytes().await.unwrap().len() > 1_000, "{asset}");
+    }
 });
 
 db_test!(get_with_a_query_answers_it, |app| {
