@@ -10,6 +10,7 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
 use crate::{
+    auth::token::TokenKeys,
     config::Config,
     db::{self, StatementCounter},
     graphql::{self, AppSchema},
@@ -23,6 +24,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     /// The GraphQL schema, built once.
     pub schema: AppSchema,
+    /// Signs and checks access tokens.
+    pub tokens: TokenKeys,
     /// The configuration the server started with.
     pub config: Arc<Config>,
     /// Statements sent to the database so far (tests read it).
@@ -54,8 +57,13 @@ impl App {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("binding {}", config.bind_addr))?;
+        let tokens = TokenKeys::new(
+            config.jwt_secret.as_deref(),
+            std::time::Duration::from_secs(config.jwt_ttl_secs),
+        );
         let state = AppState {
-            schema: graphql::build_schema(db.clone()),
+            schema: graphql::build_schema(db.clone(), tokens.clone()),
+            tokens,
             db,
             config: Arc::new(config),
             statements,

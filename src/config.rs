@@ -131,6 +131,9 @@ pub struct Config {
     /// HS256 secret for tokens; unset: a random one per process.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
     pub jwt_secret: Option<String>,
+    /// How long a token from `login` or `register` stays valid, in seconds.
+    #[arg(long, env = "JWT_TTL_SECS", default_value_t = 86_400, global = true)]
+    pub jwt_ttl_secs: u64,
     /// Cost points per client per minute (a plain request costs 1).
     #[arg(
         long,

@@ -1,3 +1,12 @@
-//! Accounts and credentials.
+//! Accounts, credentials and who may do what.
+//!
+//! `token` signs and checks access tokens, `password` hashes passwords,
+//! `identity` loads who is asking, and `policy` is the one place that
+//! decides what they may see.
 
+pub mod identity;
 pub mod password;
+pub mod policy;
+pub mod token;
+
+pub use identity::{Identity, Membership, Role, Viewer};

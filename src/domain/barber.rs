@@ -9,7 +9,7 @@ use sea_orm::{
     sea_query::{Expr, Func},
 };
 
-use super::page::{Page, PageRequest};
+use super::page::{Keyset, Page, PageRequest};
 
 /// Barbers by id.
 pub async fn by_ids(
@@ -29,10 +29,11 @@ pub async fn pages_by_shop(
     shop_ids: &[i64],
     page: &PageRequest,
 ) -> Result<HashMap<i64, Page<barber::Model>>, DbErr> {
-    page.load_per_parent::<barber::Entity, _, _>(
+    page.load_per_parent::<barber::Entity>(
         db,
         barber::Column::ShopId,
-        barber::Column::Id,
+        Keyset::by_id(barber::Column::Id),
+        sea_orm::Condition::all(),
         shop_ids,
         |b| b.shop_id,
     )

@@ -4,7 +4,9 @@
 //! entity models or domain values. The GraphQL layer calls them; they never
 //! call back into it.
 
+pub mod account;
 pub mod barber;
+pub mod booking;
 pub mod page;
 pub mod service;
 pub mod shop;

@@ -1,15 +1,17 @@
-//! Keyset pagination: pages of rows ordered by id, stable under inserts.
+//! Keyset pagination: pages of rows in a stable order, robust to inserts.
 //!
-//! A page request is validated once (size bounds, direction) and then applied
-//! either to one query or, for a page per parent, to one windowed query over
-//! all parents (`ROW_NUMBER() OVER (PARTITION BY parent)`), so a page of
-//! children for N parents is a single statement.
+//! Rows are ordered by id, or by a timestamp and then id. A page request is
+//! validated once (size bounds, direction) and then applied either to one
+//! query or, for a page per parent, to one windowed query over all parents
+//! (`ROW_NUMBER() OVER (PARTITION BY parent …)`), so a page of children for N
+//! parents is a single statement.
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, Select,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, Select,
     sea_query::{Alias, Asterisk, Expr, ExprTrait, Order, Query, SelectStatement, WindowStatement},
 };
 
@@ -29,24 +31,90 @@ pub enum Direction {
     Backward,
 }
 
-/// A valid request for one page of rows ordered by id.
+/// A row's place in a list: its sort time (for lists ordered by time) and id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Position {
+    pub time: Option<DateTime<Utc>>,
+    pub id: i64,
+}
+
+impl Position {
+    pub fn id(id: i64) -> Self {
+        Self { time: None, id }
+    }
+
+    pub fn timed(time: DateTime<Utc>, id: i64) -> Self {
+        Self {
+            time: Some(time),
+            id,
+        }
+    }
+}
+
+/// How a list is ordered: by `id`, or by `time` and then `id`.
+#[derive(Clone, Copy, Debug)]
+pub struct Keyset<C> {
+    pub time: Option<C>,
+    pub id: C,
+}
+
+impl<C: ColumnTrait> Keyset<C> {
+    pub fn by_id(id: C) -> Self {
+        Self { time: None, id }
+    }
+
+    pub fn by_time(time: C, id: C) -> Self {
+        Self {
+            time: Some(time),
+            id,
+        }
+    }
+
+    /// Rows strictly after (`after = true`) or before `position`.
+    fn beyond(&self, position: &Position, after: bool) -> Condition {
+        let id = if after {
+            self.id.gt(position.id)
+        } else {
+            self.id.lt(position.id)
+        };
+        match (self.time, position.time) {
+            (Some(column), Some(time)) => {
+                let past = if after {
+                    column.gt(time)
+                } else {
+                    column.lt(time)
+                };
+                Condition::any()
+                    .add(past)
+                    .add(Condition::all().add(column.eq(time)).add(id))
+            }
+            _ => Condition::all().add(id),
+        }
+    }
+
+    fn columns(&self) -> impl Iterator<Item = C> {
+        self.time.into_iter().chain(std::iter::once(self.id))
+    }
+}
+
+/// A valid request for one page of rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PageRequest {
     pub direction: Direction,
     pub limit: u64,
-    /// Only rows with an id greater than this.
-    pub after: Option<i64>,
-    /// Only rows with an id less than this.
-    pub before: Option<i64>,
+    /// Only rows after this position.
+    pub after: Option<Position>,
+    /// Only rows before this position.
+    pub before: Option<Position>,
 }
 
 impl PageRequest {
     /// Validates Relay arguments whose cursors are already decoded.
     pub fn new(
         first: Option<i32>,
-        after: Option<i64>,
+        after: Option<Position>,
         last: Option<i32>,
-        before: Option<i64>,
+        before: Option<Position>,
     ) -> AppResult<Self> {
         let size = |name: &str, value: i32| -> AppResult<u64> {
             u64::try_from(value)
@@ -85,75 +153,77 @@ impl PageRequest {
         }
     }
 
+    /// The conditions of this page's bounds.
+    fn bounds<C: ColumnTrait>(&self, keyset: &Keyset<C>) -> Condition {
+        let mut condition = Condition::all();
+        if let Some(after) = &self.after {
+            condition = condition.add(keyset.beyond(after, true));
+        }
+        if let Some(before) = &self.before {
+            condition = condition.add(keyset.beyond(before, false));
+        }
+        condition
+    }
+
     /// Restricts a query to this page (one row more than asked, to learn
     /// whether another page follows).
-    pub fn apply<E, C>(&self, select: Select<E>, id: C) -> Select<E>
-    where
-        E: EntityTrait,
-        C: ColumnTrait,
-    {
-        let mut select = select;
-        if let Some(after) = self.after {
-            select = select.filter(id.gt(after));
+    pub fn apply<E: EntityTrait>(&self, select: Select<E>, keyset: Keyset<E::Column>) -> Select<E> {
+        let mut select = select.filter(self.bounds(&keyset));
+        for column in keyset.columns() {
+            select = select.order_by(column, self.order());
         }
-        if let Some(before) = self.before {
-            select = select.filter(id.lt(before));
-        }
-        select.order_by(id, self.order()).limit(self.limit + 1)
+        select.limit(self.limit + 1)
     }
 
     /// One statement that selects this page for each of `parents`.
-    fn windowed<E, P, C>(&self, parent: P, id: C, parents: &[i64]) -> SelectStatement
-    where
-        E: EntityTrait,
-        P: ColumnTrait,
-        C: ColumnTrait,
-    {
+    fn windowed<E: EntityTrait>(
+        &self,
+        parent: E::Column,
+        keyset: &Keyset<E::Column>,
+        filter: Condition,
+        parents: &[i64],
+    ) -> SelectStatement {
+        let mut window = WindowStatement::partition_by(parent);
+        for column in keyset.columns() {
+            window.order_by(column, self.order());
+        }
+        let rank = Alias::new("page_rank");
         let mut inner = Query::select();
         inner
             .column((E::default(), Asterisk))
-            .expr_window_as(
-                Expr::cust("ROW_NUMBER()"),
-                WindowStatement::partition_by(parent)
-                    .order_by(id, self.order())
-                    .to_owned(),
-                Alias::new("page_rn"),
-            )
+            .expr_window_as(Expr::cust("ROW_NUMBER()"), window, rank.clone())
             .from(E::default())
-            .and_where(parent.is_in(parents.iter().copied()));
-        if let Some(after) = self.after {
-            inner.and_where(id.gt(after));
-        }
-        if let Some(before) = self.before {
-            inner.and_where(id.lt(before));
-        }
-        let window = Alias::new("page_window");
+            .cond_where(
+                Condition::all()
+                    .add(parent.is_in(parents.iter().copied()))
+                    .add(filter)
+                    .add(self.bounds(keyset)),
+            );
+        let table = Alias::new("page_window");
         Query::select()
             .column(Asterisk)
-            .from_subquery(inner, window.clone())
-            .and_where(Expr::col((window.clone(), Alias::new("page_rn"))).lte(self.limit + 1))
-            .order_by((window.clone(), Alias::new("page_rn")), Order::Asc)
+            .from_subquery(inner, table.clone())
+            .and_where(Expr::col((table.clone(), rank.clone())).lte(self.limit + 1))
+            .order_by((table, rank), Order::Asc)
             .to_owned()
     }
 
     /// Loads this page of `E` for every parent in one statement.
-    pub async fn load_per_parent<E, P, C>(
+    pub async fn load_per_parent<E>(
         &self,
         db: &impl ConnectionTrait,
-        parent: P,
-        id: C,
+        parent: E::Column,
+        keyset: Keyset<E::Column>,
+        filter: Condition,
         parents: &[i64],
         parent_of: impl Fn(&E::Model) -> i64,
     ) -> Result<HashMap<i64, Page<E::Model>>, DbErr>
     where
         E: EntityTrait,
         E::Model: FromQueryResult,
-        P: ColumnTrait,
-        C: ColumnTrait,
     {
-        let stmt = db
-            .get_database_backend()
-            .build(&self.windowed::<E, P, C>(parent, id, parents));
+        let statement = self.windowed::<E>(parent, &keyset, filter, parents);
+        let stmt = db.get_database_backend().build(&statement);
         let rows = E::Model::find_by_statement(stmt).all(db).await?;
         let mut groups = super::group_by(rows, parent_of);
         Ok(parents
@@ -168,7 +238,7 @@ impl PageRequest {
     }
 }
 
-/// One page of rows, in ascending id order.
+/// One page of rows, in ascending order.
 #[derive(Clone, Debug)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -198,5 +268,10 @@ impl<T> Page<T> {
                 }
             }
         }
+    }
+
+    /// An empty page, as a parent without children gets.
+    pub fn empty(request: &PageRequest) -> Self {
+        Self::from_rows(Vec::new(), request)
     }
 }

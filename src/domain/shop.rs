@@ -8,7 +8,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 
-use super::page::{Page, PageRequest};
+use super::page::{Keyset, Page, PageRequest};
 
 /// Shops by id.
 pub async fn by_ids(
@@ -56,7 +56,7 @@ pub async fn list(
     page: &PageRequest,
 ) -> Result<Page<shop::Model>, DbErr> {
     let rows = page
-        .apply(matching(search), shop::Column::Id)
+        .apply(matching(search), Keyset::by_id(shop::Column::Id))
         .all(db)
         .await?;
     Ok(Page::from_rows(rows, page))

@@ -1,19 +1,94 @@
 //! `/graphql` over HTTP: GraphiQL on a plain GET, queries on POST and on GET
-//! with a `query` parameter.
+//! with a `query` parameter. Every request is authenticated first.
 
+use std::sync::Arc;
+
+use async_graphql::ErrorExtensions;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
+    Json,
     extract::{FromRequest, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 
-use crate::app::AppState;
+use crate::{
+    app::AppState,
+    auth::{Identity, identity::load_viewer, token::TokenError},
+    error::AppError,
+};
 
-/// Runs one GraphQL request with fresh loaders.
-pub async fn execute(State(state): State<AppState>, request: GraphQLRequest) -> GraphQLResponse {
-    let mut response = super::loader::execute(&state.schema, request.into_inner(), &state.db).await;
+/// Who sent the request: anonymous without an `Authorization` header, the
+/// token's user with a valid one. A malformed, expired or foreign token, or
+/// the token of a deleted account, is refused, never taken as anonymous.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Identity, AppError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Identity::Anonymous);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            AppError::Unauthenticated(
+                "the Authorization header must be `Bearer <token>`, with a token from `login`"
+                    .to_owned(),
+            )
+        })?;
+    let user_id = state.tokens.verify(token).map_err(|err| {
+        AppError::Unauthenticated(match err {
+            TokenError::Expired => "your token has expired; sign in again with `login`".to_owned(),
+            TokenError::Invalid => "your token is not valid; sign in again with `login`".to_owned(),
+        })
+    })?;
+    let viewer = load_viewer(&state.db, user_id).await?.ok_or_else(|| {
+        AppError::Unauthenticated(
+            "the account of this token no longer exists; register or sign in again".to_owned(),
+        )
+    })?;
+    Ok(Identity::User(Arc::new(viewer)))
+}
+
+/// The response to a request refused before it ran.
+fn refused(error: AppError) -> Response {
+    let status = match error {
+        AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let error = error.extend();
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{ "message": error.message, "extensions": error.extensions }],
+    });
+    let mut response = (status, Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+    }
+    response
+}
+
+/// Runs one GraphQL request as its sender.
+pub async fn execute(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
+    let identity = match authenticate(&state, &headers).await {
+        Ok(identity) => identity,
+        Err(error) => return refused(error),
+    };
+    let mut response =
+        super::loader::execute(&state.schema, request.into_inner(), &state.db, identity).await;
     super::ensure_error_codes(&mut response);
-    response.into()
+    GraphQLResponse::from(response).into_response()
 }
 
 /// GET `/graphql`: the GraphiQL playground, or a query when one is given.
@@ -25,8 +100,9 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     if !has_query {
         return super::playground::page().await.into_response();
     }
+    let headers = request.headers().clone();
     match GraphQLRequest::from_request(request, &state).await {
-        Ok(request) => execute(State(state), request).await.into_response(),
+        Ok(request) => execute(State(state), headers, request).await,
         Err(rejection) => rejection.into_response(),
     }
 }

@@ -5,8 +5,12 @@
 
 use async_graphql::ID;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
 
-use crate::error::{AppError, AppResult};
+use crate::{
+    domain::page::Position,
+    error::{AppError, AppResult},
+};
 
 /// The kinds of object that have a global id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,24 +92,43 @@ pub fn decode_as(id: &ID, kind: Kind, argument: &str) -> AppResult<i64> {
 
 const CURSOR_PREFIX: &str = "cursor:v1:";
 
-/// The opaque cursor of the row with id `id`.
-pub fn encode_cursor(id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{id}"))
+/// The opaque cursor of a row's position in its list.
+pub fn encode_cursor(position: Position) -> String {
+    let text = match position.time {
+        None => format!("{CURSOR_PREFIX}{}", position.id),
+        Some(time) => format!("{CURSOR_PREFIX}{}:{}", position.id, time.timestamp_micros()),
+    };
+    URL_SAFE_NO_PAD.encode(text)
 }
 
-/// The row id behind a cursor; `argument` names the argument in the error.
-pub fn decode_cursor(cursor: &str, argument: &str) -> AppResult<i64> {
-    URL_SAFE_NO_PAD
+/// The position behind a cursor of a list ordered by time (`timed`) or by
+/// id; `argument` names the argument in the error.
+pub fn decode_cursor(cursor: &str, argument: &str, timed: bool) -> AppResult<Position> {
+    let parsed = URL_SAFE_NO_PAD
         .decode(cursor.as_bytes())
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix(CURSOR_PREFIX)?.parse::<i64>().ok())
-        .ok_or_else(|| {
-            AppError::bad_input(format!(
-                "`{argument}` is not a valid cursor: {cursor:?}; pass a `cursor` or \
-                 `pageInfo.endCursor`/`startCursor` from an earlier page of the same list"
-            ))
-        })
+        .and_then(|text| {
+            let rest = text.strip_prefix(CURSOR_PREFIX)?;
+            let mut parts = rest.split(':');
+            let id = parts.next()?.parse::<i64>().ok()?;
+            let time = match parts.next() {
+                None => None,
+                Some(micros) => Some(DateTime::<Utc>::from_timestamp_micros(
+                    micros.parse().ok()?,
+                )?),
+            };
+            if parts.next().is_some() || time.is_some() != timed {
+                return None;
+            }
+            Some(Position { time, id })
+        });
+    parsed.ok_or_else(|| {
+        AppError::bad_input(format!(
+            "`{argument}` is not a valid cursor for this list: {cursor:?}; pass a `cursor` or \
+             `pageInfo.endCursor`/`startCursor` from an earlier page of the same list"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -123,7 +146,20 @@ mod tests {
 
     #[test]
     fn cursors_round_trip() {
-        assert_eq!(decode_cursor(&encode_cursor(7), "after").ok(), Some(7));
-        assert!(decode_cursor("abc", "after").is_err());
+        let plain = Position::id(7);
+        assert_eq!(
+            decode_cursor(&encode_cursor(plain), "after", false).ok(),
+            Some(plain)
+        );
+        let time = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let timed = Position::timed(time, 9);
+        assert_eq!(
+            decode_cursor(&encode_cursor(timed), "after", true).ok(),
+            Some(timed)
+        );
+        // A cursor of one kind of list is refused by the other.
+        assert!(decode_cursor(&encode_cursor(plain), "after", true).is_err());
+        assert!(decode_cursor(&encode_cursor(timed), "after", false).is_err());
+        assert!(decode_cursor("abc", "after", false).is_err());
     }
 }

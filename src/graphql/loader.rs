@@ -1,20 +1,30 @@
 //! DataLoaders: one per relation, each a single `WHERE key IN (…)` (or
-//! `GROUP BY`) statement per batch. Fresh loaders are made for every request
-//! by [`register`], so nothing is cached across requests.
+//! `GROUP BY`, or windowed) statement per batch. A fresh set is made for
+//! every request by [`execute`]; values are cached for that request only.
 
 use std::{collections::HashMap, sync::Arc};
 
-use async_graphql::{Request, Response, dataloader::DataLoader};
-use entity::{barber, service, shop, working_hours};
+use async_graphql::{
+    Request, Response,
+    dataloader::{DataLoader, HashMapCache},
+};
+use entity::{barber, booking, payment, service, shop, user, working_hours};
 use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::mpsc;
 
 use super::AppSchema;
-use crate::domain::{
-    self,
-    page::{Page, PageRequest},
+use crate::{
+    auth::Identity,
+    domain::{
+        self,
+        booking::{BookingFilter, Owner},
+        page::{Page, PageRequest},
+    },
 };
+
+/// The loader type every resolver uses: batched and cached per request.
+pub type Loader<T> = DataLoader<T, HashMapCache>;
 
 /// Declares a loader struct whose batch is one domain function call.
 macro_rules! loader {
@@ -53,6 +63,16 @@ loader!(
     |db, ids| domain::service::by_ids(db, ids)
 );
 loader!(
+    /// Users by id.
+    UserByIdLoader: i64 => user::Model,
+    |db, ids| domain::account::users_by_ids(db, ids)
+);
+loader!(
+    /// Bookings by id.
+    BookingByIdLoader: i64 => booking::Model,
+    |db, ids| domain::booking::by_ids(db, ids)
+);
+loader!(
     /// Number of barbers per shop.
     BarberCountByShopLoader: i64 => u64,
     |db, ids| domain::barber::counts_by_shop(db, ids)
@@ -77,6 +97,25 @@ loader!(
     WorkingHoursByBarberLoader: i64 => Vec<working_hours::Model>,
     |db, ids| domain::working_hours::by_barbers(db, ids)
 );
+loader!(
+    /// A booking's payments.
+    PaymentsByBookingLoader: i64 => Vec<payment::Model>,
+    |db, ids| domain::booking::payments_by_bookings(db, ids)
+);
+
+/// Groups keys that share everything but their parent id, so each group is
+/// one statement (in practice one group per batch).
+fn group_keys<P, K>(keys: &[K], split: impl Fn(&K) -> (P, i64)) -> HashMap<P, Vec<i64>>
+where
+    P: std::hash::Hash + Eq,
+{
+    let mut groups: HashMap<P, Vec<i64>> = HashMap::new();
+    for key in keys {
+        let (shared, parent) = split(key);
+        groups.entry(shared).or_default().push(parent);
+    }
+    groups
+}
 
 /// A page of a shop's barbers, keyed by shop and page request.
 pub struct BarbersByShopLoader {
@@ -91,13 +130,8 @@ impl async_graphql::dataloader::Loader<(i64, PageRequest)> for BarbersByShopLoad
         &self,
         keys: &[(i64, PageRequest)],
     ) -> Result<HashMap<(i64, PageRequest), Self::Value>, Self::Error> {
-        // One statement per distinct page request; in practice one per batch.
-        let mut by_request: HashMap<PageRequest, Vec<i64>> = HashMap::new();
-        for (shop, request) in keys {
-            by_request.entry(*request).or_default().push(*shop);
-        }
         let mut pages = HashMap::with_capacity(keys.len());
-        for (request, shops) in by_request {
+        for (request, shops) in group_keys(keys, |(shop, request)| (*request, *shop)) {
             let loaded = domain::barber::pages_by_shop(&self.db, &shops, &request)
                 .await
                 .map_err(Arc::new)?;
@@ -111,7 +145,80 @@ impl async_graphql::dataloader::Loader<(i64, PageRequest)> for BarbersByShopLoad
     }
 }
 
-/// Executes `request` with a fresh set of every loader.
+/// A page of the bookings of a shop, barber or client.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BookingPageKey {
+    pub owner: Owner,
+    pub id: i64,
+    pub filter: BookingFilter,
+    pub page: PageRequest,
+}
+
+/// Pages of bookings, one windowed statement per batch.
+pub struct BookingPageLoader {
+    db: DatabaseConnection,
+}
+
+impl async_graphql::dataloader::Loader<BookingPageKey> for BookingPageLoader {
+    type Value = Page<booking::Model>;
+    type Error = Arc<DbErr>;
+
+    async fn load(
+        &self,
+        keys: &[BookingPageKey],
+    ) -> Result<HashMap<BookingPageKey, Self::Value>, Self::Error> {
+        let groups = group_keys(keys, |k| ((k.owner, k.filter.clone(), k.page), k.id));
+        let mut pages = HashMap::with_capacity(keys.len());
+        for ((owner, filter, page), ids) in groups {
+            let loaded = domain::booking::pages_by(&self.db, owner, &ids, &filter, &page)
+                .await
+                .map_err(Arc::new)?;
+            pages.extend(loaded.into_iter().map(|(id, rows)| {
+                (
+                    BookingPageKey {
+                        owner,
+                        id,
+                        filter: filter.clone(),
+                        page,
+                    },
+                    rows,
+                )
+            }));
+        }
+        Ok(pages)
+    }
+}
+
+/// Counts of the bookings of a shop, barber or client.
+pub struct BookingCountLoader {
+    db: DatabaseConnection,
+}
+
+impl async_graphql::dataloader::Loader<(Owner, i64, BookingFilter)> for BookingCountLoader {
+    type Value = u64;
+    type Error = Arc<DbErr>;
+
+    async fn load(
+        &self,
+        keys: &[(Owner, i64, BookingFilter)],
+    ) -> Result<HashMap<(Owner, i64, BookingFilter), u64>, Self::Error> {
+        let groups = group_keys(keys, |(owner, id, filter)| ((*owner, filter.clone()), *id));
+        let mut counts = HashMap::with_capacity(keys.len());
+        for ((owner, filter), ids) in groups {
+            let loaded = domain::booking::counts_by(&self.db, owner, &ids, &filter)
+                .await
+                .map_err(Arc::new)?;
+            counts.extend(
+                loaded
+                    .into_iter()
+                    .map(|(id, n)| ((owner, id, filter.clone()), n)),
+            );
+        }
+        Ok(counts)
+    }
+}
+
+/// Executes `request` as `identity` with a fresh set of every loader.
 ///
 /// The loaders' batches run inside the request's own task instead of being
 /// spawned: a batch can only start once the resolvers have registered every
@@ -119,9 +226,16 @@ impl async_graphql::dataloader::Loader<(i64, PageRequest)> for BarbersByShopLoad
 /// a page always cost one statement per relation, however busy the machine,
 /// where spawned batches on a multi-threaded runtime race the resolvers and
 /// split under load.
-pub async fn execute(schema: &AppSchema, request: Request, db: &DatabaseConnection) -> Response {
+pub async fn execute(
+    schema: &AppSchema,
+    request: Request,
+    db: &DatabaseConnection,
+    identity: Identity,
+) -> Response {
     let (spawner, batches) = mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
-    let request = register(request, db, spawner);
+    let request = register(request, db, &identity, spawner)
+        .await
+        .data(identity);
     tokio::select! {
         biased;
         response = schema.execute(request) => response,
@@ -140,30 +254,55 @@ async fn run_batches(mut batches: mpsc::UnboundedReceiver<BoxFuture<'static, ()>
     }
 }
 
-/// Adds a fresh set of every loader to a request; their batches are sent to
-/// `spawner`.
-fn register(
-    request: Request,
-    db: &DatabaseConnection,
-    spawner: mpsc::UnboundedSender<BoxFuture<'static, ()>>,
-) -> Request {
-    type Spawner = mpsc::UnboundedSender<BoxFuture<'static, ()>>;
-    fn new<T: Send + Sync + 'static>(loader: T, spawner: &Spawner) -> DataLoader<T> {
-        let spawner = spawner.clone();
-        DataLoader::new(loader, move |batch| {
+type Spawner = mpsc::UnboundedSender<BoxFuture<'static, ()>>;
+
+fn new<T: Send + Sync + 'static>(loader: T, spawner: &Spawner) -> Loader<T> {
+    let spawner = spawner.clone();
+    DataLoader::with_cache(
+        loader,
+        move |batch| {
             // The receiver lives as long as the request that owns the loader.
             let _ = spawner.send(batch);
-        })
-    }
+        },
+        HashMapCache::default(),
+    )
+}
+
+/// Adds a fresh set of every loader to a request, primed with what the
+/// identity already loaded (the viewer and the shops they work at).
+async fn register(
+    request: Request,
+    db: &DatabaseConnection,
+    identity: &Identity,
+    spawner: Spawner,
+) -> Request {
     let db = || db.clone();
+    let shops = new(ShopByIdLoader { db: db() }, &spawner);
+    let users = new(UserByIdLoader { db: db() }, &spawner);
+    if let Some(viewer) = identity.viewer() {
+        users.feed_one(viewer.user.id, viewer.user.clone()).await;
+        shops
+            .feed_many(
+                viewer
+                    .memberships
+                    .iter()
+                    .map(|m| (m.shop.id, m.shop.clone())),
+            )
+            .await;
+    }
     request
-        .data(new(ShopByIdLoader { db: db() }, &spawner))
+        .data(shops)
+        .data(users)
         .data(new(BarberByIdLoader { db: db() }, &spawner))
         .data(new(ServiceByIdLoader { db: db() }, &spawner))
+        .data(new(BookingByIdLoader { db: db() }, &spawner))
         .data(new(BarberCountByShopLoader { db: db() }, &spawner))
         .data(new(ServicesByShopLoader { db: db() }, &spawner))
         .data(new(ServicesByBarberLoader { db: db() }, &spawner))
         .data(new(BarbersByServiceLoader { db: db() }, &spawner))
         .data(new(WorkingHoursByBarberLoader { db: db() }, &spawner))
+        .data(new(PaymentsByBookingLoader { db: db() }, &spawner))
         .data(new(BarbersByShopLoader { db: db() }, &spawner))
+        .data(new(BookingPageLoader { db: db() }, &spawner))
+        .data(new(BookingCountLoader { db: db() }, &spawner))
 }

@@ -3,33 +3,48 @@
 //! Types here are thin: they decode arguments at the edge, call `domain`
 //! functions and wrap the entity models they get back.
 
+pub mod guard;
 pub mod http;
 pub mod id;
 pub mod loader;
+pub mod mutation;
 pub mod object;
 pub mod playground;
 pub mod query;
 
-use async_graphql::{Context, EmptyMutation, EmptySubscription, Response, Schema, ServerError};
+use async_graphql::{Context, EmptySubscription, Response, Schema, ServerError};
 use sea_orm::DatabaseConnection;
 
-use crate::error::{AppError, AppResult};
+use crate::{
+    auth::token::TokenKeys,
+    error::{AppError, AppResult},
+};
 
 /// The API's schema type.
-pub type AppSchema = Schema<query::Query, EmptyMutation, EmptySubscription>;
+pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
 
-/// Builds the schema. Per-request data (loaders) is added by the handler.
-pub fn build_schema(db: DatabaseConnection) -> AppSchema {
-    Schema::build(query::Query::default(), EmptyMutation, EmptySubscription)
-        .data(db)
-        .finish()
+/// Builds the schema. Per-request data (identity, loaders) is added by the
+/// handler.
+pub fn build_schema(db: DatabaseConnection, tokens: TokenKeys) -> AppSchema {
+    Schema::build(
+        query::Query::default(),
+        mutation::Mutation::default(),
+        EmptySubscription,
+    )
+    .data(db)
+    .data(tokens)
+    .finish()
 }
 
 /// The schema in SDL, as `bookedbarber schema` prints it.
 pub fn sdl() -> String {
-    Schema::build(query::Query::default(), EmptyMutation, EmptySubscription)
-        .finish()
-        .sdl()
+    Schema::build(
+        query::Query::default(),
+        mutation::Mutation::default(),
+        EmptySubscription,
+    )
+    .finish()
+    .sdl()
 }
 
 /// The database connection of the schema.

@@ -66,7 +66,19 @@ pub fn test_config(database_url: String) -> Config {
     config.bind_addr = "127.0.0.1:0".parse().unwrap();
     config.database_max_connections = 5;
     config.demo_seed = false;
+    config.jwt_secret = Some(TEST_JWT_SECRET.to_owned());
     config
+}
+
+/// The token secret of test servers, so tests can forge tokens.
+pub const TEST_JWT_SECRET: &str = "test-secret-of-the-api-tests";
+
+/// A signed-in user of a test server.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub token: String,
+    pub id: String,
+    pub email: String,
 }
 
 /// A fresh, empty database URL for `backend`, or `None` when the PostgreSQL
@@ -146,6 +158,81 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// POSTs a GraphQL operation with `Authorization: <authorization>` and
+    /// returns the HTTP status and the JSON body.
+    pub async fn gql_with_header(
+        &self,
+        authorization: &str,
+        query: &str,
+        variables: Value,
+    ) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url("/graphql"))
+            .header("authorization", authorization)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// Like [`gql`](Self::gql), signed in as `user`.
+    pub async fn gql_as(&self, user: &TestUser, query: &str, variables: Value) -> Value {
+        let (status, body) = self
+            .gql_with_header(&format!("Bearer {}", user.token), query, variables)
+            .await;
+        assert_eq!(status, 200, "{body:#}");
+        body
+    }
+
+    /// Like [`data`](Self::data), signed in as `user`.
+    pub async fn data_as(&self, user: &TestUser, query: &str, variables: Value) -> Value {
+        let response = self.gql_as(user, query, variables).await;
+        assert!(
+            response.get("errors").is_none(),
+            "unexpected errors: {response:#}"
+        );
+        response["data"].clone()
+    }
+
+    /// Opens an account through the API.
+    pub async fn register(&self, email: &str, password: &str, name: &str) -> TestUser {
+        let data = self
+            .data(
+                "mutation($input: RegisterInput!) { register(input: $input) { token user { id email } } }",
+                json!({ "input": { "email": email, "password": password, "name": name } }),
+            )
+            .await;
+        let payload = &data["register"];
+        TestUser {
+            token: payload["token"].as_str().unwrap().to_owned(),
+            id: payload["user"]["id"].as_str().unwrap().to_owned(),
+            email: payload["user"]["email"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Signs in through the API (seeded accounts use `bookedbarber`).
+    pub async fn login(&self, email: &str, password: &str) -> TestUser {
+        let data = self
+            .data(
+                "mutation($email: String!, $password: String!) { login(email: $email, password: $password) { token user { id email } } }",
+                json!({ "email": email, "password": password }),
+            )
+            .await;
+        let payload = &data["login"];
+        TestUser {
+            token: payload["token"].as_str().unwrap().to_owned(),
+            id: payload["user"]["id"].as_str().unwrap().to_owned(),
+            email: payload["user"]["email"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Signs in to a seeded account.
+    pub async fn login_seeded(&self, email: &str) -> TestUser {
+        self.login(email, bookedbarber::seed::DEMO_PASSWORD).await
+    }
+
     /// Like [`gql`](Self::gql), asserting there are no errors; returns `data`.
     pub async fn data(&self, query: &str, variables: Value) -> Value {
         let response = self.gql(query, variables).await;
@@ -217,4 +304,35 @@ macro_rules! db_test {
             }
         }
     };
+}
+
+/// The row id behind a global id.
+pub fn row_id(global: &str) -> i64 {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(global)
+        .unwrap();
+    String::from_utf8(text)
+        .unwrap()
+        .split_once(':')
+        .unwrap()
+        .1
+        .parse()
+        .unwrap()
+}
+
+/// The `n` column of the single row `sql` returns.
+pub async fn scalar(app: &TestApp, sql: &str) -> i64 {
+    use sea_orm::{FromQueryResult, Statement};
+    #[derive(FromQueryResult)]
+    struct Count {
+        n: i64,
+    }
+    let backend = app.state.db.get_database_backend();
+    Count::find_by_statement(Statement::from_string(backend, sql.to_owned()))
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .n
 }

@@ -8,9 +8,11 @@
 
 mod helpers;
 
+mod auth;
 mod browse;
 mod errors;
 mod health;
+mod roles;
 mod schema;
 mod seed;
 mod statements;

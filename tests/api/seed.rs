@@ -1,24 +1,6 @@
 //! The seed: deterministic, realistic and never double-booked.
 
-use sea_orm::{FromQueryResult, Statement};
-
-use crate::db_test;
-
-#[derive(FromQueryResult)]
-struct Count {
-    n: i64,
-}
-
-/// The `n` column of the single row `sql` returns.
-async fn scalar(app: &crate::helpers::TestApp, sql: &str) -> i64 {
-    let backend = app.state.db.get_database_backend();
-    Count::find_by_statement(Statement::from_string(backend, sql.to_owned()))
-        .one(&app.state.db)
-        .await
-        .unwrap()
-        .unwrap()
-        .n
-}
+use crate::{db_test, helpers::scalar};
 
 db_test!(
     seeded_bookings_never_overlap_and_completed_ones_are_paid,

@@ -3,10 +3,15 @@
 use async_graphql::{Context, ID, Object};
 use entity::barber;
 
-use super::{Service, Shop, WorkingHours, load_one};
+use chrono::{DateTime, Utc};
+
+use super::{BookingArgs, BookingConnection, BookingStatus, Service, Shop, WorkingHours, load_one};
 use crate::{
+    auth::policy,
+    domain::booking::Owner,
     error::AppError,
     graphql::{
+        guard::{SignedIn, identity},
         id::{self, Kind},
         loader::{ServicesByBarberLoader, ShopByIdLoader, WorkingHoursByBarberLoader},
     },
@@ -52,6 +57,35 @@ impl Barber {
             .into_iter()
             .map(Service)
             .collect())
+    }
+
+    /// The barber's bookings, by start time: for the barber and the shop's
+    /// owner.
+    #[graphql(guard = "SignedIn")]
+    #[allow(clippy::too_many_arguments)]
+    async fn bookings(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<BookingStatus>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<BookingConnection> {
+        let viewer = policy::require_viewer(identity(ctx))?;
+        policy::check_barber_bookings(viewer, &self.0)?;
+        let args = BookingArgs {
+            status,
+            from,
+            to,
+            first,
+            after,
+            last,
+            before,
+        };
+        Ok(args.load_for(ctx, Owner::Barber, self.0.id, None).await?)
     }
 
     /// The barber's week, in the shop's local time.

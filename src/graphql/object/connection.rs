@@ -6,30 +6,47 @@ use async_graphql::{
 };
 
 use crate::{
-    domain::page::{Page, PageRequest},
+    domain::page::{Page, PageRequest, Position},
     error::AppResult,
     graphql::id,
 };
 
 /// Validates Relay pagination arguments (`first`, `after`, `last`,
-/// `before`) into a page request.
+/// `before`) of a list ordered by id into a page request.
 pub fn page_request(
     first: Option<i32>,
     after: Option<String>,
     last: Option<i32>,
     before: Option<String>,
 ) -> AppResult<PageRequest> {
-    let after = after.map(|c| id::decode_cursor(&c, "after")).transpose()?;
-    let before = before
-        .map(|c| id::decode_cursor(&c, "before"))
-        .transpose()?;
-    PageRequest::new(first, after, last, before)
+    page_request_in(first, after, last, before, false)
+}
+
+/// Like [`page_request`], for a list ordered by time (`timed`) or by id.
+pub fn page_request_in(
+    first: Option<i32>,
+    after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
+    timed: bool,
+) -> AppResult<PageRequest> {
+    let decode = |cursor: Option<String>, argument| {
+        cursor
+            .map(|c| id::decode_cursor(&c, argument, timed))
+            .transpose()
+    };
+    PageRequest::new(
+        first,
+        decode(after, "after")?,
+        last,
+        decode(before, "before")?,
+    )
 }
 
 /// A connection over `page`, each node wrapped by `wrap`.
 pub fn connection_from_page<M, N, F>(
     page: Page<M>,
-    key: impl Fn(&M) -> i64,
+    key: impl Fn(&M) -> Position,
     wrap: impl Fn(M) -> N,
     fields: F,
 ) -> Connection<String, N, F>

@@ -2,26 +2,34 @@
 //! fields go through the request's DataLoaders.
 
 mod barber;
+mod booking;
 mod connection;
+mod enums;
+mod payment;
 mod service;
 mod shop;
+mod user;
 mod working_hours;
 
 use std::hash::Hash;
 
-use async_graphql::{
-    Context, ID, Interface,
-    dataloader::{DataLoader, Loader},
-};
+use async_graphql::{Context, ID, Interface, dataloader::Loader as LoaderTrait};
 use sea_orm::DbErr;
 
 pub use barber::Barber;
-pub use connection::{connection_from_page, page_request};
+pub use booking::{Booking, BookingArgs, BookingConnection, BookingConnectionFields};
+pub use connection::{connection_from_page, page_request, page_request_in};
+pub use enums::{BookingStatus, PaymentMethod, PaymentStatus, Role};
+pub use payment::Payment;
 pub use service::Service;
 pub use shop::{Shop, ShopConnection, ShopConnectionFields};
+pub use user::{Membership, User};
 pub use working_hours::WorkingHours;
 
-use crate::error::{AppError, AppResult};
+use crate::{
+    error::{AppError, AppResult},
+    graphql::loader::Loader,
+};
 
 /// An object with a global id, fetchable with `node(id:)`.
 #[derive(Interface)]
@@ -30,11 +38,14 @@ pub enum Node {
     Shop(Shop),
     Barber(Barber),
     Service(Service),
+    User(User),
+    Booking(Booking),
+    Payment(Payment),
 }
 
 /// The request's loader of type `T`.
-fn loader<'a, T: Send + Sync + 'static>(ctx: &'a Context<'_>) -> AppResult<&'a DataLoader<T>> {
-    ctx.data::<DataLoader<T>>().map_err(|_| {
+fn loader<'a, T: Send + Sync + 'static>(ctx: &'a Context<'_>) -> AppResult<&'a Loader<T>> {
+    ctx.data::<Loader<T>>().map_err(|_| {
         AppError::Internal(anyhow::anyhow!(
             "loader {} not registered",
             std::any::type_name::<T>()
@@ -45,8 +56,23 @@ fn loader<'a, T: Send + Sync + 'static>(ctx: &'a Context<'_>) -> AppResult<&'a D
 /// Loads one value through the request's loader of type `T`.
 pub(crate) async fn load_one<T, K>(ctx: &Context<'_>, key: K) -> AppResult<Option<T::Value>>
 where
-    T: Loader<K, Error = std::sync::Arc<DbErr>>,
+    T: LoaderTrait<K, Error = std::sync::Arc<DbErr>>,
     K: Send + Sync + Hash + Eq + Clone + 'static,
 {
     Ok(loader::<T>(ctx)?.load_one(key).await?)
+}
+
+/// Loads a value that must exist (a foreign key's target).
+pub(crate) async fn load_required<T, K>(
+    ctx: &Context<'_>,
+    key: K,
+    what: &str,
+) -> AppResult<T::Value>
+where
+    T: LoaderTrait<K, Error = std::sync::Arc<DbErr>>,
+    K: Send + Sync + Hash + Eq + Clone + std::fmt::Debug + 'static,
+{
+    load_one::<T, K>(ctx, key.clone())
+        .await?
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("{what} {key:?} is missing")))
 }

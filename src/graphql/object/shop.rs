@@ -3,10 +3,18 @@
 use async_graphql::{Context, ID, Object, connection::Connection};
 use entity::shop;
 
-use super::{Barber, Service, connection_from_page, load_one, page_request};
+use chrono::{DateTime, Utc};
+
+use super::{
+    Barber, BookingArgs, BookingConnection, BookingStatus, Service, connection_from_page, load_one,
+    page_request,
+};
 use crate::{
-    domain,
+    auth::policy,
+    domain::booking::Owner,
+    domain::{self, page::Position},
     graphql::{
+        guard::{ShopStaff, identity},
         id::{self, Kind},
         loader::{BarberCountByShopLoader, BarbersByShopLoader, ServicesByShopLoader},
     },
@@ -85,10 +93,43 @@ impl Shop {
             .unwrap_or_else(|| domain::page::Page::from_rows(Vec::new(), &request));
         Ok(connection_from_page(
             page,
-            |b| b.id,
+            |b| Position::id(b.id),
             Barber,
             BarberConnectionFields { shop_id: self.0.id },
         ))
+    }
+
+    /// The shop's bookings, by start time: all of them for the owner, their
+    /// own schedule for a barber.
+    #[graphql(guard = "ShopStaff(self.0.id)")]
+    #[allow(clippy::too_many_arguments)]
+    async fn bookings(
+        &self,
+        ctx: &Context<'_>,
+        barber_id: Option<ID>,
+        status: Option<BookingStatus>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<BookingConnection> {
+        let barber = barber_id
+            .map(|id| id::decode_as(&id, Kind::Barber, "barberId"))
+            .transpose()?;
+        let viewer = policy::require_viewer(identity(ctx))?;
+        let only = policy::shop_bookings_scope(viewer, self.0.id, barber)?;
+        let args = BookingArgs {
+            status,
+            from,
+            to,
+            first,
+            after,
+            last,
+            before,
+        };
+        Ok(args.load_for(ctx, Owner::Shop, self.0.id, only).await?)
     }
 
     /// The shop's menu.

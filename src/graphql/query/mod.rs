@@ -1,9 +1,11 @@
 //! The `Query` root, merged from one part per domain.
 
 mod barber;
+mod booking;
 mod node;
 mod service;
 mod shop;
+mod viewer;
 
 use async_graphql::MergedObject;
 
@@ -14,4 +16,6 @@ pub struct Query(
     barber::BarberQuery,
     service::ServiceQuery,
     node::NodeQuery,
+    viewer::ViewerQuery,
+    booking::BookingQuery,
 );

@@ -3,20 +3,27 @@
 use async_graphql::{Context, ID, Object};
 
 use crate::{
+    auth::policy,
+    domain,
     error::AppError,
     graphql::{
+        db,
+        guard::identity,
         id::{self, Kind},
-        loader::{BarberByIdLoader, ServiceByIdLoader, ShopByIdLoader},
-        object::{Barber, Node, Service, Shop, load_one},
+        loader::{BarberByIdLoader, ServiceByIdLoader, ShopByIdLoader, UserByIdLoader},
+        object::{Barber, Node, Payment, Service, Shop, User, load_one},
     },
 };
+
+use super::booking::load_readable_booking;
 
 #[derive(Default)]
 pub struct NodeQuery;
 
 #[Object]
 impl NodeQuery {
-    /// Any object by its global id.
+    /// Any object by its global id, with the same access rules as its own
+    /// query.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
         let node = match id::decode(&id, "id")? {
             (Kind::Shop, key) => load_one::<ShopByIdLoader, _>(ctx, key)
@@ -28,10 +35,25 @@ impl NodeQuery {
             (Kind::Service, key) => load_one::<ServiceByIdLoader, _>(ctx, key)
                 .await?
                 .map(|m| Node::Service(Service(m))),
-            (Kind::User | Kind::Booking | Kind::Payment, _) => None,
+            (Kind::User, key) => {
+                policy::check_self(identity(ctx), key)?;
+                load_one::<UserByIdLoader, _>(ctx, key)
+                    .await?
+                    .map(|m| Node::User(User::own(m)))
+            }
+            (Kind::Booking, key) => Some(Node::Booking(load_readable_booking(ctx, key).await?)),
+            (Kind::Payment, key) => {
+                policy::require_viewer(identity(ctx))?;
+                match domain::booking::payment_by_id(db(ctx)?, key).await? {
+                    Some(payment) => {
+                        load_readable_booking(ctx, payment.booking_id).await?;
+                        Some(Node::Payment(Payment(payment)))
+                    }
+                    None => None,
+                }
+            }
         };
         node.map(Some)
-            .ok_or_else(|| AppError::not_found("nothing has this id"))
-            .map_err(Into::into)
+            .ok_or_else(|| AppError::not_found("nothing has this id").into())
     }
 }

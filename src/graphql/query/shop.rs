@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, Object};
 
 use crate::{
-    domain,
+    domain::{self, page::Position},
     error::AppError,
     graphql::{
         db,
@@ -36,7 +36,7 @@ impl ShopQuery {
         let page = domain::shop::list(db(ctx)?, search.as_deref(), &request).await?;
         Ok(connection_from_page(
             page,
-            |s| s.id,
+            |s| Position::id(s.id),
             Shop,
             ShopConnectionFields { search },
         ))

@@ -1,0 +1,130 @@
+//! Who is asking: an anonymous client, or a signed-in user with their roles
+//! per shop, loaded in one statement per request.
+
+use std::sync::Arc;
+
+use entity::{shop, user};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, IdenStatic, Iterable, Statement, Value};
+
+/// A user's role at one shop, beyond being a client everywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Created the shop and manages it.
+    Owner,
+    /// Works there: a barber record linked to the user.
+    Barber,
+}
+
+/// One shop the viewer has a role at.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    pub shop: shop::Model,
+    pub role: Role,
+    /// The viewer's barber record at this shop, for `Role::Barber`.
+    pub barber_id: Option<i64>,
+}
+
+/// A signed-in user and every role they hold.
+#[derive(Clone, Debug)]
+pub struct Viewer {
+    pub user: user::Model,
+    pub memberships: Vec<Membership>,
+}
+
+impl Viewer {
+    pub fn id(&self) -> i64 {
+        self.user.id
+    }
+
+    /// Whether the viewer owns `shop_id`.
+    pub fn owns(&self, shop_id: i64) -> bool {
+        self.memberships
+            .iter()
+            .any(|m| m.role == Role::Owner && m.shop.id == shop_id)
+    }
+
+    /// The viewer's barber record at `shop_id`, if they work there.
+    pub fn barber_at(&self, shop_id: i64) -> Option<i64> {
+        self.memberships
+            .iter()
+            .find(|m| m.role == Role::Barber && m.shop.id == shop_id)
+            .and_then(|m| m.barber_id)
+    }
+}
+
+/// The identity a request runs as.
+#[derive(Clone, Debug)]
+pub enum Identity {
+    Anonymous,
+    User(Arc<Viewer>),
+}
+
+impl Identity {
+    pub fn viewer(&self) -> Option<&Viewer> {
+        match self {
+            Identity::Anonymous => None,
+            Identity::User(viewer) => Some(viewer),
+        }
+    }
+}
+
+fn prefixed<C: Iterable + IdenStatic>(table: &str, prefix: &str) -> String {
+    C::iter()
+        .map(|column| format!("{table}.{name} AS {prefix}{name}", name = column.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The user `user_id` with their memberships, in one statement; `None` when
+/// the user no longer exists.
+pub async fn load_viewer(db: &impl ConnectionTrait, user_id: i64) -> Result<Option<Viewer>, DbErr> {
+    let backend = db.get_database_backend();
+    let param = match backend {
+        sea_orm::DbBackend::Postgres => "$1",
+        _ => "?1",
+    };
+    let sql = format!(
+        "SELECT {users}, m.role AS m_role, m.barber_id AS m_barber_id, {shops} \
+         FROM users u \
+         LEFT JOIN ( \
+             SELECT 'OWNER' AS role, id AS shop_id, CAST(NULL AS BIGINT) AS barber_id \
+             FROM shops WHERE owner_id = {param} \
+             UNION ALL \
+             SELECT 'BARBER' AS role, shop_id, id AS barber_id FROM barbers WHERE user_id = {param} \
+         ) m ON 1 = 1 \
+         LEFT JOIN shops s ON s.id = m.shop_id \
+         WHERE u.id = {param} \
+         ORDER BY s.id",
+        users = prefixed::<user::Column>("u", "u_"),
+        shops = prefixed::<shop::Column>("s", "s_"),
+    );
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [Value::from(user_id)],
+        ))
+        .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let user = user::Model::from_query_result(first, "u_")?;
+    let mut memberships = Vec::new();
+    for row in &rows {
+        let Some(shop) = shop::Model::from_query_result_optional(row, "s_")? else {
+            continue;
+        };
+        let role = match row.try_get::<Option<String>>("", "m_role")?.as_deref() {
+            Some("OWNER") => Role::Owner,
+            Some("BARBER") => Role::Barber,
+            _ => continue,
+        };
+        let barber_id = row.try_get::<Option<i64>>("", "m_barber_id")?;
+        memberships.push(Membership {
+            shop,
+            role,
+            barber_id,
+        });
+    }
+    Ok(Some(Viewer { user, memberships }))
+}

@@ -1,0 +1,94 @@
+//! The one place that decides who may read what.
+//!
+//! Browsing shops, barbers and services is public. Everything about a
+//! person or a shop's business needs a signed-in viewer: a client sees their
+//! own bookings, a barber the bookings in their own schedule, an owner all of
+//! their shop's; nobody sees another shop's.
+
+use entity::{barber, booking};
+
+use super::identity::{Identity, Viewer};
+use crate::error::{AppError, AppResult};
+
+/// The signed-in viewer, or `UNAUTHENTICATED`.
+pub fn require_viewer(identity: &Identity) -> AppResult<&Viewer> {
+    identity.viewer().ok_or_else(|| {
+        AppError::Unauthenticated(
+            "sign in first: send `Authorization: Bearer <token>` with a token from `login` or `register`"
+                .to_owned(),
+        )
+    })
+}
+
+fn forbidden(what: &str) -> AppError {
+    AppError::Forbidden(format!("you may not see {what}"))
+}
+
+/// Whether `viewer` may read `booking`.
+pub fn can_read_booking(viewer: &Viewer, booking: &booking::Model) -> bool {
+    booking.client_id == viewer.id()
+        || viewer.owns(booking.shop_id)
+        || viewer.barber_at(booking.shop_id) == Some(booking.barber_id)
+}
+
+/// `Ok` when `viewer` may read `booking`, else `FORBIDDEN`.
+pub fn check_booking(viewer: &Viewer, booking: &booking::Model) -> AppResult<()> {
+    if can_read_booking(viewer, booking) {
+        Ok(())
+    } else {
+        Err(forbidden(
+            "this booking: it is neither yours nor in a schedule you manage",
+        ))
+    }
+}
+
+/// Which of a shop's bookings `viewer` may list: all of them for the owner
+/// (optionally one barber's), the barber's own for a barber.
+///
+/// Returns the barber the list must be restricted to, if any.
+pub fn shop_bookings_scope(
+    viewer: &Viewer,
+    shop_id: i64,
+    barber_id: Option<i64>,
+) -> AppResult<Option<i64>> {
+    if viewer.owns(shop_id) {
+        return Ok(barber_id);
+    }
+    match (viewer.barber_at(shop_id), barber_id) {
+        (Some(own), None) => Ok(Some(own)),
+        (Some(own), Some(asked)) if own == asked => Ok(Some(own)),
+        (Some(_), Some(_)) => Err(forbidden("another barber's bookings")),
+        (None, _) => Err(forbidden(
+            "this shop's bookings: only its owner and barbers may",
+        )),
+    }
+}
+
+/// `Ok` when `viewer` may list the bookings of `barber`: its shop's owner,
+/// or the barber themself.
+pub fn check_barber_bookings(viewer: &Viewer, barber: &barber::Model) -> AppResult<()> {
+    if viewer.owns(barber.shop_id) || viewer.barber_at(barber.shop_id) == Some(barber.id) {
+        Ok(())
+    } else {
+        Err(forbidden(
+            "this barber's bookings: only the barber and the shop's owner may",
+        ))
+    }
+}
+
+/// `Ok` when the viewer is user `user_id`.
+pub fn check_self(identity: &Identity, user_id: i64) -> AppResult<()> {
+    if require_viewer(identity)?.id() == user_id {
+        Ok(())
+    } else {
+        Err(forbidden("another person's account details"))
+    }
+}
+
+/// Whether the viewer may see the contact details of the client of a booking
+/// at `shop_id`: the client themself and the shop's staff.
+pub fn can_see_client(identity: &Identity, client_id: i64, shop_id: i64) -> bool {
+    identity.viewer().is_some_and(|viewer| {
+        viewer.id() == client_id || viewer.owns(shop_id) || viewer.barber_at(shop_id).is_some()
+    })
+}
