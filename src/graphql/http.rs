@@ -58,6 +58,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Identity,
 fn refused(error: AppError) -> Response {
     let status = match error {
         AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        AppError::BadUserInput(_) => StatusCode::METHOD_NOT_ALLOWED,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     let error = error.extend();
@@ -102,7 +103,29 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     }
     let headers = request.headers().clone();
     match GraphQLRequest::from_request(request, &state).await {
+        Ok(request) if is_mutation(&request.0) => refused(AppError::bad_input(
+            "mutations are not allowed over GET; send them with POST",
+        )),
         Ok(request) => execute(State(state), headers, request).await,
         Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// Whether the operation the request would run is a mutation. GET must not
+/// change anything: caches, logs and prefetchers replay GETs.
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let chosen = |ty: OperationType| ty == OperationType::Mutation;
+    match &document.operations {
+        DocumentOperations::Single(operation) => chosen(operation.node.ty),
+        DocumentOperations::Multiple(operations) => match &request.operation_name {
+            Some(name) => operations
+                .get(name.as_str())
+                .is_some_and(|op| chosen(op.node.ty)),
+            None => operations.values().any(|op| chosen(op.node.ty)),
+        },
     }
 }

@@ -224,3 +224,18 @@ db_test!(bad_tokens_are_refused, |app| {
         .unwrap();
     assert_refused(&app, &format!("Bearer {}", dave.token)).await;
 });
+
+db_test!(mutations_are_refused_over_get, |app| {
+    let mutation = r#"mutation { register(input: { email: "get@example.com", password: "password123", name: "G" }) { token } }"#;
+    let response = app
+        .client
+        .get(app.url("/graphql"))
+        .query(&[("query", mutation)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(first_error(&body).0, "BAD_USER_INPUT");
+    assert!(stored_users(&app).await.is_empty(), "nothing written");
+});
