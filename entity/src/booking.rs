@@ -28,6 +28,10 @@ pub struct Model {
     pub service_id: i64,
     pub starts_at: DateTimeUtc,
     pub ends_at: DateTimeUtc,
+    /// The barber is busy until then: the end plus the shop's buffer at
+    /// booking time. No two active bookings of a barber overlap in
+    /// `starts_at..blocks_until` (enforced by the database).
+    pub blocks_until: DateTimeUtc,
     pub status: BookingStatus,
     /// The service's price when the booking was made.
     pub price_cents: i64,

@@ -92,3 +92,42 @@ pub fn can_see_client(identity: &Identity, client_id: i64, shop_id: i64) -> bool
         viewer.id() == client_id || viewer.owns(shop_id) || viewer.barber_at(shop_id).is_some()
     })
 }
+
+/// Whether `viewer` runs the schedule `booking` is in: the shop's owner, or
+/// the booking's barber.
+pub fn manages_booking(viewer: &Viewer, booking: &booking::Model) -> bool {
+    viewer.owns(booking.shop_id) || viewer.barber_at(booking.shop_id) == Some(booking.barber_id)
+}
+
+/// `Ok` when `viewer` runs `booking`'s schedule, else `FORBIDDEN`.
+pub fn check_manages_booking(viewer: &Viewer, booking: &booking::Model) -> AppResult<()> {
+    if manages_booking(viewer, booking) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "only the shop's owner and the booking's barber may do this".to_owned(),
+        ))
+    }
+}
+
+/// `Ok` when `viewer` owns shop `shop_id`, else `FORBIDDEN`.
+pub fn check_owner(viewer: &Viewer, shop_id: i64) -> AppResult<()> {
+    if viewer.owns(shop_id) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "only the shop's owner may do this".to_owned(),
+        ))
+    }
+}
+
+/// `Ok` when `viewer` owns `barber`'s shop or is that barber.
+pub fn check_owner_or_barber(viewer: &Viewer, barber: &barber::Model) -> AppResult<()> {
+    if viewer.owns(barber.shop_id) || viewer.barber_at(barber.shop_id) == Some(barber.id) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "only the shop's owner and the barber may do this".to_owned(),
+        ))
+    }
+}

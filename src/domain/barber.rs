@@ -2,14 +2,17 @@
 
 use std::collections::HashMap;
 
-use entity::{barber, barber_service};
+use entity::{barber, barber_service, time_off, working_hours};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, NotSet,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
     sea_query::{Expr, Func},
 };
 
 use super::page::{Keyset, Page, PageRequest};
+use crate::error::{AppError, AppResult};
 
 /// Barbers by id.
 pub async fn by_ids(
@@ -88,4 +91,141 @@ pub async fn by_services(
         }
     }
     Ok(grouped)
+}
+
+/// A valid new barber.
+pub struct NewBarber {
+    pub shop_id: i64,
+    pub display_name: String,
+    pub bio: Option<String>,
+    /// The account that signs in as this barber.
+    pub user_id: Option<i64>,
+}
+
+/// Changes to a barber; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct BarberChanges {
+    pub display_name: Option<String>,
+    /// `Some(None)` clears the bio.
+    pub bio: Option<Option<String>>,
+    pub active: Option<bool>,
+}
+
+/// Adds a barber to a shop; a user who already is one there is `CONFLICT`.
+#[tracing::instrument(skip_all, fields(shop.id = new.shop_id))]
+pub async fn add(db: &impl ConnectionTrait, new: NewBarber) -> AppResult<barber::Model> {
+    let now = chrono::Utc::now();
+    let inserted = barber::ActiveModel {
+        id: NotSet,
+        shop_id: Set(new.shop_id),
+        user_id: Set(new.user_id),
+        display_name: Set(new.display_name),
+        bio: Set(new.bio),
+        active: Set(true),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await;
+    match inserted {
+        Ok(barber) => Ok(barber),
+        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Err(
+            AppError::Conflict("this person already is a barber at this shop".to_owned()),
+        ),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Applies `changes` to `barber`.
+#[tracing::instrument(skip_all, fields(barber.id = barber.id))]
+pub async fn update(
+    db: &impl ConnectionTrait,
+    barber: barber::Model,
+    changes: BarberChanges,
+) -> AppResult<barber::Model> {
+    let mut active: barber::ActiveModel = barber.into();
+    if let Some(name) = changes.display_name {
+        active.display_name = Set(name);
+    }
+    if let Some(bio) = changes.bio {
+        active.bio = Set(bio);
+    }
+    if let Some(is_active) = changes.active {
+        active.active = Set(is_active);
+    }
+    active.updated_at = Set(chrono::Utc::now());
+    Ok(active.update(db).await?)
+}
+
+/// A barber by id, or `NOT_FOUND` naming `field`.
+pub async fn find(db: &impl ConnectionTrait, id: i64, field: &str) -> AppResult<barber::Model> {
+    barber::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no barber has this `{field}`")))
+}
+
+/// Replaces a barber's week with `hours`, all or nothing.
+#[tracing::instrument(skip_all, fields(barber.id = barber_id))]
+pub async fn set_working_hours(
+    db: &DatabaseConnection,
+    barber_id: i64,
+    hours: Vec<super::working_hours::Interval>,
+) -> AppResult<()> {
+    let txn = db.begin().await?;
+    working_hours::Entity::delete_many()
+        .filter(working_hours::Column::BarberId.eq(barber_id))
+        .exec(&txn)
+        .await?;
+    if !hours.is_empty() {
+        working_hours::Entity::insert_many(hours.into_iter().map(|h| working_hours::ActiveModel {
+            id: NotSet,
+            barber_id: Set(barber_id),
+            weekday: Set(h.weekday),
+            opens_minute: Set(h.opens_minute),
+            closes_minute: Set(h.closes_minute),
+        }))
+        .exec_without_returning(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Records a period in which the barber takes no bookings.
+#[tracing::instrument(skip_all, fields(barber.id = barber_id))]
+pub async fn add_time_off(
+    db: &impl ConnectionTrait,
+    barber_id: i64,
+    starts_at: chrono::DateTime<chrono::Utc>,
+    ends_at: chrono::DateTime<chrono::Utc>,
+    reason: Option<String>,
+) -> AppResult<time_off::Model> {
+    if starts_at >= ends_at {
+        return Err(AppError::bad_input("`startsAt` must be before `endsAt`"));
+    }
+    Ok(time_off::ActiveModel {
+        id: NotSet,
+        barber_id: Set(barber_id),
+        starts_at: Set(starts_at),
+        ends_at: Set(ends_at),
+        reason: Set(reason),
+        created_at: Set(chrono::Utc::now()),
+    }
+    .insert(db)
+    .await?)
+}
+
+/// A barber's time off that ends after `from`, by start.
+pub async fn time_off(
+    db: &impl ConnectionTrait,
+    barber_id: i64,
+    from: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<time_off::Model>, DbErr> {
+    time_off::Entity::find()
+        .filter(time_off::Column::BarberId.eq(barber_id))
+        .filter(time_off::Column::EndsAt.gt(from))
+        .order_by_asc(time_off::Column::StartsAt)
+        .all(db)
+        .await
 }

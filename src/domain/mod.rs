@@ -5,8 +5,10 @@
 //! call back into it.
 
 pub mod account;
+pub mod availability;
 pub mod barber;
 pub mod booking;
+pub mod lifecycle;
 pub mod page;
 pub mod service;
 pub mod shop;

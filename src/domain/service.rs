@@ -2,8 +2,13 @@
 
 use std::collections::HashMap;
 
-use entity::{barber_service, service};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use entity::{barber, barber_service, service};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, NotSet, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
+
+use crate::error::{AppError, AppResult};
 
 /// Services by id.
 pub async fn by_ids(
@@ -48,4 +53,170 @@ pub async fn by_barbers(
         }
     }
     Ok(grouped)
+}
+
+/// A valid new service.
+pub struct NewService {
+    pub shop_id: i64,
+    pub name: String,
+    pub description: Option<String>,
+    pub duration_minutes: i32,
+    pub price_cents: i64,
+    pub currency: Option<String>,
+    pub barber_ids: Vec<i64>,
+}
+
+/// Changes to a service; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct ServiceChanges {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub duration_minutes: Option<i32>,
+    pub price_cents: Option<i64>,
+    pub barber_ids: Option<Vec<i64>>,
+}
+
+/// A price in cents: 0 to 10 000 000.
+pub fn parse_price(cents: i64) -> AppResult<i64> {
+    if (0..=10_000_000).contains(&cents) {
+        Ok(cents)
+    } else {
+        Err(AppError::bad_input(
+            "`priceCents` must be between 0 and 10000000",
+        ))
+    }
+}
+
+/// An ISO 4217 code: three letters, upper-cased.
+pub fn parse_currency(raw: &str) -> AppResult<String> {
+    let code = raw.trim().to_uppercase();
+    if code.len() == 3 && code.chars().all(|c| c.is_ascii_uppercase()) {
+        Ok(code)
+    } else {
+        Err(AppError::bad_input(format!(
+            "`currency` {raw:?} must be an ISO 4217 code like \"EUR\""
+        )))
+    }
+}
+
+/// Checks that every barber in `barber_ids` works at `shop_id`.
+async fn check_barbers(
+    db: &impl ConnectionTrait,
+    shop_id: i64,
+    barber_ids: &[i64],
+) -> AppResult<()> {
+    let found = barber::Entity::find()
+        .filter(barber::Column::Id.is_in(barber_ids.iter().copied()))
+        .filter(barber::Column::ShopId.eq(shop_id))
+        .count(db)
+        .await?;
+    let mut distinct = barber_ids.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if found != distinct.len() as u64 {
+        return Err(AppError::bad_input(
+            "every id in `barberIds` must be a barber of this shop",
+        ));
+    }
+    Ok(())
+}
+
+async fn set_offers(
+    db: &impl ConnectionTrait,
+    service_id: i64,
+    barber_ids: &[i64],
+) -> AppResult<()> {
+    barber_service::Entity::delete_many()
+        .filter(barber_service::Column::ServiceId.eq(service_id))
+        .exec(db)
+        .await?;
+    let mut distinct = barber_ids.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if !distinct.is_empty() {
+        barber_service::Entity::insert_many(distinct.into_iter().map(|barber_id| {
+            barber_service::ActiveModel {
+                barber_id: Set(barber_id),
+                service_id: Set(service_id),
+            }
+        }))
+        .exec_without_returning(db)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Adds a service to a shop's menu, offered by `barber_ids`.
+#[tracing::instrument(skip_all, fields(shop.id = new.shop_id))]
+pub async fn create(db: &DatabaseConnection, new: NewService) -> AppResult<service::Model> {
+    check_barbers(db, new.shop_id, &new.barber_ids).await?;
+    let currency = match new.currency {
+        Some(currency) => currency,
+        // The shop's other services tell its currency.
+        None => service::Entity::find()
+            .filter(service::Column::ShopId.eq(new.shop_id))
+            .one(db)
+            .await?
+            .map_or_else(|| "USD".to_owned(), |s| s.currency),
+    };
+    let now = chrono::Utc::now();
+    let txn = db.begin().await?;
+    let created = service::ActiveModel {
+        id: NotSet,
+        shop_id: Set(new.shop_id),
+        name: Set(new.name),
+        description: Set(new.description),
+        duration_minutes: Set(new.duration_minutes),
+        price_cents: Set(new.price_cents),
+        currency: Set(currency),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    set_offers(&txn, created.id, &new.barber_ids).await?;
+    txn.commit().await?;
+    Ok(created)
+}
+
+/// Applies `changes` to `service`, all or nothing.
+#[tracing::instrument(skip_all, fields(service.id = service.id))]
+pub async fn update(
+    db: &DatabaseConnection,
+    service: service::Model,
+    changes: ServiceChanges,
+) -> AppResult<service::Model> {
+    if let Some(barber_ids) = &changes.barber_ids {
+        check_barbers(db, service.shop_id, barber_ids).await?;
+    }
+    let service_id = service.id;
+    let mut active: service::ActiveModel = service.into();
+    if let Some(name) = changes.name {
+        active.name = Set(name);
+    }
+    if let Some(description) = changes.description {
+        active.description = Set(description);
+    }
+    if let Some(minutes) = changes.duration_minutes {
+        active.duration_minutes = Set(minutes);
+    }
+    if let Some(price) = changes.price_cents {
+        active.price_cents = Set(price);
+    }
+    active.updated_at = Set(chrono::Utc::now());
+    let txn = db.begin().await?;
+    let updated = active.update(&txn).await?;
+    if let Some(barber_ids) = &changes.barber_ids {
+        set_offers(&txn, service_id, barber_ids).await?;
+    }
+    txn.commit().await?;
+    Ok(updated)
+}
+
+/// A service by id, or `NOT_FOUND` naming `field`.
+pub async fn find(db: &impl ConnectionTrait, id: i64, field: &str) -> AppResult<service::Model> {
+    service::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no service has this `{field}`")))
 }

@@ -4,11 +4,15 @@ use std::collections::HashMap;
 
 use entity::shop;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Select,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, NotSet, PaginatorTrait, QueryFilter, Select,
+    SqlErr,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 
 use super::page::{Keyset, Page, PageRequest};
+use crate::error::{AppError, AppResult};
 
 /// Shops by id.
 pub async fn by_ids(
@@ -65,4 +69,156 @@ pub async fn list(
 /// How many shops match `search`.
 pub async fn count(db: &impl ConnectionTrait, search: Option<&str>) -> Result<u64, DbErr> {
     matching(search).count(db).await
+}
+
+/// A shop's unique URL name: 2 to 100 lower-case letters, digits and dashes.
+pub struct Slug(String);
+
+impl Slug {
+    pub fn parse(raw: &str) -> AppResult<Self> {
+        let slug = raw.trim().to_lowercase();
+        let valid = (2..=100).contains(&slug.len())
+            && slug
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !slug.starts_with('-')
+            && !slug.ends_with('-');
+        if valid {
+            Ok(Self(slug))
+        } else {
+            Err(AppError::bad_input(format!(
+                "`slug` {raw:?} must be 2 to 100 lower-case letters, digits and dashes, like `downtown-cuts`"
+            )))
+        }
+    }
+}
+
+/// An IANA time zone name such as `Europe/London`.
+pub fn parse_timezone(raw: &str) -> AppResult<chrono_tz::Tz> {
+    raw.trim().parse::<chrono_tz::Tz>().map_err(|_| {
+        AppError::bad_input(format!(
+            "`timezone` {raw:?} is not an IANA time zone; use a name like `Europe/London` or `America/New_York`"
+        ))
+    })
+}
+
+/// A required text field: trimmed, 1 to `max` characters.
+pub fn parse_text(raw: &str, field: &str, max: usize) -> AppResult<String> {
+    let text = raw.trim();
+    let chars = text.chars().count();
+    if (1..=max).contains(&chars) {
+        Ok(text.to_owned())
+    } else {
+        Err(AppError::bad_input(format!(
+            "`{field}` must be 1 to {max} characters long"
+        )))
+    }
+}
+
+/// A whole number in `range`, named `field` in the error.
+pub fn parse_range(
+    value: i32,
+    field: &str,
+    range: std::ops::RangeInclusive<i32>,
+) -> AppResult<i32> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(AppError::bad_input(format!(
+            "`{field}` must be between {} and {}, got {value}",
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+/// A valid new shop.
+pub struct NewShop {
+    pub name: String,
+    pub slug: Slug,
+    pub timezone: chrono_tz::Tz,
+    pub address: String,
+}
+
+/// Changes to a shop; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct ShopChanges {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub timezone: Option<chrono_tz::Tz>,
+    pub slot_step_minutes: Option<i32>,
+    pub min_notice_minutes: Option<i32>,
+    pub max_advance_days: Option<i32>,
+    pub cancellation_cutoff_minutes: Option<i32>,
+    pub buffer_minutes: Option<i32>,
+}
+
+/// Opens a shop owned by `owner_id`, with the default booking policy.
+#[tracing::instrument(skip_all)]
+pub async fn create(
+    db: &impl ConnectionTrait,
+    owner_id: i64,
+    new: NewShop,
+) -> AppResult<shop::Model> {
+    let now = chrono::Utc::now();
+    let inserted = shop::ActiveModel {
+        id: NotSet,
+        owner_id: Set(owner_id),
+        name: Set(new.name),
+        slug: Set(new.slug.0),
+        timezone: Set(new.timezone.name().to_owned()),
+        address: Set(new.address),
+        slot_step_minutes: Set(15),
+        min_notice_minutes: Set(60),
+        max_advance_days: Set(60),
+        cancellation_cutoff_minutes: Set(120),
+        buffer_minutes: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await;
+    match inserted {
+        Ok(shop) => Ok(shop),
+        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Err(
+            AppError::Conflict("`slug` is taken by another shop; choose another".to_owned()),
+        ),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Applies `changes` to `shop`.
+#[tracing::instrument(skip_all, fields(shop.id = shop.id))]
+pub async fn update(
+    db: &impl ConnectionTrait,
+    shop: shop::Model,
+    changes: ShopChanges,
+) -> AppResult<shop::Model> {
+    let mut active: shop::ActiveModel = shop.into();
+    if let Some(name) = changes.name {
+        active.name = Set(name);
+    }
+    if let Some(address) = changes.address {
+        active.address = Set(address);
+    }
+    if let Some(timezone) = changes.timezone {
+        active.timezone = Set(timezone.name().to_owned());
+    }
+    if let Some(step) = changes.slot_step_minutes {
+        active.slot_step_minutes = Set(step);
+    }
+    if let Some(notice) = changes.min_notice_minutes {
+        active.min_notice_minutes = Set(notice);
+    }
+    if let Some(days) = changes.max_advance_days {
+        active.max_advance_days = Set(days);
+    }
+    if let Some(cutoff) = changes.cancellation_cutoff_minutes {
+        active.cancellation_cutoff_minutes = Set(cutoff);
+    }
+    if let Some(buffer) = changes.buffer_minutes {
+        active.buffer_minutes = Set(buffer);
+    }
+    active.updated_at = Set(chrono::Utc::now());
+    Ok(active.update(db).await?)
 }

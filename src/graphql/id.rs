@@ -21,16 +21,18 @@ pub enum Kind {
     User,
     Booking,
     Payment,
+    TimeOff,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::Shop,
         Kind::Barber,
         Kind::Service,
         Kind::User,
         Kind::Booking,
         Kind::Payment,
+        Kind::TimeOff,
     ];
 
     fn name(self) -> &'static str {
@@ -41,6 +43,7 @@ impl Kind {
             Kind::User => "User",
             Kind::Booking => "Booking",
             Kind::Payment => "Payment",
+            Kind::TimeOff => "TimeOff",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod mutation;
 pub mod object;
 pub mod playground;
 pub mod query;
+pub mod scalar;
 
 use async_graphql::{Context, EmptySubscription, Response, Schema, ServerError};
 use sea_orm::DatabaseConnection;

@@ -274,6 +274,7 @@ pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<Se
             service_id: Set(service.id),
             starts_at: Set(planned.starts_at),
             ends_at: Set(planned.ends_at),
+            blocks_until: Set(planned.ends_at),
             status: Set(planned.status),
             price_cents: Set(service.price_cents),
             currency: Set(service.currency.clone()),
@@ -288,7 +289,7 @@ pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<Se
         });
     }
     let booking_count = booking_rows.len();
-    insert(&txn, booking_rows, 13)
+    insert(&txn, booking_rows, 14)
         .await
         .context("inserting bookings")?;
     let payments = pay_completed(&txn, &shop_ids.values().copied().collect::<Vec<_>>()).await?;

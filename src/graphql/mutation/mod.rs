@@ -1,9 +1,15 @@
 //! The `Mutation` root, merged from one part per domain.
 
 mod account;
+mod booking;
+mod shop;
 
 use async_graphql::MergedObject;
 
 /// Every write of the API.
 #[derive(MergedObject, Default)]
-pub struct Mutation(account::AccountMutation);
+pub struct Mutation(
+    account::AccountMutation,
+    shop::ShopMutation,
+    booking::BookingMutation,
+);

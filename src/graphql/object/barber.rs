@@ -5,13 +5,16 @@ use entity::barber;
 
 use chrono::{DateTime, Utc};
 
-use super::{BookingArgs, BookingConnection, BookingStatus, Service, Shop, WorkingHours, load_one};
+use super::{
+    BookingArgs, BookingConnection, BookingStatus, Service, Shop, TimeOff, WorkingHours, load_one,
+};
 use crate::{
     auth::policy,
-    domain::booking::Owner,
+    domain::{self, booking::Owner},
     error::AppError,
     graphql::{
-        guard::{SignedIn, identity},
+        db,
+        guard::{ShopStaff, SignedIn, identity},
         id::{self, Kind},
         loader::{ServicesByBarberLoader, ShopByIdLoader, WorkingHoursByBarberLoader},
     },
@@ -86,6 +89,19 @@ impl Barber {
             before,
         };
         Ok(args.load_for(ctx, Owner::Barber, self.0.id, None).await?)
+    }
+
+    /// Time off that has not ended yet (or ends after `from`); for the
+    /// shop's staff.
+    #[graphql(guard = "ShopStaff(self.0.shop_id)")]
+    async fn time_off(
+        &self,
+        ctx: &Context<'_>,
+        from: Option<DateTime<Utc>>,
+    ) -> async_graphql::Result<Vec<TimeOff>> {
+        let from = from.unwrap_or_else(Utc::now);
+        let rows = domain::barber::time_off(db(ctx)?, self.0.id, from).await?;
+        Ok(rows.into_iter().map(TimeOff).collect())
     }
 
     /// The barber's week, in the shop's local time.

@@ -8,6 +8,7 @@ mod enums;
 mod payment;
 mod service;
 mod shop;
+mod time_off;
 mod user;
 mod working_hours;
 
@@ -23,6 +24,7 @@ pub use enums::{BookingStatus, PaymentMethod, PaymentStatus, Role};
 pub use payment::Payment;
 pub use service::Service;
 pub use shop::{Shop, ShopConnection, ShopConnectionFields};
+pub use time_off::{TimeOff, TimeSlot};
 pub use user::{Membership, User};
 pub use working_hours::WorkingHours;
 
@@ -44,7 +46,9 @@ pub enum Node {
 }
 
 /// The request's loader of type `T`.
-fn loader<'a, T: Send + Sync + 'static>(ctx: &'a Context<'_>) -> AppResult<&'a Loader<T>> {
+pub(crate) fn loader<'a, T: Send + Sync + 'static>(
+    ctx: &'a Context<'_>,
+) -> AppResult<&'a Loader<T>> {
     ctx.data::<Loader<T>>().map_err(|_| {
         AppError::Internal(anyhow::anyhow!(
             "loader {} not registered",

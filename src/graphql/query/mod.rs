@@ -1,5 +1,6 @@
 //! The `Query` root, merged from one part per domain.
 
+mod availability;
 mod barber;
 mod booking;
 mod node;
@@ -18,4 +19,5 @@ pub struct Query(
     node::NodeQuery,
     viewer::ViewerQuery,
     booking::BookingQuery,
+    availability::AvailabilityQuery,
 );

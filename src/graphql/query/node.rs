@@ -52,6 +52,11 @@ impl NodeQuery {
                     None => None,
                 }
             }
+            (Kind::TimeOff, _) => {
+                return Err(
+                    AppError::bad_input("time off is read through `Barber.timeOff`").into(),
+                );
+            }
         };
         node.map(Some)
             .ok_or_else(|| AppError::not_found("nothing has this id").into())

@@ -1,0 +1,435 @@
+//! Availability: which start times a barber can take for a service, and
+//! whether one given start time can be booked.
+//!
+//! Working hours are read in the shop's time zone on the shop-local date;
+//! every instant is compared in UTC, so a day with a daylight-saving change
+//! has the hours it really has.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use entity::{
+    BookingStatus, barber, barber_service, booking, service, shop, time_off, working_hours,
+};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+
+use crate::error::{AppError, AppResult};
+
+/// A shop's booking policy, in the shop's time zone.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    pub tz: Tz,
+    /// Start times are multiples of this many minutes after local midnight.
+    pub step_minutes: i32,
+    pub min_notice: Duration,
+    pub max_advance: Duration,
+    /// Kept free after every appointment.
+    pub buffer: Duration,
+}
+
+impl Rules {
+    /// The policy of `shop`; an unknown stored zone reads as UTC.
+    pub fn of(shop: &shop::Model) -> Self {
+        Self {
+            tz: shop.timezone.parse().unwrap_or(Tz::UTC),
+            step_minutes: shop.slot_step_minutes.max(1),
+            min_notice: Duration::minutes(i64::from(shop.min_notice_minutes)),
+            max_advance: Duration::days(i64::from(shop.max_advance_days)),
+            buffer: Duration::minutes(i64::from(shop.buffer_minutes)),
+        }
+    }
+}
+
+/// What keeps a barber busy around some day.
+#[derive(Clone, Debug, Default)]
+pub struct Calendar {
+    pub hours: Vec<working_hours::Model>,
+    /// Active bookings: (id, start, busy until).
+    pub busy: Vec<(i64, DateTime<Utc>, DateTime<Utc>)>,
+    pub time_off: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+/// Why a start time cannot be booked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Past,
+    TooSoon { minutes: i64 },
+    TooFar { days: i64 },
+    OutsideHours,
+    OffGrid { step: i32 },
+    TimeOff,
+    Taken,
+}
+
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> Self {
+        let hint = "; pick a time from `availableSlots`";
+        match refusal {
+            Refusal::Past => AppError::bad_input(format!("`startsAt` is in the past{hint}")),
+            Refusal::TooSoon { minutes } => AppError::bad_input(format!(
+                "`startsAt` is too soon: this shop takes bookings at least {minutes} minutes ahead{hint}"
+            )),
+            Refusal::TooFar { days } => AppError::bad_input(format!(
+                "`startsAt` is too far ahead: this shop takes bookings at most {days} days ahead{hint}"
+            )),
+            Refusal::OutsideHours => AppError::bad_input(format!(
+                "`startsAt` is outside the barber's working hours, or the service would run past them{hint}"
+            )),
+            Refusal::OffGrid { step } => AppError::bad_input(format!(
+                "`startsAt` must be on the shop's {step}-minute grid (for example 10:00, 10:{step:02}){hint}"
+            )),
+            Refusal::TimeOff => {
+                AppError::bad_input(format!("the barber is off at that time{hint}"))
+            }
+            Refusal::Taken => AppError::Conflict(format!("that time is already booked{hint}")),
+        }
+    }
+}
+
+/// The UTC instant of `minute` after local midnight of `date` (minute 1440
+/// is the next midnight); `None` inside a daylight-saving gap.
+pub fn local_instant(tz: Tz, date: NaiveDate, minute: i32) -> Option<DateTime<Utc>> {
+    let (date, minute) = if minute >= 24 * 60 {
+        (date.succ_opt()?, minute - 24 * 60)
+    } else {
+        (date, minute)
+    };
+    let minute = u32::try_from(minute).ok()?;
+    let time = NaiveTime::from_hms_opt(minute / 60, minute % 60, 0)?;
+    tz.from_local_datetime(&date.and_time(time))
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The UTC instants of the start and end of a shop-local date.
+pub fn day_bounds(tz: Tz, date: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let start = local_day_start(tz, date)?;
+    let end = local_day_start(tz, date.succ_opt()?)?;
+    Some((start, end))
+}
+
+/// Local midnight, or the first instant of the day when midnight itself is
+/// skipped by a daylight-saving change.
+fn local_day_start(tz: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
+    (0..=120)
+        .step_by(30)
+        .find_map(|minute| local_instant(tz, date, minute))
+}
+
+/// Whether a booking of `duration` starting at `start` can be made.
+/// `ignore` is a booking that does not count as busy (when rescheduling it).
+pub fn check(
+    rules: &Rules,
+    calendar: &Calendar,
+    start: DateTime<Utc>,
+    duration: Duration,
+    now: DateTime<Utc>,
+    ignore: Option<i64>,
+) -> Result<(), Refusal> {
+    if start <= now {
+        return Err(Refusal::Past);
+    }
+    if start < now + rules.min_notice {
+        return Err(Refusal::TooSoon {
+            minutes: rules.min_notice.num_minutes(),
+        });
+    }
+    if start > now + rules.max_advance {
+        return Err(Refusal::TooFar {
+            days: rules.max_advance.num_days(),
+        });
+    }
+    let local = start.with_timezone(&rules.tz);
+    let date = local.date_naive();
+    let weekday = i16::try_from(date.weekday().number_from_monday()).unwrap_or(0);
+    let end = start + duration;
+    let blocks_until = end + rules.buffer;
+    let fits = calendar
+        .hours
+        .iter()
+        .filter(|h| h.weekday == weekday)
+        .any(|h| {
+            match (
+                local_instant(rules.tz, date, h.opens_minute),
+                local_instant(rules.tz, date, h.closes_minute),
+            ) {
+                (Some(opens), Some(closes)) => opens <= start && blocks_until <= closes,
+                _ => false,
+            }
+        });
+    if !fits {
+        return Err(Refusal::OutsideHours);
+    }
+    let minute_of_day = i64::from(local.time().num_seconds_from_midnight()) / 60;
+    if local.time().second() != 0
+        || start.timestamp_subsec_nanos() != 0
+        || minute_of_day % i64::from(rules.step_minutes) != 0
+    {
+        return Err(Refusal::OffGrid {
+            step: rules.step_minutes,
+        });
+    }
+    if calendar
+        .time_off
+        .iter()
+        .any(|(from, to)| *from < blocks_until && start < *to)
+    {
+        return Err(Refusal::TimeOff);
+    }
+    let taken = calendar
+        .busy
+        .iter()
+        .any(|(id, from, until)| Some(*id) != ignore && *from < blocks_until && start < *until);
+    if taken {
+        return Err(Refusal::Taken);
+    }
+    Ok(())
+}
+
+/// The barber, the service and the shop of a booking request, checked to
+/// belong together.
+pub(crate) async fn offer(
+    db: &impl ConnectionTrait,
+    barber_id: i64,
+    service_id: i64,
+) -> AppResult<(barber::Model, service::Model, shop::Model)> {
+    let barber = barber::Entity::find_by_id(barber_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("no barber has this `barberId`"))?;
+    let service = service::Entity::find_by_id(service_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("no service has this `serviceId`"))?;
+    let offered = barber_service::Entity::find_by_id((barber_id, service_id))
+        .one(db)
+        .await?
+        .is_some();
+    if service.shop_id != barber.shop_id || !offered {
+        return Err(AppError::bad_input(
+            "this barber does not offer this service; see `Barber.services`",
+        ));
+    }
+    let shop = shop::Entity::find_by_id(barber.shop_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("barber {barber_id} has no shop")))?;
+    Ok((barber, service, shop))
+}
+
+/// Every bookable start for `service_id` with `barber_id` on the
+/// shop-local `date`, with its end; none for an inactive barber.
+#[tracing::instrument(skip_all, fields(barber.id = barber_id, service.id = service_id))]
+pub async fn available_slots(
+    db: &impl ConnectionTrait,
+    barber_id: i64,
+    service_id: i64,
+    date: NaiveDate,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
+    let (barber, service, shop) = offer(db, barber_id, service_id).await?;
+    if !barber.active {
+        return Ok(Vec::new());
+    }
+    let rules = Rules::of(&shop);
+    let (from, to) =
+        day_bounds(rules.tz, date).ok_or_else(|| AppError::bad_input("`date` is out of range"))?;
+    let calendar = load_calendar(
+        db,
+        barber.id,
+        from - Duration::days(1),
+        to + Duration::days(1),
+    )
+    .await?;
+    let duration = Duration::minutes(i64::from(service.duration_minutes));
+    Ok(free_slots(&rules, &calendar, date, duration, now))
+}
+
+/// Every bookable start on the shop-local `date`, with its end.
+pub fn free_slots(
+    rules: &Rules,
+    calendar: &Calendar,
+    date: NaiveDate,
+    duration: Duration,
+    now: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let weekday = i16::try_from(date.weekday().number_from_monday()).unwrap_or(0);
+    let mut starts: Vec<DateTime<Utc>> = calendar
+        .hours
+        .iter()
+        .filter(|h| h.weekday == weekday)
+        .flat_map(|h| {
+            let step = rules.step_minutes;
+            let first = (h.opens_minute + step - 1) / step * step;
+            (first..h.closes_minute).step_by(usize::try_from(step).unwrap_or(15))
+        })
+        .filter_map(|minute| local_instant(rules.tz, date, minute))
+        // A skipped local time maps onto a later one; keep it on its own date.
+        .filter(|start| start.with_timezone(&rules.tz).date_naive() == date)
+        .filter(|start| check(rules, calendar, *start, duration, now, None).is_ok())
+        .collect();
+    starts.sort();
+    starts.dedup();
+    starts
+        .into_iter()
+        .map(|start| (start, start + duration))
+        .collect()
+}
+
+/// What keeps barber `barber_id` busy between `from` and `to`.
+pub async fn load_calendar(
+    db: &impl ConnectionTrait,
+    barber_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Calendar, DbErr> {
+    let hours = working_hours::Entity::find()
+        .filter(working_hours::Column::BarberId.eq(barber_id))
+        .all(db)
+        .await?;
+    let busy = booking::Entity::find()
+        .filter(booking::Column::BarberId.eq(barber_id))
+        .filter(booking::Column::Status.ne(BookingStatus::Cancelled))
+        .filter(booking::Column::StartsAt.lt(to))
+        .filter(booking::Column::BlocksUntil.gt(from))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|b| (b.id, b.starts_at, b.blocks_until))
+        .collect();
+    let time_off = time_off::Entity::find()
+        .filter(time_off::Column::BarberId.eq(barber_id))
+        .filter(time_off::Column::StartsAt.lt(to))
+        .filter(time_off::Column::EndsAt.gt(from))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|t| (t.starts_at, t.ends_at))
+        .collect();
+    Ok(Calendar {
+        hours,
+        busy,
+        time_off,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(tz: &str) -> Rules {
+        Rules {
+            tz: tz.parse().unwrap(),
+            step_minutes: 60,
+            min_notice: Duration::zero(),
+            max_advance: Duration::days(3650),
+            buffer: Duration::zero(),
+        }
+    }
+
+    fn all_day(weekday: i16) -> Calendar {
+        Calendar {
+            hours: vec![working_hours::Model {
+                id: 1,
+                barber_id: 1,
+                weekday,
+                opens_minute: 0,
+                closes_minute: 24 * 60,
+            }],
+            ..Calendar::default()
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn spring_forward_day_has_23_hourly_slots() {
+        // Europe/London skips 01:00–02:00 on 2026-03-29 (a Sunday).
+        let date = NaiveDate::from_ymd_opt(2026, 3, 29).unwrap();
+        let slots = free_slots(
+            &rules("Europe/London"),
+            &all_day(7),
+            date,
+            Duration::minutes(60),
+            now(),
+        );
+        assert_eq!(slots.len(), 23);
+        let locals: Vec<String> = slots
+            .iter()
+            .map(|(s, _)| {
+                s.with_timezone(&chrono_tz::Europe::London)
+                    .format("%H:%M")
+                    .to_string()
+            })
+            .collect();
+        assert!(!locals.contains(&"01:00".to_owned()));
+        assert_eq!(locals[1], "02:00");
+    }
+
+    #[test]
+    fn fall_back_day_has_25_hours_but_one_slot_per_local_time() {
+        // America/New_York repeats 01:00–02:00 on 2026-11-01 (a Sunday).
+        let tz = "America/New_York";
+        let date = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let (start, end) = day_bounds(tz.parse().unwrap(), date).unwrap();
+        assert_eq!(end - start, Duration::hours(25));
+        let slots = free_slots(&rules(tz), &all_day(7), date, Duration::minutes(60), now());
+        assert_eq!(slots.len(), 24);
+        // Slots are an hour long in real time even across the change.
+        assert!(slots.iter().all(|(s, e)| *e - *s == Duration::hours(1)));
+    }
+
+    #[test]
+    fn a_booking_blocks_its_slot_and_its_buffer() {
+        let mut rules = rules("UTC");
+        rules.step_minutes = 15;
+        rules.buffer = Duration::minutes(15);
+        let date = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(); // Monday
+        let mut calendar = all_day(1);
+        calendar.hours[0].opens_minute = 9 * 60;
+        calendar.hours[0].closes_minute = 11 * 60 + 30;
+        let at = |h, m| Utc.with_ymd_and_hms(2026, 6, 1, h, m, 0).unwrap();
+        calendar.busy.push((1, at(10, 0), at(10, 45)));
+        let slots: Vec<_> = free_slots(&rules, &calendar, date, Duration::minutes(30), now())
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        // 09:00 and 09:15 end with their buffer by 10:00; 10:45 ends with its
+        // buffer at closing; 11:00 would run past it.
+        assert_eq!(slots, vec![at(9, 0), at(9, 15), at(10, 45)]);
+        assert_eq!(
+            check(
+                &rules,
+                &calendar,
+                at(9, 30),
+                Duration::minutes(30),
+                now(),
+                None
+            ),
+            Err(Refusal::Taken)
+        );
+        assert_eq!(
+            check(
+                &rules,
+                &calendar,
+                at(9, 30),
+                Duration::minutes(30),
+                now(),
+                Some(1)
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &rules,
+                &calendar,
+                at(9, 5),
+                Duration::minutes(30),
+                now(),
+                None
+            ),
+            Err(Refusal::OffGrid { step: 15 })
+        );
+    }
+}

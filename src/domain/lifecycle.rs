@@ -1,0 +1,384 @@
+//! A booking's life: booked, moved, cancelled, completed or missed, paid.
+//!
+//! Every write is one conditional statement, or a transaction that locks the
+//! booking first, so concurrent requests cannot both succeed where only one
+//! may: the database refuses overlapping bookings, a status changes only
+//! from the status it was read in, and payments never exceed the price.
+
+use chrono::{DateTime, Duration, Utc};
+use entity::{BookingStatus, PaymentMethod, booking, payment, shop};
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, NotSet, QueryFilter,
+    QuerySelect, TransactionTrait,
+    sea_query::{Alias, Expr, Func},
+};
+
+use super::availability::{self, Rules, offer};
+use crate::{
+    auth::{Viewer, policy},
+    error::{AppError, AppResult},
+};
+
+/// Longest note a client can leave.
+pub const MAX_NOTE_CHARS: usize = 1000;
+
+/// A note or reason: trimmed, at most [`MAX_NOTE_CHARS`]; blank is none.
+pub fn parse_note(raw: Option<String>, field: &str) -> AppResult<Option<String>> {
+    let Some(text) = raw.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if text.chars().count() > MAX_NOTE_CHARS {
+        return Err(AppError::bad_input(format!(
+            "`{field}` must be at most {MAX_NOTE_CHARS} characters"
+        )));
+    }
+    Ok(Some(text))
+}
+
+/// A valid request for a new booking.
+pub struct NewBooking {
+    pub barber_id: i64,
+    pub service_id: i64,
+    pub starts_at: DateTime<Utc>,
+    pub notes: Option<String>,
+}
+
+/// Whether a database error is the overlap guard refusing a booking.
+fn is_overlap(err: &DbErr) -> bool {
+    err.to_string().contains("bookings_no_overlap")
+}
+
+fn taken() -> AppError {
+    AppError::Conflict(
+        "that time was just booked by someone else; pick another time from `availableSlots`"
+            .to_owned(),
+    )
+}
+
+/// Checks every rule for a booking of `duration` by `barber` at `start`.
+async fn check_slot(
+    db: &impl ConnectionTrait,
+    rules: &Rules,
+    barber_id: i64,
+    start: DateTime<Utc>,
+    duration: Duration,
+    now: DateTime<Utc>,
+    ignore: Option<i64>,
+) -> AppResult<()> {
+    let window = Duration::days(1);
+    let calendar =
+        availability::load_calendar(db, barber_id, start - window, start + window).await?;
+    availability::check(rules, &calendar, start, duration, now, ignore)?;
+    Ok(())
+}
+
+/// Books a slot for `client`, re-checking every rule; the price is the
+/// service's price now.
+#[tracing::instrument(skip_all, fields(barber.id = new.barber_id, service.id = new.service_id))]
+pub async fn create(
+    db: &DatabaseConnection,
+    client: &Viewer,
+    new: NewBooking,
+    now: DateTime<Utc>,
+) -> AppResult<booking::Model> {
+    let (barber, service, shop) = offer(db, new.barber_id, new.service_id).await?;
+    if !barber.active {
+        return Err(AppError::bad_input("this barber takes no new bookings"));
+    }
+    let rules = Rules::of(&shop);
+    let duration = Duration::minutes(i64::from(service.duration_minutes));
+    check_slot(db, &rules, barber.id, new.starts_at, duration, now, None).await?;
+    let ends_at = new.starts_at + duration;
+    let inserted = booking::ActiveModel {
+        id: NotSet,
+        shop_id: Set(shop.id),
+        barber_id: Set(barber.id),
+        client_id: Set(client.id()),
+        service_id: Set(service.id),
+        starts_at: Set(new.starts_at),
+        ends_at: Set(ends_at),
+        blocks_until: Set(ends_at + rules.buffer),
+        status: Set(BookingStatus::Confirmed),
+        price_cents: Set(service.price_cents),
+        currency: Set(service.currency.clone()),
+        notes: Set(new.notes),
+        cancellation_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await;
+    match inserted {
+        Ok(booking) => Ok(booking),
+        // Someone else won the race between our check and our insert.
+        Err(err) if is_overlap(&err) => Err(taken()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn find(db: &impl ConnectionTrait, id: i64) -> AppResult<booking::Model> {
+    booking::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("no booking has this id"))
+}
+
+/// What the viewer may do with a booking.
+enum Actor {
+    Client,
+    Staff,
+}
+
+fn actor(viewer: &Viewer, booking: &booking::Model) -> AppResult<Actor> {
+    if policy::manages_booking(viewer, booking) {
+        Ok(Actor::Staff)
+    } else if booking.client_id == viewer.id() {
+        Ok(Actor::Client)
+    } else {
+        Err(AppError::Forbidden(
+            "this booking is neither yours nor in a schedule you manage".to_owned(),
+        ))
+    }
+}
+
+fn status_name(status: BookingStatus) -> &'static str {
+    match status {
+        BookingStatus::Confirmed => "CONFIRMED",
+        BookingStatus::Cancelled => "CANCELLED",
+        BookingStatus::Completed => "COMPLETED",
+        BookingStatus::NoShow => "NO_SHOW",
+    }
+}
+
+fn not_confirmed(action: &str, status: BookingStatus) -> AppError {
+    AppError::bad_input(format!(
+        "cannot {action} a booking that is {}; only CONFIRMED bookings can be",
+        status_name(status)
+    ))
+}
+
+/// A client may change or cancel a booking until the shop's cut-off.
+async fn check_client_cutoff(
+    db: &impl ConnectionTrait,
+    booking: &booking::Model,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let shop = shop::Entity::find_by_id(booking.shop_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("booking {} has no shop", booking.id)))?;
+    let cutoff = Duration::minutes(i64::from(shop.cancellation_cutoff_minutes));
+    if now > booking.starts_at - cutoff {
+        return Err(AppError::bad_input(format!(
+            "too late to change this booking yourself: the shop allows it until {} minutes before the start; please contact the shop",
+            cutoff.num_minutes()
+        )));
+    }
+    Ok(())
+}
+
+/// Changes the status of a CONFIRMED booking in one conditional statement;
+/// a concurrent change wins and this one reports the status it found.
+async fn transition(
+    db: &impl ConnectionTrait,
+    booking: &booking::Model,
+    to: BookingStatus,
+    reason: Option<String>,
+    action: &str,
+    now: DateTime<Utc>,
+) -> AppResult<booking::Model> {
+    let mut update = booking::Entity::update_many()
+        .col_expr(booking::Column::Status, Expr::value(to))
+        .col_expr(booking::Column::UpdatedAt, Expr::value(now))
+        .filter(booking::Column::Id.eq(booking.id))
+        .filter(booking::Column::Status.eq(BookingStatus::Confirmed));
+    if reason.is_some() {
+        update = update.col_expr(booking::Column::CancellationReason, Expr::value(reason));
+    }
+    let result = update.exec(db).await?;
+    let current = find(db, booking.id).await?;
+    if result.rows_affected == 0 {
+        return Err(not_confirmed(action, current.status));
+    }
+    Ok(current)
+}
+
+/// Cancels a booking: the client until the shop's cut-off, the shop's
+/// owner and the booking's barber at any time.
+#[tracing::instrument(skip_all, fields(booking.id = id))]
+pub async fn cancel(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    id: i64,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+) -> AppResult<booking::Model> {
+    let booking = find(db, id).await?;
+    let actor = actor(viewer, &booking)?;
+    if booking.status != BookingStatus::Confirmed {
+        return Err(not_confirmed("cancel", booking.status));
+    }
+    if let Actor::Client = actor {
+        check_client_cutoff(db, &booking, now).await?;
+    }
+    transition(
+        db,
+        &booking,
+        BookingStatus::Cancelled,
+        reason,
+        "cancel",
+        now,
+    )
+    .await
+}
+
+/// Marks a booking whose start has passed as completed or as a no-show;
+/// for the shop's owner and the booking's barber.
+#[tracing::instrument(skip_all, fields(booking.id = id))]
+pub async fn close(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    id: i64,
+    to: BookingStatus,
+    now: DateTime<Utc>,
+) -> AppResult<booking::Model> {
+    let booking = find(db, id).await?;
+    policy::check_manages_booking(viewer, &booking)?;
+    let action = if to == BookingStatus::Completed {
+        "complete"
+    } else {
+        "mark as no-show"
+    };
+    if booking.status != BookingStatus::Confirmed {
+        return Err(not_confirmed(action, booking.status));
+    }
+    if booking.starts_at > now {
+        return Err(AppError::bad_input(format!(
+            "cannot {action} a booking before it starts ({})",
+            booking.starts_at.to_rfc3339()
+        )));
+    }
+    transition(db, &booking, to, None, action, now).await
+}
+
+/// Moves a booking to a new start, under the same rules as booking it; the
+/// old time frees at once. The client may do so until the cut-off.
+#[tracing::instrument(skip_all, fields(booking.id = id))]
+pub async fn reschedule(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    id: i64,
+    starts_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AppResult<booking::Model> {
+    let booking = find(db, id).await?;
+    let actor = actor(viewer, &booking)?;
+    if booking.status != BookingStatus::Confirmed {
+        return Err(not_confirmed("reschedule", booking.status));
+    }
+    if let Actor::Client = actor {
+        check_client_cutoff(db, &booking, now).await?;
+    }
+    let (_, service, shop) = offer(db, booking.barber_id, booking.service_id).await?;
+    let rules = Rules::of(&shop);
+    let duration = Duration::minutes(i64::from(service.duration_minutes));
+    check_slot(
+        db,
+        &rules,
+        booking.barber_id,
+        starts_at,
+        duration,
+        now,
+        Some(booking.id),
+    )
+    .await?;
+    let ends_at = starts_at + duration;
+    let result = booking::Entity::update_many()
+        .col_expr(booking::Column::StartsAt, Expr::value(starts_at))
+        .col_expr(booking::Column::EndsAt, Expr::value(ends_at))
+        .col_expr(
+            booking::Column::BlocksUntil,
+            Expr::value(ends_at + rules.buffer),
+        )
+        .col_expr(booking::Column::UpdatedAt, Expr::value(now))
+        .filter(booking::Column::Id.eq(booking.id))
+        .filter(booking::Column::Status.eq(BookingStatus::Confirmed))
+        .exec(db)
+        .await;
+    match result {
+        Ok(done) if done.rows_affected == 1 => find(db, booking.id).await,
+        Ok(_) => Err(not_confirmed(
+            "reschedule",
+            find(db, booking.id).await?.status,
+        )),
+        Err(err) if is_overlap(&err) => Err(taken()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Records a payment for a booking, for the shop's owner and the booking's
+/// barber. The booking is locked first, so concurrent payments cannot
+/// together exceed its price.
+#[tracing::instrument(skip_all, fields(booking.id = booking_id))]
+pub async fn record_payment(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    booking_id: i64,
+    amount_cents: i64,
+    method: PaymentMethod,
+    now: DateTime<Utc>,
+) -> AppResult<booking::Model> {
+    if amount_cents <= 0 {
+        return Err(AppError::bad_input("`amountCents` must be positive"));
+    }
+    let booking = find(db, booking_id).await?;
+    policy::check_manages_booking(viewer, &booking)?;
+    let txn = db.begin().await?;
+    // Touching the row first takes its lock (PostgreSQL) or the write lock
+    // (SQLite) before the sum is read.
+    booking::Entity::update_many()
+        .col_expr(booking::Column::UpdatedAt, Expr::value(now))
+        .filter(booking::Column::Id.eq(booking_id))
+        .exec(&txn)
+        .await?;
+    let booking = find(&txn, booking_id).await?;
+    if booking.status == BookingStatus::Cancelled {
+        return Err(AppError::bad_input(
+            "cannot record a payment for a CANCELLED booking",
+        ));
+    }
+    let paid: Option<i64> = payment::Entity::find()
+        .select_only()
+        // SUM of a bigint is a numeric on PostgreSQL; bring it back.
+        .column_as(
+            Expr::expr(Func::cast_as(
+                Func::sum(Expr::col(payment::Column::AmountCents)),
+                Alias::new("BIGINT"),
+            )),
+            "paid",
+        )
+        .filter(payment::Column::BookingId.eq(booking_id))
+        .into_tuple()
+        .one(&txn)
+        .await?
+        .flatten();
+    let remaining = booking.price_cents - paid.unwrap_or(0);
+    if amount_cents > remaining {
+        return Err(AppError::bad_input(format!(
+            "`amountCents` {amount_cents} is more than the {remaining} cents still owed on this booking"
+        )));
+    }
+    payment::ActiveModel {
+        id: NotSet,
+        booking_id: Set(booking_id),
+        amount_cents: Set(amount_cents),
+        method: Set(method),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(booking)
+}

@@ -1,0 +1,178 @@
+//! Booking a slot, and running a booking's life.
+
+use async_graphql::{Context, ID, InputObject, Object};
+use chrono::{DateTime, Utc};
+use entity::BookingStatus;
+
+use crate::{
+    auth::policy,
+    domain::lifecycle::{self, NewBooking, parse_note},
+    error::{AppError, AppResult},
+    graphql::{
+        db,
+        guard::{SignedIn, identity},
+        id::{self, Kind},
+        loader::{BookingByIdLoader, PaymentsByBookingLoader},
+        object::{Booking, PaymentMethod, loader},
+    },
+};
+
+/// A booking request.
+#[derive(InputObject)]
+pub struct CreateBookingInput {
+    pub barber_id: ID,
+    pub service_id: ID,
+    /// One of the `startsAt` of `availableSlots`.
+    pub starts_at: DateTime<Utc>,
+    /// For the barber; at most 1000 characters.
+    pub notes: Option<String>,
+}
+
+impl TryFrom<CreateBookingInput> for NewBooking {
+    type Error = AppError;
+
+    fn try_from(input: CreateBookingInput) -> AppResult<Self> {
+        Ok(NewBooking {
+            barber_id: id::decode_as(&input.barber_id, Kind::Barber, "barberId")?,
+            service_id: id::decode_as(&input.service_id, Kind::Service, "serviceId")?,
+            starts_at: input.starts_at,
+            notes: parse_note(input.notes, "notes")?,
+        })
+    }
+}
+
+/// Money received for a booking.
+#[derive(InputObject)]
+pub struct RecordPaymentInput {
+    pub booking_id: ID,
+    /// Positive, and at most what is still owed.
+    pub amount_cents: i64,
+    pub method: PaymentMethod,
+}
+
+impl From<PaymentMethod> for entity::PaymentMethod {
+    fn from(method: PaymentMethod) -> Self {
+        match method {
+            PaymentMethod::Card => Self::Card,
+            PaymentMethod::Cash => Self::Cash,
+            PaymentMethod::Other => Self::Other,
+        }
+    }
+}
+
+/// Refreshes the request's cached copy of a changed booking.
+async fn changed(ctx: &Context<'_>, booking: entity::booking::Model) -> AppResult<Booking> {
+    loader::<BookingByIdLoader>(ctx)?
+        .feed_one(booking.id, booking.clone())
+        .await;
+    Ok(Booking(booking))
+}
+
+#[derive(Default)]
+pub struct BookingMutation;
+
+#[Object]
+impl BookingMutation {
+    /// Books a slot for yourself. Every rule is checked again; when two
+    /// clients race for one slot, one gets it and the others `CONFLICT`.
+    #[graphql(guard = "SignedIn")]
+    async fn create_booking(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateBookingInput,
+    ) -> async_graphql::Result<Booking> {
+        let viewer = policy::require_viewer(identity(ctx))?;
+        let new = NewBooking::try_from(input)?;
+        let booking = lifecycle::create(db(ctx)?, viewer, new, Utc::now()).await?;
+        Ok(changed(ctx, booking).await?)
+    }
+
+    /// Moves a booking under the same rules as booking it; the old time
+    /// frees at once. Clients may until the shop's cancellation cut-off.
+    #[graphql(guard = "SignedIn")]
+    async fn reschedule_booking(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        starts_at: DateTime<Utc>,
+    ) -> async_graphql::Result<Booking> {
+        let booking_id = id::decode_as(&id, Kind::Booking, "id")?;
+        let viewer = policy::require_viewer(identity(ctx))?;
+        let booking =
+            lifecycle::reschedule(db(ctx)?, viewer, booking_id, starts_at, Utc::now()).await?;
+        Ok(changed(ctx, booking).await?)
+    }
+
+    /// Cancels a booking: clients until the shop's cut-off, the shop's
+    /// owner and the booking's barber at any time.
+    #[graphql(guard = "SignedIn")]
+    async fn cancel_booking(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: Option<String>,
+    ) -> async_graphql::Result<Booking> {
+        let booking_id = id::decode_as(&id, Kind::Booking, "id")?;
+        let viewer = policy::require_viewer(identity(ctx))?;
+        let reason = parse_note(reason, "reason")?;
+        let booking = lifecycle::cancel(db(ctx)?, viewer, booking_id, reason, Utc::now()).await?;
+        Ok(changed(ctx, booking).await?)
+    }
+
+    /// Marks a booking that has started as completed; for the shop's owner
+    /// and the booking's barber.
+    #[graphql(guard = "SignedIn")]
+    async fn complete_booking(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Booking> {
+        let booking_id = id::decode_as(&id, Kind::Booking, "id")?;
+        let viewer = policy::require_viewer(identity(ctx))?;
+        let booking = lifecycle::close(
+            db(ctx)?,
+            viewer,
+            booking_id,
+            BookingStatus::Completed,
+            Utc::now(),
+        )
+        .await?;
+        Ok(changed(ctx, booking).await?)
+    }
+
+    /// Marks a booking whose client did not come; for the shop's owner and
+    /// the booking's barber, once the start has passed.
+    #[graphql(guard = "SignedIn")]
+    async fn mark_no_show(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Booking> {
+        let booking_id = id::decode_as(&id, Kind::Booking, "id")?;
+        let viewer = policy::require_viewer(identity(ctx))?;
+        let booking = lifecycle::close(
+            db(ctx)?,
+            viewer,
+            booking_id,
+            BookingStatus::NoShow,
+            Utc::now(),
+        )
+        .await?;
+        Ok(changed(ctx, booking).await?)
+    }
+
+    /// Records money received for a booking; for the shop's owner and the
+    /// booking's barber. More than the price in all is refused.
+    #[graphql(guard = "SignedIn")]
+    async fn record_payment(
+        &self,
+        ctx: &Context<'_>,
+        input: RecordPaymentInput,
+    ) -> async_graphql::Result<Booking> {
+        let booking_id = id::decode_as(&input.booking_id, Kind::Booking, "bookingId")?;
+        let viewer = policy::require_viewer(identity(ctx))?;
+        let booking = lifecycle::record_payment(
+            db(ctx)?,
+            viewer,
+            booking_id,
+            input.amount_cents,
+            input.method.into(),
+            Utc::now(),
+        )
+        .await?;
+        loader::<PaymentsByBookingLoader>(ctx)?.clear::<i64>();
+        Ok(changed(ctx, booking).await?)
+    }
+}

@@ -1,0 +1,42 @@
+//! Free slots: what a client can book.
+
+use async_graphql::{Context, ID, Object};
+use chrono::Utc;
+
+use crate::{
+    domain,
+    graphql::{
+        db,
+        id::{self, Kind},
+        object::TimeSlot,
+        scalar::Date,
+    },
+};
+
+#[derive(Default)]
+pub struct AvailabilityQuery;
+
+#[Object]
+impl AvailabilityQuery {
+    /// Every start time on the shop-local `date` at which the barber can
+    /// take the service: inside working hours, outside time off and other
+    /// bookings, on the shop's slot step, and inside its notice and advance
+    /// window. Needs no sign-in.
+    async fn available_slots(
+        &self,
+        ctx: &Context<'_>,
+        barber_id: ID,
+        service_id: ID,
+        date: Date,
+    ) -> async_graphql::Result<Vec<TimeSlot>> {
+        let barber = id::decode_as(&barber_id, Kind::Barber, "barberId")?;
+        let service = id::decode_as(&service_id, Kind::Service, "serviceId")?;
+        let slots =
+            domain::availability::available_slots(db(ctx)?, barber, service, date.0, Utc::now())
+                .await?;
+        Ok(slots
+            .into_iter()
+            .map(|(starts_at, ends_at)| TimeSlot { starts_at, ends_at })
+            .collect())
+    }
+}
