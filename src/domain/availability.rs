@@ -5,7 +5,9 @@
 //! every instant is compared in UTC, so a day with a daylight-saving change
 //! has the hours it really has.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 use entity::{
     BookingStatus, barber, barber_service, booking, service, shop, time_off, working_hours,
@@ -98,6 +100,22 @@ pub fn local_instant(tz: Tz, date: NaiveDate, minute: i32) -> Option<DateTime<Ut
     tz.from_local_datetime(&date.and_time(time))
         .earliest()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// Every UTC instant whose local time is `minute` after midnight of `date`:
+/// none in a daylight-saving gap, two in a repeated hour.
+fn local_instants(tz: Tz, date: NaiveDate, minute: i32) -> Vec<DateTime<Utc>> {
+    let Some(time) = u32::try_from(minute)
+        .ok()
+        .and_then(|m| NaiveTime::from_hms_opt(m / 60, m % 60, 0))
+    else {
+        return Vec::new();
+    };
+    match tz.from_local_datetime(&date.and_time(time)) {
+        LocalResult::Single(t) => vec![t.with_timezone(&Utc)],
+        LocalResult::Ambiguous(a, b) => vec![a.with_timezone(&Utc), b.with_timezone(&Utc)],
+        LocalResult::None => Vec::new(),
+    }
 }
 
 /// The UTC instants of the start and end of a shop-local date.
@@ -262,9 +280,8 @@ pub fn free_slots(
             let first = (h.opens_minute + step - 1) / step * step;
             (first..h.closes_minute).step_by(usize::try_from(step).unwrap_or(15))
         })
-        .filter_map(|minute| local_instant(rules.tz, date, minute))
-        // A skipped local time maps onto a later one; keep it on its own date.
-        .filter(|start| start.with_timezone(&rules.tz).date_naive() == date)
+        // A local time repeated when clocks go back is two start times.
+        .flat_map(|minute| local_instants(rules.tz, date, minute))
         .filter(|start| check(rules, calendar, *start, duration, now, None).is_ok())
         .collect();
     starts.sort();
@@ -368,14 +385,25 @@ mod tests {
     }
 
     #[test]
-    fn fall_back_day_has_25_hours_but_one_slot_per_local_time() {
+    fn fall_back_day_has_25_hourly_slots() {
         // America/New_York repeats 01:00–02:00 on 2026-11-01 (a Sunday).
         let tz = "America/New_York";
         let date = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
         let (start, end) = day_bounds(tz.parse().unwrap(), date).unwrap();
         assert_eq!(end - start, Duration::hours(25));
         let slots = free_slots(&rules(tz), &all_day(7), date, Duration::minutes(60), now());
-        assert_eq!(slots.len(), 24);
+        // 01:00 comes twice: once in summer time, once in standard time.
+        assert_eq!(slots.len(), 25);
+        let ones = slots
+            .iter()
+            .filter(|(s, _)| {
+                s.with_timezone(&chrono_tz::America::New_York)
+                    .format("%H:%M")
+                    .to_string()
+                    == "01:00"
+            })
+            .count();
+        assert_eq!(ones, 2);
         // Slots are an hour long in real time even across the change.
         assert!(slots.iter().all(|(s, e)| *e - *s == Duration::hours(1)));
     }

@@ -6,7 +6,7 @@ mod plan;
 use std::{collections::HashMap, fmt, time::Instant};
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use entity::{barber, barber_service, booking, service, shop, time_off, user, working_hours};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -14,9 +14,7 @@ use sea_orm::{
     Statement, TransactionTrait,
 };
 
-use crate::{auth::password, config::SeedArgs};
-
-pub use plan::local_instant;
+use crate::{auth::password, config::SeedArgs, domain::availability::local_instant};
 
 /// Password of every seeded account.
 pub const DEMO_PASSWORD: &str = "bookedbarber";
@@ -370,11 +368,4 @@ where
         );
     }
     Ok(inserted)
-}
-
-/// The instant `now` for tests of seeded data.
-pub fn anchor_instant(args: &SeedArgs) -> Option<DateTime<Utc>> {
-    args.anchor_date
-        .and_then(|d| d.and_hms_opt(12, 0, 0))
-        .map(|t| t.and_utc())
 }

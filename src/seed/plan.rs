@@ -6,14 +6,16 @@
 //! working hours and outside time off, so no two active bookings of a barber
 //! ever overlap.
 
-use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeZone, Utc};
+#[cfg(test)]
+use chrono::TimeZone;
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use entity::BookingStatus;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{DEMO_BARBER_EMAIL, DEMO_CLIENT_EMAIL, DEMO_OWNER_EMAIL};
-use crate::config::SeedArgs;
+use crate::{config::SeedArgs, domain::availability::local_instant};
 
 /// (time zone, city, currency) of seeded shops, used in turn.
 const LOCATIONS: [(&str, &str, &str); 6] = [
@@ -372,7 +374,11 @@ impl Layout<'_> {
     /// Gives a laid-out booking its status, notes and creation time.
     fn finish(&mut self, mut booking: PlannedBooking, past: bool) -> PlannedBooking {
         let roll: f64 = self.rng.random();
+        // The shop closes the day's bookings in the evening: those of the
+        // last hours are still waiting to be marked completed or no-show.
+        let awaiting_close = past && booking.starts_at > self.now - chrono::Duration::hours(12);
         booking.status = match (past, roll) {
+            _ if awaiting_close && roll < 0.9 => BookingStatus::Confirmed,
             (true, r) if r < 0.80 => BookingStatus::Completed,
             (true, r) if r < 0.87 => BookingStatus::NoShow,
             (true, _) => BookingStatus::Cancelled,
@@ -401,16 +407,6 @@ impl Layout<'_> {
         booking.created_at = (booking.starts_at - lead).min(self.now);
         booking
     }
-}
-
-/// The UTC instant of `minute` after local midnight of `day`; `None` inside a
-/// daylight-saving gap.
-pub fn local_instant(tz: Tz, day: NaiveDate, minute: i32) -> Option<DateTime<Utc>> {
-    let minute = u32::try_from(minute).ok()?;
-    let time = NaiveTime::from_hms_opt(minute / 60, minute % 60, 0)?;
-    tz.from_local_datetime(&day.and_time(time))
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]

@@ -9,10 +9,14 @@
 mod helpers;
 
 mod auth;
+mod booking;
 mod browse;
 mod errors;
 mod health;
+mod lifecycle;
+mod manage;
 mod roles;
 mod schema;
 mod seed;
+mod shop_fixture;
 mod statements;
