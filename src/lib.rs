@@ -32,11 +32,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (db, _) = db::connect(&config).await?;
             db::migrate(&db).await?;
             let report = seed::seed(&db, &args).await?;
-            println!("{report}");
+            print_out(&report.to_string());
             Ok(())
         }
         Command::Schema => {
-            print!("{}", graphql::sdl());
+            print_out(graphql::sdl().trim_end());
             Ok(())
         }
     }
@@ -51,7 +51,7 @@ async fn serve(config: config::Config) -> anyhow::Result<()> {
     if app.seeded_demo {
         tracing::info!("seeded the demo data set into the empty embedded database");
     }
-    println!("{}", banner(addr));
+    print_out(&banner(addr));
     app.run_until(app::shutdown_signal()).await
 }
 
@@ -66,4 +66,10 @@ fn banner(addr: std::net::SocketAddr) -> String {
         barber = seed::DEMO_BARBER_EMAIL,
         client = seed::DEMO_CLIENT_EMAIL,
     )
+}
+
+/// Writes a line to standard output; a closed pipe (`| head`) is not an error.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
 }

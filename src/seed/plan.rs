@@ -365,7 +365,8 @@ impl Layout<'_> {
                     cancellation_reason: None,
                     created_at: starts_at,
                 });
-                minute += duration;
+                // The next start is on the grid again, as the API requires.
+                minute = (minute + duration + STEP - 1) / STEP * STEP;
             }
         }
         bookings
