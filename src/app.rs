@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::token::TokenKeys,
+    cache::Cache,
     config::Config,
     db::{self, StatementCounter},
     graphql::{self, AppSchema},
@@ -24,6 +25,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     /// The GraphQL schema, built once.
     pub schema: AppSchema,
+    /// The analytics cache (Redis or in-process).
+    pub cache: Cache,
     /// Signs and checks access tokens.
     pub tokens: TokenKeys,
     /// The configuration the server started with.
@@ -47,6 +50,7 @@ impl App {
     /// into an empty embedded database, and binds the listener (port 0 picks
     /// a free port).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        crate::telemetry::metrics();
         let (db, statements) = db::connect(&config).await?;
         db::migrate(&db).await?;
         let seeded_demo = if config.demo_seed && config.is_embedded_database() {
@@ -61,19 +65,20 @@ impl App {
             config.jwt_secret.as_deref(),
             std::time::Duration::from_secs(config.jwt_ttl_secs),
         );
+        let cache = Cache::new(
+            config.redis_url.as_deref(),
+            std::time::Duration::from_secs(config.analytics_cache_ttl_secs),
+        )?;
         let state = AppState {
-            schema: graphql::build_schema(db.clone(), tokens.clone()),
+            schema: graphql::build_schema(db.clone(), tokens.clone(), cache.clone()),
+            cache,
             tokens,
             db,
             config: Arc::new(config),
             statements,
             migrations_applied: Arc::new(AtomicBool::new(false)),
         };
-        Ok(Self {
-            listener,
-            state,
-            seeded_demo,
-        })
+        Ok(Self { listener, state, seeded_demo })
     }
 
     /// The address the server listens on.

@@ -86,47 +86,22 @@ pub struct Config {
     )]
     pub database_url: String,
     /// Largest number of pooled database connections.
-    #[arg(
-        long,
-        env = "DATABASE_MAX_CONNECTIONS",
-        default_value_t = 20,
-        global = true
-    )]
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 20, global = true)]
     pub database_max_connections: u32,
     /// Connections the pool keeps open when idle.
-    #[arg(
-        long,
-        env = "DATABASE_MIN_CONNECTIONS",
-        default_value_t = 1,
-        global = true
-    )]
+    #[arg(long, env = "DATABASE_MIN_CONNECTIONS", default_value_t = 1, global = true)]
     pub database_min_connections: u32,
     /// Longest wait for a free pooled connection, in seconds.
-    #[arg(
-        long,
-        env = "DATABASE_ACQUIRE_TIMEOUT_SECS",
-        default_value_t = 5,
-        global = true
-    )]
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_SECS", default_value_t = 5, global = true)]
     pub database_acquire_timeout_secs: u64,
     /// An idle pooled connection is closed after this many seconds.
-    #[arg(
-        long,
-        env = "DATABASE_IDLE_TIMEOUT_SECS",
-        default_value_t = 300,
-        global = true
-    )]
+    #[arg(long, env = "DATABASE_IDLE_TIMEOUT_SECS", default_value_t = 300, global = true)]
     pub database_idle_timeout_secs: u64,
     /// `redis://…` turns on the Redis cache; unset: in-process cache.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
     /// Where to listen.
-    #[arg(
-        long,
-        env = "BIND_ADDR",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080", global = true)]
     pub bind_addr: SocketAddr,
     /// HS256 secret for tokens; unset: a random one per process.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
@@ -135,42 +110,22 @@ pub struct Config {
     #[arg(long, env = "JWT_TTL_SECS", default_value_t = 86_400, global = true)]
     pub jwt_ttl_secs: u64,
     /// Cost points per client per minute (a plain request costs 1).
-    #[arg(
-        long,
-        env = "RATE_LIMIT_PER_MINUTE",
-        default_value_t = 600,
-        global = true
-    )]
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 600, global = true)]
     pub rate_limit_per_minute: u32,
     /// Points a client may spend at once.
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 100, global = true)]
     pub rate_limit_burst: u32,
     /// `login`/`register` attempts per IP and per email per minute.
-    #[arg(
-        long,
-        env = "LOGIN_RATE_LIMIT_PER_MINUTE",
-        default_value_t = 10,
-        global = true
-    )]
+    #[arg(long, env = "LOGIN_RATE_LIMIT_PER_MINUTE", default_value_t = 10, global = true)]
     pub login_rate_limit_per_minute: u32,
     /// Upper bound on an analytics cache entry's age, in seconds.
-    #[arg(
-        long,
-        env = "ANALYTICS_CACHE_TTL_SECS",
-        default_value_t = 300,
-        global = true
-    )]
+    #[arg(long, env = "ANALYTICS_CACHE_TTL_SECS", default_value_t = 300, global = true)]
     pub analytics_cache_ttl_secs: u64,
     /// `pretty` for people, `json` for machine-read logs.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,
     /// Longest time one HTTP request may take, in seconds.
-    #[arg(
-        long,
-        env = "REQUEST_TIMEOUT_SECS",
-        default_value_t = 30,
-        global = true
-    )]
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30, global = true)]
     pub request_timeout_secs: u64,
     /// Seed the demo data set into an empty embedded database on `serve`.
     #[arg(long, env = "DEMO_SEED", default_value_t = true, action = clap::ArgAction::Set, global = true)]

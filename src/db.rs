@@ -51,10 +51,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<(DatabaseConnection, Sta
         });
     }
     let mut db = Database::connect(options).await.with_context(|| {
-        format!(
-            "connecting to the database ({})",
-            redacted(&config.database_url)
-        )
+        format!("connecting to the database ({})", redacted(&config.database_url))
     })?;
     let counter = StatementCounter::default();
     let for_callback = counter.clone();
@@ -74,9 +71,7 @@ pub async fn pending_migrations(db: &DatabaseConnection) -> anyhow::Result<usize
 
 /// Whether the database answers a trivial statement.
 pub async fn ping(db: &DatabaseConnection) -> anyhow::Result<()> {
-    db.execute_unprepared("SELECT 1")
-        .await
-        .context("pinging the database")?;
+    db.execute_unprepared("SELECT 1").await.context("pinging the database")?;
     Ok(())
 }
 

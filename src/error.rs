@@ -4,6 +4,8 @@
 //! a GraphQL error sets `extensions.code`. Unexpected errors are logged once,
 //! here, and reach the client as a generic message without SQL or stack.
 
+use std::sync::Arc;
+
 use async_graphql::{ErrorExtensions, FieldError};
 use sea_orm::DbErr;
 
@@ -36,6 +38,20 @@ impl AppError {
 
     pub fn bad_input(message: impl std::fmt::Display) -> Self {
         Self::BadUserInput(message.to_string())
+    }
+
+    /// A copy of an error shared between the callers of one computation.
+    pub fn to_shared(self: Arc<Self>) -> Self {
+        match self.as_ref() {
+            Self::Unauthenticated(m) => Self::Unauthenticated(m.clone()),
+            Self::Forbidden(m) => Self::Forbidden(m.clone()),
+            Self::NotFound(m) => Self::NotFound(m.clone()),
+            Self::BadUserInput(m) => Self::BadUserInput(m.clone()),
+            Self::Conflict(m) => Self::Conflict(m.clone()),
+            Self::RateLimited(m) => Self::RateLimited(m.clone()),
+            Self::QueryTooComplex(m) => Self::QueryTooComplex(m.clone()),
+            Self::Internal(source) => Self::Internal(anyhow::anyhow!("{source:#}")),
+        }
     }
 
     /// The contract's `extensions.code` of this error.

@@ -34,6 +34,9 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             Err(err) => Err(format!("{err:#}")),
         }
     };
+    let cache = state.cache.check().await;
+    // The database is the hard dependency: a degraded cache leaves the API
+    // answering (from the database), so it does not make us unready.
     let ready = database.is_ok() && migrations.is_ok();
     let state_of = |check: &Result<(), String>| match check {
         Ok(()) => json!({ "status": "ok" }),
@@ -44,13 +47,12 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         "checks": {
             "database": state_of(&database),
             "migrations": state_of(&migrations),
-            "cache": { "status": "ok", "backend": "in-process" },
+            "cache": match &cache.problem {
+                None => json!({ "status": "ok", "backend": cache.backend }),
+                Some(reason) => json!({ "status": "degraded", "backend": cache.backend, "reason": reason }),
+            },
         },
     });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body))
 }

@@ -14,7 +14,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{app::AppState, graphql, health};
+use crate::{app::AppState, graphql, health, telemetry};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -25,38 +25,28 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout();
     Router::new()
-        .route(
-            "/graphql",
-            get(graphql::http::get).post(graphql::http::execute),
-        )
+        .route("/graphql", get(graphql::http::get).post(graphql::http::execute))
         .route(
             &format!("{}/{{name}}", graphql::playground::ASSET_PREFIX),
             get(graphql::playground::asset).layer(CompressionLayer::new()),
         )
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/metrics", get(telemetry::render_metrics))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(CatchPanicLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let request_id = request
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
-                tracing::info_span!(
-                    "request",
-                    http.method = %request.method(),
-                    http.path = request.uri().path(),
-                    request.id = request_id,
-                )
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let request_id =
+                request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!(
+                "request",
+                http.method = %request.method(),
+                http.path = request.uri().path(),
+                request.id = request_id,
+            )
+        }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

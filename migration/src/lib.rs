@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_tables;
 mod m20261128_000002_booking_overlap_guard;
+mod m20261128_000003_booking_busy_index;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_create_tables::Migration),
             Box::new(m20261128_000002_booking_overlap_guard::Migration),
+            Box::new(m20261128_000003_booking_busy_index::Migration),
         ]
     }
 }

@@ -77,13 +77,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        index(
-            manager,
-            Barbers::Table,
-            "idx_barbers_shop",
-            [Barbers::ShopId, Barbers::Id],
-        )
-        .await?;
+        index(manager, Barbers::Table, "idx_barbers_shop", [Barbers::ShopId, Barbers::Id]).await?;
         // One user is at most one barber of a given shop.
         manager
             .create_index(
@@ -121,13 +115,8 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        index(
-            manager,
-            Services::Table,
-            "idx_services_shop",
-            [Services::ShopId, Services::Id],
-        )
-        .await?;
+        index(manager, Services::Table, "idx_services_shop", [Services::ShopId, Services::Id])
+            .await?;
 
         manager
             .create_table(
@@ -294,13 +283,7 @@ impl MigrationTrait for Migration {
             [Bookings::ClientId, Bookings::StartsAt],
         )
         .await?;
-        index(
-            manager,
-            Bookings::Table,
-            "idx_bookings_service",
-            [Bookings::ServiceId],
-        )
-        .await?;
+        index(manager, Bookings::Table, "idx_bookings_service", [Bookings::ServiceId]).await?;
 
         manager
             .create_table(
@@ -322,13 +305,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        index(
-            manager,
-            Payments::Table,
-            "idx_payments_booking",
-            [Payments::BookingId],
-        )
-        .await?;
+        index(manager, Payments::Table, "idx_payments_booking", [Payments::BookingId]).await?;
         Ok(())
     }
 
@@ -344,9 +321,7 @@ impl MigrationTrait for Migration {
             Shops::Table.into_iden(),
             Users::Table.into_iden(),
         ] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

@@ -45,24 +45,20 @@ impl MigrationTrait for Migration {
                 Table::alter()
                     .table(Bookings::Table)
                     .add_column(
-                        ColumnDef::new(Bookings::BlocksUntil)
-                            .timestamp_with_time_zone()
-                            .null(),
+                        ColumnDef::new(Bookings::BlocksUntil).timestamp_with_time_zone().null(),
                     )
                     .to_owned(),
             )
             .await?;
         let db = manager.get_connection();
-        db.execute_unprepared("UPDATE bookings SET blocks_until = ends_at")
-            .await?;
+        db.execute_unprepared("UPDATE bookings SET blocks_until = ends_at").await?;
         match manager.get_database_backend() {
             sea_orm::DatabaseBackend::Postgres => {
                 db.execute_unprepared(
                     "ALTER TABLE bookings ALTER COLUMN blocks_until SET NOT NULL",
                 )
                 .await?;
-                db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS btree_gist")
-                    .await?;
+                db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS btree_gist").await?;
                 db.execute_unprepared(
                     "ALTER TABLE bookings ADD CONSTRAINT bookings_no_overlap EXCLUDE USING gist \
                      (barber_id WITH =, tstzrange(starts_at, blocks_until) WITH &&) \
@@ -87,18 +83,13 @@ impl MigrationTrait for Migration {
                     .await?;
             }
             _ => {
-                db.execute_unprepared("DROP TRIGGER bookings_no_overlap_insert")
-                    .await?;
-                db.execute_unprepared("DROP TRIGGER bookings_no_overlap_update")
-                    .await?;
+                db.execute_unprepared("DROP TRIGGER bookings_no_overlap_insert").await?;
+                db.execute_unprepared("DROP TRIGGER bookings_no_overlap_update").await?;
             }
         }
         manager
             .alter_table(
-                Table::alter()
-                    .table(Bookings::Table)
-                    .drop_column(Bookings::BlocksUntil)
-                    .to_owned(),
+                Table::alter().table(Bookings::Table).drop_column(Bookings::BlocksUntil).to_owned(),
             )
             .await
     }

@@ -38,9 +38,7 @@ impl Viewer {
 
     /// Whether the viewer owns `shop_id`.
     pub fn owns(&self, shop_id: i64) -> bool {
-        self.memberships
-            .iter()
-            .any(|m| m.role == Role::Owner && m.shop.id == shop_id)
+        self.memberships.iter().any(|m| m.role == Role::Owner && m.shop.id == shop_id)
     }
 
     /// The viewer's barber record at `shop_id`, if they work there.
@@ -99,11 +97,7 @@ pub async fn load_viewer(db: &impl ConnectionTrait, user_id: i64) -> Result<Opti
         shops = prefixed::<shop::Column>("s", "s_"),
     );
     let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [Value::from(user_id)],
-        ))
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, [Value::from(user_id)]))
         .await?;
     let Some(first) = rows.first() else {
         return Ok(None);
@@ -120,11 +114,7 @@ pub async fn load_viewer(db: &impl ConnectionTrait, user_id: i64) -> Result<Opti
             _ => continue,
         };
         let barber_id = row.try_get::<Option<i64>>("", "m_barber_id")?;
-        memberships.push(Membership {
-            shop,
-            role,
-            barber_id,
-        });
+        memberships.push(Membership { shop, role, barber_id });
     }
     Ok(Some(Viewer { user, memberships }))
 }

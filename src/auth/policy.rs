@@ -36,9 +36,7 @@ pub fn check_booking(viewer: &Viewer, booking: &booking::Model) -> AppResult<()>
     if can_read_booking(viewer, booking) {
         Ok(())
     } else {
-        Err(forbidden(
-            "this booking: it is neither yours nor in a schedule you manage",
-        ))
+        Err(forbidden("this booking: it is neither yours nor in a schedule you manage"))
     }
 }
 
@@ -58,9 +56,7 @@ pub fn shop_bookings_scope(
         (Some(own), None) => Ok(Some(own)),
         (Some(own), Some(asked)) if own == asked => Ok(Some(own)),
         (Some(_), Some(_)) => Err(forbidden("another barber's bookings")),
-        (None, _) => Err(forbidden(
-            "this shop's bookings: only its owner and barbers may",
-        )),
+        (None, _) => Err(forbidden("this shop's bookings: only its owner and barbers may")),
     }
 }
 
@@ -70,9 +66,7 @@ pub fn check_barber_bookings(viewer: &Viewer, barber: &barber::Model) -> AppResu
     if viewer.owns(barber.shop_id) || viewer.barber_at(barber.shop_id) == Some(barber.id) {
         Ok(())
     } else {
-        Err(forbidden(
-            "this barber's bookings: only the barber and the shop's owner may",
-        ))
+        Err(forbidden("this barber's bookings: only the barber and the shop's owner may"))
     }
 }
 
@@ -115,9 +109,7 @@ pub fn check_owner(viewer: &Viewer, shop_id: i64) -> AppResult<()> {
     if viewer.owns(shop_id) {
         Ok(())
     } else {
-        Err(AppError::Forbidden(
-            "only the shop's owner may do this".to_owned(),
-        ))
+        Err(AppError::Forbidden("only the shop's owner may do this".to_owned()))
     }
 }
 
@@ -126,8 +118,6 @@ pub fn check_owner_or_barber(viewer: &Viewer, barber: &barber::Model) -> AppResu
     if viewer.owns(barber.shop_id) || viewer.barber_at(barber.shop_id) == Some(barber.id) {
         Ok(())
     } else {
-        Err(AppError::Forbidden(
-            "only the shop's owner and the barber may do this".to_owned(),
-        ))
+        Err(AppError::Forbidden("only the shop's owner and the barber may do this".to_owned()))
     }
 }

@@ -37,9 +37,7 @@ pub struct TokenKeys {
 
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenKeys")
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
+        f.debug_struct("TokenKeys").field("ttl", &self.ttl).finish_non_exhaustive()
     }
 }
 

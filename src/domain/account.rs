@@ -77,9 +77,7 @@ impl PersonName {
         if (1..=200).contains(&chars) {
             Ok(Self(name.to_owned()))
         } else {
-            Err(AppError::bad_input(
-                "`name` must be 1 to 200 characters long",
-            ))
+            Err(AppError::bad_input("`name` must be 1 to 200 characters long"))
         }
     }
 }
@@ -143,10 +141,7 @@ pub async fn login(
     let Ok(email) = Email::parse(email) else {
         return Err(wrong_credentials());
     };
-    let user = user::Entity::find()
-        .filter(user::Column::Email.eq(email.as_str()))
-        .one(db)
-        .await?;
+    let user = user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(db).await?;
     let hash = match &user {
         Some(user) => user.password_hash.clone(),
         None => decoy_hash().await?.to_owned(),
@@ -163,10 +158,8 @@ pub async fn users_by_ids(
     db: &impl ConnectionTrait,
     ids: &[i64],
 ) -> Result<std::collections::HashMap<i64, user::Model>, sea_orm::DbErr> {
-    let rows = user::Entity::find()
-        .filter(user::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?;
+    let rows =
+        user::Entity::find().filter(user::Column::Id.is_in(ids.iter().copied())).all(db).await?;
     Ok(super::index_by(rows, |u| u.id))
 }
 
@@ -176,19 +169,10 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(
-            Email::parse("  Ann@Example.COM ").unwrap().as_str(),
-            "ann@example.com"
-        );
-        for bad in [
-            "",
-            "ann",
-            "ann@",
-            "@example.com",
-            "ann@example",
-            "a b@example.com",
-            "a@b@c.com",
-        ] {
+        assert_eq!(Email::parse("  Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
+        for bad in
+            ["", "ann", "ann@", "@example.com", "ann@example", "a b@example.com", "a@b@c.com"]
+        {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }

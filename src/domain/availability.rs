@@ -90,24 +90,18 @@ impl From<Refusal> for AppError {
 /// The UTC instant of `minute` after local midnight of `date` (minute 1440
 /// is the next midnight); `None` inside a daylight-saving gap.
 pub fn local_instant(tz: Tz, date: NaiveDate, minute: i32) -> Option<DateTime<Utc>> {
-    let (date, minute) = if minute >= 24 * 60 {
-        (date.succ_opt()?, minute - 24 * 60)
-    } else {
-        (date, minute)
-    };
+    let (date, minute) =
+        if minute >= 24 * 60 { (date.succ_opt()?, minute - 24 * 60) } else { (date, minute) };
     let minute = u32::try_from(minute).ok()?;
     let time = NaiveTime::from_hms_opt(minute / 60, minute % 60, 0)?;
-    tz.from_local_datetime(&date.and_time(time))
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
+    tz.from_local_datetime(&date.and_time(time)).earliest().map(|t| t.with_timezone(&Utc))
 }
 
 /// Every UTC instant whose local time is `minute` after midnight of `date`:
 /// none in a daylight-saving gap, two in a repeated hour.
 fn local_instants(tz: Tz, date: NaiveDate, minute: i32) -> Vec<DateTime<Utc>> {
-    let Some(time) = u32::try_from(minute)
-        .ok()
-        .and_then(|m| NaiveTime::from_hms_opt(m / 60, m % 60, 0))
+    let Some(time) =
+        u32::try_from(minute).ok().and_then(|m| NaiveTime::from_hms_opt(m / 60, m % 60, 0))
     else {
         return Vec::new();
     };
@@ -116,6 +110,19 @@ fn local_instants(tz: Tz, date: NaiveDate, minute: i32) -> Vec<DateTime<Utc>> {
         LocalResult::Ambiguous(a, b) => vec![a.with_timezone(&Utc), b.with_timezone(&Utc)],
         LocalResult::None => Vec::new(),
     }
+}
+
+/// The instant a working interval opens (`closing = false`) or closes at
+/// `minute` after local midnight of `date`. A time skipped by a
+/// daylight-saving change moves to the end of the gap; a repeated time
+/// opens at its first and closes at its second occurrence.
+pub fn boundary(tz: Tz, date: NaiveDate, minute: i32, closing: bool) -> Option<DateTime<Utc>> {
+    let (date, minute) =
+        if minute >= 24 * 60 { (date.succ_opt()?, minute - 24 * 60) } else { (date, minute) };
+    (minute..minute + 180).find_map(|m| {
+        let instants = local_instants(tz, date, m);
+        if closing { instants.last().copied() } else { instants.first().copied() }
+    })
 }
 
 /// The UTC instants of the start and end of a shop-local date.
@@ -128,9 +135,7 @@ pub fn day_bounds(tz: Tz, date: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Ut
 /// Local midnight, or the first instant of the day when midnight itself is
 /// skipped by a daylight-saving change.
 fn local_day_start(tz: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
-    (0..=120)
-        .step_by(30)
-        .find_map(|minute| local_instant(tz, date, minute))
+    boundary(tz, date, 0, false)
 }
 
 /// Whether a booking of `duration` starting at `start` can be made.
@@ -147,33 +152,25 @@ pub fn check(
         return Err(Refusal::Past);
     }
     if start < now + rules.min_notice {
-        return Err(Refusal::TooSoon {
-            minutes: rules.min_notice.num_minutes(),
-        });
+        return Err(Refusal::TooSoon { minutes: rules.min_notice.num_minutes() });
     }
     if start > now + rules.max_advance {
-        return Err(Refusal::TooFar {
-            days: rules.max_advance.num_days(),
-        });
+        return Err(Refusal::TooFar { days: rules.max_advance.num_days() });
     }
     let local = start.with_timezone(&rules.tz);
     let date = local.date_naive();
     let weekday = i16::try_from(date.weekday().number_from_monday()).unwrap_or(0);
     let end = start + duration;
     let blocks_until = end + rules.buffer;
-    let fits = calendar
-        .hours
-        .iter()
-        .filter(|h| h.weekday == weekday)
-        .any(|h| {
-            match (
-                local_instant(rules.tz, date, h.opens_minute),
-                local_instant(rules.tz, date, h.closes_minute),
-            ) {
-                (Some(opens), Some(closes)) => opens <= start && blocks_until <= closes,
-                _ => false,
-            }
-        });
+    let fits = calendar.hours.iter().filter(|h| h.weekday == weekday).any(|h| {
+        match (
+            boundary(rules.tz, date, h.opens_minute, false),
+            boundary(rules.tz, date, h.closes_minute, true),
+        ) {
+            (Some(opens), Some(closes)) => opens <= start && blocks_until <= closes,
+            _ => false,
+        }
+    });
     if !fits {
         return Err(Refusal::OutsideHours);
     }
@@ -182,15 +179,9 @@ pub fn check(
         || start.timestamp_subsec_nanos() != 0
         || minute_of_day % i64::from(rules.step_minutes) != 0
     {
-        return Err(Refusal::OffGrid {
-            step: rules.step_minutes,
-        });
+        return Err(Refusal::OffGrid { step: rules.step_minutes });
     }
-    if calendar
-        .time_off
-        .iter()
-        .any(|(from, to)| *from < blocks_until && start < *to)
-    {
+    if calendar.time_off.iter().any(|(from, to)| *from < blocks_until && start < *to) {
         return Err(Refusal::TimeOff);
     }
     let taken = calendar
@@ -218,10 +209,8 @@ pub(crate) async fn offer(
         .one(db)
         .await?
         .ok_or_else(|| AppError::not_found("no service has this `serviceId`"))?;
-    let offered = barber_service::Entity::find_by_id((barber_id, service_id))
-        .one(db)
-        .await?
-        .is_some();
+    let offered =
+        barber_service::Entity::find_by_id((barber_id, service_id)).one(db).await?.is_some();
     if service.shop_id != barber.shop_id || !offered {
         return Err(AppError::bad_input(
             "this barber does not offer this service; see `Barber.services`",
@@ -251,13 +240,8 @@ pub async fn available_slots(
     let rules = Rules::of(&shop);
     let (from, to) =
         day_bounds(rules.tz, date).ok_or_else(|| AppError::bad_input("`date` is out of range"))?;
-    let calendar = load_calendar(
-        db,
-        barber.id,
-        from - Duration::days(1),
-        to + Duration::days(1),
-    )
-    .await?;
+    let calendar =
+        load_calendar(db, barber.id, from - Duration::days(1), to + Duration::days(1)).await?;
     let duration = Duration::minutes(i64::from(service.duration_minutes));
     Ok(free_slots(&rules, &calendar, date, duration, now))
 }
@@ -286,10 +270,7 @@ pub fn free_slots(
         .collect();
     starts.sort();
     starts.dedup();
-    starts
-        .into_iter()
-        .map(|start| (start, start + duration))
-        .collect()
+    starts.into_iter().map(|start| (start, start + duration)).collect()
 }
 
 /// What keeps barber `barber_id` busy between `from` and `to`.
@@ -308,6 +289,9 @@ pub async fn load_calendar(
         .filter(booking::Column::Status.ne(BookingStatus::Cancelled))
         .filter(booking::Column::StartsAt.lt(to))
         .filter(booking::Column::BlocksUntil.gt(from))
+        // No booking is longer than a day: this bound lets the index skip
+        // the barber's history.
+        .filter(booking::Column::StartsAt.gt(from - Duration::days(1)))
         .all(db)
         .await?
         .into_iter()
@@ -322,11 +306,7 @@ pub async fn load_calendar(
         .into_iter()
         .map(|t| (t.starts_at, t.ends_at))
         .collect();
-    Ok(Calendar {
-        hours,
-        busy,
-        time_off,
-    })
+    Ok(Calendar { hours, busy, time_off })
 }
 
 #[cfg(test)]
@@ -364,21 +344,12 @@ mod tests {
     fn spring_forward_day_has_23_hourly_slots() {
         // Europe/London skips 01:00–02:00 on 2026-03-29 (a Sunday).
         let date = NaiveDate::from_ymd_opt(2026, 3, 29).unwrap();
-        let slots = free_slots(
-            &rules("Europe/London"),
-            &all_day(7),
-            date,
-            Duration::minutes(60),
-            now(),
-        );
+        let slots =
+            free_slots(&rules("Europe/London"), &all_day(7), date, Duration::minutes(60), now());
         assert_eq!(slots.len(), 23);
         let locals: Vec<String> = slots
             .iter()
-            .map(|(s, _)| {
-                s.with_timezone(&chrono_tz::Europe::London)
-                    .format("%H:%M")
-                    .to_string()
-            })
+            .map(|(s, _)| s.with_timezone(&chrono_tz::Europe::London).format("%H:%M").to_string())
             .collect();
         assert!(!locals.contains(&"01:00".to_owned()));
         assert_eq!(locals[1], "02:00");
@@ -397,15 +368,39 @@ mod tests {
         let ones = slots
             .iter()
             .filter(|(s, _)| {
-                s.with_timezone(&chrono_tz::America::New_York)
-                    .format("%H:%M")
-                    .to_string()
+                s.with_timezone(&chrono_tz::America::New_York).format("%H:%M").to_string()
                     == "01:00"
             })
             .count();
         assert_eq!(ones, 2);
         // Slots are an hour long in real time even across the change.
         assert!(slots.iter().all(|(s, e)| *e - *s == Duration::hours(1)));
+    }
+
+    #[test]
+    fn hours_that_open_or_close_in_a_gap_keep_the_rest_of_their_day() {
+        // America/Santiago skips local midnight on 2026-09-06 (clocks go
+        // from 00:00 to 01:00): hours to 24:00 the day before still close.
+        let tz = "America/Santiago";
+        let saturday = NaiveDate::from_ymd_opt(2026, 9, 5).unwrap();
+        let mut calendar = all_day(6);
+        calendar.hours[0].opens_minute = 18 * 60;
+        let slots = free_slots(&rules(tz), &calendar, saturday, Duration::minutes(60), now());
+        assert_eq!(slots.len(), 6, "18:00 to 23:00");
+        // New York skips 02:00–03:00 on 2026-03-08: hours from 02:30 open at 03:00.
+        let tz = "America/New_York";
+        let sunday = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap();
+        let mut calendar = all_day(7);
+        calendar.hours[0].opens_minute = 2 * 60 + 30;
+        calendar.hours[0].closes_minute = 5 * 60;
+        let slots = free_slots(&rules(tz), &calendar, sunday, Duration::minutes(60), now());
+        let locals: Vec<String> = slots
+            .iter()
+            .map(|(s, _)| {
+                s.with_timezone(&chrono_tz::America::New_York).format("%H:%M").to_string()
+            })
+            .collect();
+        assert_eq!(locals, vec!["03:00", "04:00"]);
     }
 
     #[test]
@@ -427,36 +422,15 @@ mod tests {
         // buffer at closing; 11:00 would run past it.
         assert_eq!(slots, vec![at(9, 0), at(9, 15), at(10, 45)]);
         assert_eq!(
-            check(
-                &rules,
-                &calendar,
-                at(9, 30),
-                Duration::minutes(30),
-                now(),
-                None
-            ),
+            check(&rules, &calendar, at(9, 30), Duration::minutes(30), now(), None),
             Err(Refusal::Taken)
         );
         assert_eq!(
-            check(
-                &rules,
-                &calendar,
-                at(9, 30),
-                Duration::minutes(30),
-                now(),
-                Some(1)
-            ),
+            check(&rules, &calendar, at(9, 30), Duration::minutes(30), now(), Some(1)),
             Ok(())
         );
         assert_eq!(
-            check(
-                &rules,
-                &calendar,
-                at(9, 5),
-                Duration::minutes(30),
-                now(),
-                None
-            ),
+            check(&rules, &calendar, at(9, 5), Duration::minutes(30), now(), None),
             Err(Refusal::OffGrid { step: 15 })
         );
     }

@@ -57,10 +57,7 @@ pub async fn counts_by_shop(
     let rows = barber::Entity::find()
         .select_only()
         .column(barber::Column::ShopId)
-        .column_as(
-            Expr::expr(Func::count(Expr::col(barber::Column::Id))),
-            "count",
-        )
+        .column_as(Expr::expr(Func::count(Expr::col(barber::Column::Id))), "count")
         .filter(barber::Column::ShopId.is_in(shop_ids.iter().copied()))
         .group_by(barber::Column::ShopId)
         .into_model::<ShopCount>()
@@ -129,9 +126,9 @@ pub async fn add(db: &impl ConnectionTrait, new: NewBarber) -> AppResult<barber:
     .await;
     match inserted {
         Ok(barber) => Ok(barber),
-        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Err(
-            AppError::Conflict("this person already is a barber at this shop".to_owned()),
-        ),
+        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            Err(AppError::Conflict("this person already is a barber at this shop".to_owned()))
+        }
         Err(err) => Err(err.into()),
     }
 }
@@ -173,6 +170,13 @@ pub async fn set_working_hours(
     hours: Vec<super::working_hours::Interval>,
 ) -> AppResult<()> {
     let txn = db.begin().await?;
+    // Lock the barber first, so two concurrent saves of the week replace it
+    // one after the other instead of adding up.
+    barber::Entity::update_many()
+        .col_expr(barber::Column::UpdatedAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
+        .filter(barber::Column::Id.eq(barber_id))
+        .exec(&txn)
+        .await?;
     working_hours::Entity::delete_many()
         .filter(working_hours::Column::BarberId.eq(barber_id))
         .exec(&txn)

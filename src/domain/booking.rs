@@ -110,10 +110,7 @@ pub async fn list(
 
 /// How many bookings `filter` selects.
 pub async fn count(db: &impl ConnectionTrait, filter: &BookingFilter) -> Result<u64, DbErr> {
-    booking::Entity::find()
-        .filter(filter.condition())
-        .count(db)
-        .await
+    booking::Entity::find().filter(filter.condition()).count(db).await
 }
 
 /// The same page of bookings for each of `owners`, in one statement.
@@ -151,10 +148,7 @@ pub async fn counts_by(
     let rows = booking::Entity::find()
         .select_only()
         .column_as(owner.column(), "owner")
-        .column_as(
-            Expr::expr(Func::count(Expr::col(booking::Column::Id))),
-            "count",
-        )
+        .column_as(Expr::expr(Func::count(Expr::col(booking::Column::Id))), "count")
         .filter(owner.column().is_in(ids.iter().copied()))
         .filter(filter.condition())
         .group_by(owner.column())

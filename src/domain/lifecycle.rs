@@ -200,7 +200,11 @@ async fn transition(
     let result = update.exec(db).await?;
     let current = find(db, booking.id).await?;
     if result.rows_affected == 0 {
-        return Err(not_confirmed(action, current.status));
+        // It was CONFIRMED when read: someone changed it in between.
+        return Err(AppError::Conflict(format!(
+            "cannot {action} this booking: it was changed at the same moment and is now {}",
+            status_name(current.status)
+        )));
     }
     Ok(current)
 }
@@ -223,15 +227,7 @@ pub async fn cancel(
     if let Actor::Client = actor {
         check_client_cutoff(db, &booking, now).await?;
     }
-    transition(
-        db,
-        &booking,
-        BookingStatus::Cancelled,
-        reason,
-        "cancel",
-        now,
-    )
-    .await
+    transition(db, &booking, BookingStatus::Cancelled, reason, "cancel", now).await
 }
 
 /// Marks a booking whose start has passed as completed or as a no-show;
@@ -246,11 +242,7 @@ pub async fn close(
 ) -> AppResult<booking::Model> {
     let booking = find(db, id).await?;
     policy::check_manages_booking(viewer, &booking)?;
-    let action = if to == BookingStatus::Completed {
-        "complete"
-    } else {
-        "mark as no-show"
-    };
+    let action = if to == BookingStatus::Completed { "complete" } else { "mark as no-show" };
     if booking.status != BookingStatus::Confirmed {
         return Err(not_confirmed(action, booking.status));
     }
@@ -284,24 +276,12 @@ pub async fn reschedule(
     let (_, service, shop) = offer(db, booking.barber_id, booking.service_id).await?;
     let rules = Rules::of(&shop);
     let duration = Duration::minutes(i64::from(service.duration_minutes));
-    check_slot(
-        db,
-        &rules,
-        booking.barber_id,
-        starts_at,
-        duration,
-        now,
-        Some(booking.id),
-    )
-    .await?;
+    check_slot(db, &rules, booking.barber_id, starts_at, duration, now, Some(booking.id)).await?;
     let ends_at = starts_at + duration;
     let result = booking::Entity::update_many()
         .col_expr(booking::Column::StartsAt, Expr::value(starts_at))
         .col_expr(booking::Column::EndsAt, Expr::value(ends_at))
-        .col_expr(
-            booking::Column::BlocksUntil,
-            Expr::value(ends_at + rules.buffer),
-        )
+        .col_expr(booking::Column::BlocksUntil, Expr::value(ends_at + rules.buffer))
         .col_expr(booking::Column::UpdatedAt, Expr::value(now))
         .filter(booking::Column::Id.eq(booking.id))
         .filter(booking::Column::Status.eq(BookingStatus::Confirmed))
@@ -309,10 +289,7 @@ pub async fn reschedule(
         .await;
     match result {
         Ok(done) if done.rows_affected == 1 => find(db, booking.id).await,
-        Ok(_) => Err(not_confirmed(
-            "reschedule",
-            find(db, booking.id).await?.status,
-        )),
+        Ok(_) => Err(not_confirmed("reschedule", find(db, booking.id).await?.status)),
         Err(err) if is_overlap(&err) => Err(taken()),
         Err(err) => Err(err.into()),
     }
@@ -345,9 +322,7 @@ pub async fn record_payment(
         .await?;
     let booking = find(&txn, booking_id).await?;
     if booking.status == BookingStatus::Cancelled {
-        return Err(AppError::bad_input(
-            "cannot record a payment for a CANCELLED booking",
-        ));
+        return Err(AppError::bad_input("cannot record a payment for a CANCELLED booking"));
     }
     let paid: Option<i64> = payment::Entity::find()
         .select_only()

@@ -5,6 +5,7 @@
 //! call back into it.
 
 pub mod account;
+pub mod analytics;
 pub mod availability;
 pub mod barber;
 pub mod booking;

@@ -44,10 +44,7 @@ impl Position {
     }
 
     pub fn timed(time: DateTime<Utc>, id: i64) -> Self {
-        Self {
-            time: Some(time),
-            id,
-        }
+        Self { time: Some(time), id }
     }
 }
 
@@ -64,29 +61,16 @@ impl<C: ColumnTrait> Keyset<C> {
     }
 
     pub fn by_time(time: C, id: C) -> Self {
-        Self {
-            time: Some(time),
-            id,
-        }
+        Self { time: Some(time), id }
     }
 
     /// Rows strictly after (`after = true`) or before `position`.
     fn beyond(&self, position: &Position, after: bool) -> Condition {
-        let id = if after {
-            self.id.gt(position.id)
-        } else {
-            self.id.lt(position.id)
-        };
+        let id = if after { self.id.gt(position.id) } else { self.id.lt(position.id) };
         match (self.time, position.time) {
             (Some(column), Some(time)) => {
-                let past = if after {
-                    column.gt(time)
-                } else {
-                    column.lt(time)
-                };
-                Condition::any()
-                    .add(past)
-                    .add(Condition::all().add(column.eq(time)).add(id))
+                let past = if after { column.gt(time) } else { column.lt(time) };
+                Condition::any().add(past).add(Condition::all().add(column.eq(time)).add(id))
             }
             _ => Condition::all().add(id),
         }
@@ -117,33 +101,23 @@ impl PageRequest {
         before: Option<Position>,
     ) -> AppResult<Self> {
         let size = |name: &str, value: i32| -> AppResult<u64> {
-            u64::try_from(value)
-                .ok()
-                .filter(|n| *n <= MAX_PAGE_SIZE)
-                .ok_or_else(|| {
-                    AppError::bad_input(format!(
-                        "`{name}` must be between 0 and {MAX_PAGE_SIZE}, got {value}; \
+            u64::try_from(value).ok().filter(|n| *n <= MAX_PAGE_SIZE).ok_or_else(|| {
+                AppError::bad_input(format!(
+                    "`{name}` must be between 0 and {MAX_PAGE_SIZE}, got {value}; \
                          ask for the next page with `after: pageInfo.endCursor`"
-                    ))
-                })
+                ))
+            })
         };
         let (direction, limit) = match (first, last) {
             (Some(_), Some(_)) => {
-                return Err(AppError::bad_input(
-                    "pass either `first` or `last`, not both",
-                ));
+                return Err(AppError::bad_input("pass either `first` or `last`, not both"));
             }
             (Some(first), None) => (Direction::Forward, size("first", first)?),
             (None, Some(last)) => (Direction::Backward, size("last", last)?),
             (None, None) if before.is_some() => (Direction::Backward, DEFAULT_PAGE_SIZE),
             (None, None) => (Direction::Forward, DEFAULT_PAGE_SIZE),
         };
-        Ok(Self {
-            direction,
-            limit,
-            after,
-            before,
-        })
+        Ok(Self { direction, limit, after, before })
     }
 
     fn order(&self) -> Order {
@@ -228,12 +202,7 @@ impl PageRequest {
         let mut groups = super::group_by(rows, parent_of);
         Ok(parents
             .iter()
-            .map(|key| {
-                (
-                    *key,
-                    Page::from_rows(groups.remove(key).unwrap_or_default(), self),
-                )
-            })
+            .map(|key| (*key, Page::from_rows(groups.remove(key).unwrap_or_default(), self)))
             .collect())
     }
 }

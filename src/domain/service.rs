@@ -81,9 +81,7 @@ pub fn parse_price(cents: i64) -> AppResult<i64> {
     if (0..=10_000_000).contains(&cents) {
         Ok(cents)
     } else {
-        Err(AppError::bad_input(
-            "`priceCents` must be between 0 and 10000000",
-        ))
+        Err(AppError::bad_input("`priceCents` must be between 0 and 10000000"))
     }
 }
 
@@ -114,9 +112,7 @@ async fn check_barbers(
     distinct.sort_unstable();
     distinct.dedup();
     if found != distinct.len() as u64 {
-        return Err(AppError::bad_input(
-            "every id in `barberIds` must be a barber of this shop",
-        ));
+        return Err(AppError::bad_input("every id in `barberIds` must be a barber of this shop"));
     }
     Ok(())
 }
@@ -135,10 +131,7 @@ async fn set_offers(
     distinct.dedup();
     if !distinct.is_empty() {
         barber_service::Entity::insert_many(distinct.into_iter().map(|barber_id| {
-            barber_service::ActiveModel {
-                barber_id: Set(barber_id),
-                service_id: Set(service_id),
-            }
+            barber_service::ActiveModel { barber_id: Set(barber_id), service_id: Set(service_id) }
         }))
         .exec_without_returning(db)
         .await?;

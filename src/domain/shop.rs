@@ -19,19 +19,14 @@ pub async fn by_ids(
     db: &impl ConnectionTrait,
     ids: &[i64],
 ) -> Result<HashMap<i64, shop::Model>, DbErr> {
-    let rows = shop::Entity::find()
-        .filter(shop::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?;
+    let rows =
+        shop::Entity::find().filter(shop::Column::Id.is_in(ids.iter().copied())).all(db).await?;
     Ok(super::index_by(rows, |s| s.id))
 }
 
 /// The shop with this slug.
 pub async fn by_slug(db: &impl ConnectionTrait, slug: &str) -> Result<Option<shop::Model>, DbErr> {
-    shop::Entity::find()
-        .filter(shop::Column::Slug.eq(slug.trim().to_lowercase()))
-        .one(db)
-        .await
+    shop::Entity::find().filter(shop::Column::Slug.eq(slug.trim().to_lowercase())).one(db).await
 }
 
 /// Shops whose name contains `search` (case-insensitive), or all shops.
@@ -40,11 +35,8 @@ fn matching(search: Option<&str>) -> Select<shop::Entity> {
     match search.map(str::trim).filter(|s| !s.is_empty()) {
         None => select,
         Some(search) => {
-            let escaped = search
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
+            let escaped =
+                search.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             select.filter(
                 Expr::expr(Func::lower(Expr::col(shop::Column::Name)))
                     .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
@@ -59,10 +51,7 @@ pub async fn list(
     search: Option<&str>,
     page: &PageRequest,
 ) -> Result<Page<shop::Model>, DbErr> {
-    let rows = page
-        .apply(matching(search), Keyset::by_id(shop::Column::Id))
-        .all(db)
-        .await?;
+    let rows = page.apply(matching(search), Keyset::by_id(shop::Column::Id)).all(db).await?;
     Ok(Page::from_rows(rows, page))
 }
 
@@ -78,9 +67,7 @@ impl Slug {
     pub fn parse(raw: &str) -> AppResult<Self> {
         let slug = raw.trim().to_lowercase();
         let valid = (2..=100).contains(&slug.len())
-            && slug
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !slug.starts_with('-')
             && !slug.ends_with('-');
         if valid {
@@ -109,9 +96,7 @@ pub fn parse_text(raw: &str, field: &str, max: usize) -> AppResult<String> {
     if (1..=max).contains(&chars) {
         Ok(text.to_owned())
     } else {
-        Err(AppError::bad_input(format!(
-            "`{field}` must be 1 to {max} characters long"
-        )))
+        Err(AppError::bad_input(format!("`{field}` must be 1 to {max} characters long")))
     }
 }
 
@@ -180,9 +165,9 @@ pub async fn create(
     .await;
     match inserted {
         Ok(shop) => Ok(shop),
-        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Err(
-            AppError::Conflict("`slug` is taken by another shop; choose another".to_owned()),
-        ),
+        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            Err(AppError::Conflict("`slug` is taken by another shop; choose another".to_owned()))
+        }
         Err(err) => Err(err.into()),
     }
 }

@@ -56,10 +56,8 @@ pub fn parse_week(raw: &[(i32, String, String)]) -> AppResult<Vec<Interval>> {
     let mut week = Vec::with_capacity(raw.len());
     for (index, (weekday, opens, closes)) in raw.iter().enumerate() {
         let field = |name: &str| format!("hours[{index}].{name}");
-        let weekday = i16::try_from(*weekday)
-            .ok()
-            .filter(|d| (1..=7).contains(d))
-            .ok_or_else(|| {
+        let weekday =
+            i16::try_from(*weekday).ok().filter(|d| (1..=7).contains(d)).ok_or_else(|| {
                 AppError::bad_input(format!(
                     "`{}` must be 1 (Monday) to 7 (Sunday)",
                     field("weekday")
@@ -74,11 +72,7 @@ pub fn parse_week(raw: &[(i32, String, String)]) -> AppResult<Vec<Interval>> {
                 field("closesAt")
             )));
         }
-        week.push(Interval {
-            weekday,
-            opens_minute,
-            closes_minute,
-        });
+        week.push(Interval { weekday, opens_minute, closes_minute });
     }
     let mut sorted = week.clone();
     sorted.sort_by_key(|i| (i.weekday, i.opens_minute));

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_graphql::ErrorExtensions;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse, rejection::GraphQLRejection};
 use axum::{
     Json,
     extract::{FromRequest, Request, State},
@@ -28,10 +28,9 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Identity,
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
@@ -52,6 +51,21 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Identity,
         )
     })?;
     Ok(Identity::User(Arc::new(viewer)))
+}
+
+/// A body that is not a GraphQL request: 400 with a JSON error.
+fn unreadable(rejection: GraphQLRejection) -> Response {
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{
+            "message": format!(
+                "the request is not a GraphQL request ({}); send JSON like {{\"query\": \"{{ shops {{ totalCount }} }}\"}}",
+                rejection.0
+            ),
+            "extensions": { "code": "BAD_USER_INPUT" },
+        }],
+    });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
 /// The response to a request refused before it ran.
@@ -80,8 +94,12 @@ fn refused(error: AppError) -> Response {
 pub async fn execute(
     State(state): State<AppState>,
     headers: HeaderMap,
-    request: GraphQLRequest,
+    request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
+    let request = match request {
+        Ok(request) => request,
+        Err(rejection) => return unreadable(rejection),
+    };
     let identity = match authenticate(&state, &headers).await {
         Ok(identity) => identity,
         Err(error) => return refused(error),
@@ -94,20 +112,17 @@ pub async fn execute(
 
 /// GET `/graphql`: the GraphiQL playground, or a query when one is given.
 pub async fn get(State(state): State<AppState>, request: Request) -> Response {
-    let has_query = request
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("query=")));
+    let has_query =
+        request.uri().query().is_some_and(|q| q.split('&').any(|pair| pair.starts_with("query=")));
     if !has_query {
         return super::playground::page().await.into_response();
     }
     let headers = request.headers().clone();
     match GraphQLRequest::from_request(request, &state).await {
-        Ok(request) if is_mutation(&request.0) => refused(AppError::bad_input(
-            "mutations are not allowed over GET; send them with POST",
-        )),
-        Ok(request) => execute(State(state), headers, request).await,
-        Err(rejection) => rejection.into_response(),
+        Ok(request) if is_mutation(&request.0) => {
+            refused(AppError::bad_input("mutations are not allowed over GET; send them with POST"))
+        }
+        result => execute(State(state), headers, result).await,
     }
 }
 
@@ -122,9 +137,7 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
     match &document.operations {
         DocumentOperations::Single(operation) => chosen(operation.node.ty),
         DocumentOperations::Multiple(operations) => match &request.operation_name {
-            Some(name) => operations
-                .get(name.as_str())
-                .is_some_and(|op| chosen(op.node.ty)),
+            Some(name) => operations.get(name.as_str()).is_some_and(|op| chosen(op.node.ty)),
             None => operations.values().any(|op| chosen(op.node.ty)),
         },
     }

@@ -68,15 +68,8 @@ pub fn decode(id: &ID, argument: &str) -> AppResult<(Kind, i64)> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .ok_or_else(invalid)?;
     let (name, number) = text.split_once(':').ok_or_else(invalid)?;
-    let kind = Kind::ALL
-        .into_iter()
-        .find(|k| k.name() == name)
-        .ok_or_else(invalid)?;
-    let number = number
-        .parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(invalid)?;
+    let kind = Kind::ALL.into_iter().find(|k| k.name() == name).ok_or_else(invalid)?;
+    let number = number.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(invalid)?;
     Ok((kind, number))
 }
 
@@ -117,9 +110,7 @@ pub fn decode_cursor(cursor: &str, argument: &str, timed: bool) -> AppResult<Pos
             let id = parts.next()?.parse::<i64>().ok()?;
             let time = match parts.next() {
                 None => None,
-                Some(micros) => Some(DateTime::<Utc>::from_timestamp_micros(
-                    micros.parse().ok()?,
-                )?),
+                Some(micros) => Some(DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?),
             };
             if parts.next().is_some() || time.is_some() != timed {
                 return None;
@@ -150,16 +141,10 @@ mod tests {
     #[test]
     fn cursors_round_trip() {
         let plain = Position::id(7);
-        assert_eq!(
-            decode_cursor(&encode_cursor(plain), "after", false).ok(),
-            Some(plain)
-        );
+        assert_eq!(decode_cursor(&encode_cursor(plain), "after", false).ok(), Some(plain));
         let time = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
         let timed = Position::timed(time, 9);
-        assert_eq!(
-            decode_cursor(&encode_cursor(timed), "after", true).ok(),
-            Some(timed)
-        );
+        assert_eq!(decode_cursor(&encode_cursor(timed), "after", true).ok(), Some(timed));
         // A cursor of one kind of list is refused by the other.
         assert!(decode_cursor(&encode_cursor(plain), "after", true).is_err());
         assert!(decode_cursor(&encode_cursor(timed), "after", false).is_err());

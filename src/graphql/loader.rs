@@ -135,11 +135,7 @@ impl async_graphql::dataloader::Loader<(i64, PageRequest)> for BarbersByShopLoad
             let loaded = domain::barber::pages_by_shop(&self.db, &shops, &request)
                 .await
                 .map_err(Arc::new)?;
-            pages.extend(
-                loaded
-                    .into_iter()
-                    .map(|(shop, page)| ((shop, request), page)),
-            );
+            pages.extend(loaded.into_iter().map(|(shop, page)| ((shop, request), page)));
         }
         Ok(pages)
     }
@@ -174,15 +170,7 @@ impl async_graphql::dataloader::Loader<BookingPageKey> for BookingPageLoader {
                 .await
                 .map_err(Arc::new)?;
             pages.extend(loaded.into_iter().map(|(id, rows)| {
-                (
-                    BookingPageKey {
-                        owner,
-                        id,
-                        filter: filter.clone(),
-                        page,
-                    },
-                    rows,
-                )
+                (BookingPageKey { owner, id, filter: filter.clone(), page }, rows)
             }));
         }
         Ok(pages)
@@ -208,11 +196,7 @@ impl async_graphql::dataloader::Loader<(Owner, i64, BookingFilter)> for BookingC
             let loaded = domain::booking::counts_by(&self.db, owner, &ids, &filter)
                 .await
                 .map_err(Arc::new)?;
-            counts.extend(
-                loaded
-                    .into_iter()
-                    .map(|(id, n)| ((owner, id, filter.clone()), n)),
-            );
+            counts.extend(loaded.into_iter().map(|(id, n)| ((owner, id, filter.clone()), n)));
         }
         Ok(counts)
     }
@@ -233,9 +217,7 @@ pub async fn execute(
     identity: Identity,
 ) -> Response {
     let (spawner, batches) = mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
-    let request = register(request, db, &identity, spawner)
-        .await
-        .data(identity);
+    let request = register(request, db, &identity, spawner).await.data(identity);
     tokio::select! {
         biased;
         response = schema.execute(request) => response,
@@ -281,14 +263,7 @@ async fn register(
     let users = new(UserByIdLoader { db: db() }, &spawner);
     if let Some(viewer) = identity.viewer() {
         users.feed_one(viewer.user.id, viewer.user.clone()).await;
-        shops
-            .feed_many(
-                viewer
-                    .memberships
-                    .iter()
-                    .map(|m| (m.shop.id, m.shop.clone())),
-            )
-            .await;
+        shops.feed_many(viewer.memberships.iter().map(|m| (m.shop.id, m.shop.clone()))).await;
     }
     request
         .data(shops)

@@ -18,6 +18,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     auth::token::TokenKeys,
+    cache::Cache,
     error::{AppError, AppResult},
 };
 
@@ -26,32 +27,32 @@ pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>
 
 /// Builds the schema. Per-request data (identity, loaders) is added by the
 /// handler.
-pub fn build_schema(db: DatabaseConnection, tokens: TokenKeys) -> AppSchema {
-    Schema::build(
-        query::Query::default(),
-        mutation::Mutation::default(),
-        EmptySubscription,
-    )
-    .data(db)
-    .data(tokens)
-    .finish()
+pub fn build_schema(db: DatabaseConnection, tokens: TokenKeys, cache: Cache) -> AppSchema {
+    Schema::build(query::Query::default(), mutation::Mutation::default(), EmptySubscription)
+        .data(db)
+        .data(tokens)
+        .data(cache)
+        .finish()
 }
 
 /// The schema in SDL, as `bookedbarber schema` prints it.
 pub fn sdl() -> String {
-    Schema::build(
-        query::Query::default(),
-        mutation::Mutation::default(),
-        EmptySubscription,
-    )
-    .finish()
-    .sdl()
+    Schema::build(query::Query::default(), mutation::Mutation::default(), EmptySubscription)
+        .finish()
+        .sdl()
 }
 
 /// The database connection of the schema.
 pub(crate) fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DatabaseConnection> {
     ctx.data::<DatabaseConnection>()
         .map_err(|_| AppError::Internal(anyhow::anyhow!("schema built without a database")))
+}
+
+/// Tells the analytics cache that a write changed `shop_id`'s numbers.
+pub(crate) async fn shop_changed(ctx: &Context<'_>, shop_id: i64) {
+    if let Ok(cache) = ctx.data::<Cache>() {
+        cache.invalidate_shop(shop_id).await;
+    }
 }
 
 /// Gives every error a contract code. Errors from our resolvers have one;

@@ -12,11 +12,11 @@ pub struct Date(pub NaiveDate);
 impl ScalarType for Date {
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
-            Value::String(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map(Date)
-                .map_err(|_| {
+            Value::String(text) => {
+                NaiveDate::parse_from_str(text, "%Y-%m-%d").map(Date).map_err(|_| {
                     InputValueError::custom(format!("{text:?} is not a date like \"2026-05-31\""))
-                }),
+                })
+            }
             _ => Err(InputValueError::expected_type(value)),
         }
     }

@@ -72,10 +72,8 @@ pub async fn seed_demo_if_empty(db: &DatabaseConnection) -> anyhow::Result<bool>
 /// Fills the database with the data set `args` describes, all or nothing.
 pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<SeedReport> {
     let started = Instant::now();
-    let already = user::Entity::find()
-        .filter(user::Column::Email.eq(DEMO_CLIENT_EMAIL))
-        .count(db)
-        .await?;
+    let already =
+        user::Entity::find().filter(user::Column::Email.eq(DEMO_CLIENT_EMAIL)).count(db).await?;
     anyhow::ensure!(
         already == 0,
         "this database is already seeded ({DEMO_CLIENT_EMAIL} exists); seed an empty database"
@@ -104,12 +102,7 @@ pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<Se
         .into_iter()
         .map(|u: user::Model| (u.email, u.id))
         .collect();
-    let id_of = |email: &str| {
-        user_ids
-            .get(email)
-            .copied()
-            .context("a seeded user is missing")
-    };
+    let id_of = |email: &str| user_ids.get(email).copied().context("a seeded user is missing");
 
     let shop_rows = plan
         .shops
@@ -139,10 +132,7 @@ pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<Se
         .map(|s: shop::Model| (s.slug, s.id))
         .collect();
     let shop_id = |index: usize| {
-        shop_ids
-            .get(&plan.shops[index].slug)
-            .copied()
-            .context("a seeded shop is missing")
+        shop_ids.get(&plan.shops[index].slug).copied().context("a seeded shop is missing")
     };
 
     let mut service_rows = Vec::new();
@@ -197,10 +187,7 @@ pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<Se
         .collect();
     let barber_id = |index: usize| -> anyhow::Result<i64> {
         let user = id_of(&plan.barber_users[plan.barbers[index].user].email)?;
-        by_user
-            .get(&user)
-            .copied()
-            .context("a seeded barber is missing")
+        by_user.get(&user).copied().context("a seeded barber is missing")
     };
 
     let mut offers = Vec::new();
@@ -226,10 +213,9 @@ pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<Se
         }
         let tz = plan.shops[planned.shop].timezone;
         for day in &planned.time_off {
-            let (Some(starts_at), Some(ends_at)) = (
-                local_instant(tz, *day, 0),
-                local_instant(tz, day.succ_opt().unwrap_or(*day), 0),
-            ) else {
+            let (Some(starts_at), Some(ends_at)) =
+                (local_instant(tz, *day, 0), local_instant(tz, day.succ_opt().unwrap_or(*day), 0))
+            else {
                 continue;
             };
             days_off.push(time_off::ActiveModel {
@@ -242,24 +228,14 @@ pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<Se
             });
         }
     }
-    insert(&txn, offers, 2)
-        .await
-        .context("inserting barber services")?;
-    insert(&txn, hours, 4)
-        .await
-        .context("inserting working hours")?;
-    insert(&txn, days_off, 5)
-        .await
-        .context("inserting time off")?;
+    insert(&txn, offers, 2).await.context("inserting barber services")?;
+    insert(&txn, hours, 4).await.context("inserting working hours")?;
+    insert(&txn, days_off, 5).await.context("inserting time off")?;
 
-    let barber_ids: Vec<i64> = (0..plan.barbers.len())
-        .map(barber_id)
-        .collect::<anyhow::Result<_>>()?;
-    let client_ids: Vec<i64> = plan
-        .clients
-        .iter()
-        .map(|c| id_of(&c.email))
-        .collect::<anyhow::Result<_>>()?;
+    let barber_ids: Vec<i64> =
+        (0..plan.barbers.len()).map(barber_id).collect::<anyhow::Result<_>>()?;
+    let client_ids: Vec<i64> =
+        plan.clients.iter().map(|c| id_of(&c.email)).collect::<anyhow::Result<_>>()?;
     let mut booking_rows = Vec::with_capacity(plan.bookings.len());
     for planned in &plan.bookings {
         let shop = shop_id(plan.barbers[planned.barber].shop)?;
@@ -287,9 +263,7 @@ pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<Se
         });
     }
     let booking_count = booking_rows.len();
-    insert(&txn, booking_rows, 14)
-        .await
-        .context("inserting bookings")?;
+    insert(&txn, booking_rows, 14).await.context("inserting bookings")?;
     let payments = pay_completed(&txn, &shop_ids.values().copied().collect::<Vec<_>>()).await?;
     txn.commit().await.context("committing the seed")?;
 
@@ -308,11 +282,7 @@ pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<Se
 /// seeded shops, in a single statement.
 async fn pay_completed(db: &impl ConnectionTrait, shops: &[i64]) -> anyhow::Result<u64> {
     let backend = db.get_database_backend();
-    let list = shops
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = shops.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let sql = format!(
         "INSERT INTO payments (booking_id, amount_cents, method, created_at) \
          SELECT id, price_cents, \
@@ -320,10 +290,8 @@ async fn pay_completed(db: &impl ConnectionTrait, shops: &[i64]) -> anyhow::Resu
                 ends_at \
          FROM bookings WHERE status = 'COMPLETED' AND shop_id IN ({list})"
     );
-    let result = db
-        .execute_raw(Statement::from_string(backend, sql))
-        .await
-        .context("inserting payments")?;
+    let result =
+        db.execute_raw(Statement::from_string(backend, sql)).await.context("inserting payments")?;
     Ok(result.rows_affected())
 }
 
@@ -339,9 +307,7 @@ where
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<A> = rows.by_ref().take(chunk_rows(columns)).collect();
-        A::Entity::insert_many(chunk)
-            .exec_without_returning(db)
-            .await?;
+        A::Entity::insert_many(chunk).exec_without_returning(db).await?;
     }
     Ok(())
 }
@@ -361,11 +327,7 @@ where
     let mut inserted = Vec::new();
     while rows.peek().is_some() {
         let chunk: Vec<A> = rows.by_ref().take(chunk_rows(columns)).collect();
-        inserted.extend(
-            A::Entity::insert_many(chunk)
-                .exec_with_returning(db)
-                .await?,
-        );
+        inserted.extend(A::Entity::insert_many(chunk).exec_with_returning(db).await?);
     }
     Ok(inserted)
 }

@@ -53,31 +53,11 @@ const LAST_NAMES: [&str; 12] = [
 
 /// (name, description, minutes, price in cents) of every seeded shop's menu.
 pub const MENU: [(&str, &str, i32, i64); 6] = [
-    (
-        "Classic Cut",
-        "Scissor and clipper cut, washed and styled",
-        30,
-        2500,
-    ),
-    (
-        "Skin Fade",
-        "Fade down to the skin, finished with a razor line",
-        45,
-        3200,
-    ),
+    ("Classic Cut", "Scissor and clipper cut, washed and styled", 30, 2500),
+    ("Skin Fade", "Fade down to the skin, finished with a razor line", 45, 3200),
     ("Beard Trim", "Shape and line-up of the beard", 20, 1500),
-    (
-        "Cut & Beard",
-        "Classic cut with a full beard trim",
-        60,
-        4000,
-    ),
-    (
-        "Hot Towel Shave",
-        "Traditional straight-razor shave",
-        30,
-        2800,
-    ),
+    ("Cut & Beard", "Classic cut with a full beard trim", 60, 4000),
+    ("Hot Towel Shave", "Traditional straight-razor shave", 30, 2800),
     ("Kids Cut", "For under-12s", 20, 1800),
 ];
 
@@ -217,11 +197,8 @@ pub fn plan(args: &SeedArgs, now: DateTime<Utc>) -> Plan {
             services.extend((1..MENU.len()).filter(|_| rng.random_bool(0.6)));
             // Five days of Monday to Saturday, early or late shift, with a break.
             let day_off = i16::try_from(1 + i % 6).unwrap_or(1);
-            let (opens, break_at, closes) = if i % 2 == 0 {
-                (9 * 60, 13 * 60, 18 * 60)
-            } else {
-                (11 * 60, 15 * 60, 20 * 60)
-            };
+            let (opens, break_at, closes) =
+                if i % 2 == 0 { (9 * 60, 13 * 60, 18 * 60) } else { (11 * 60, 15 * 60, 20 * 60) };
             let hours = (1..=6)
                 .filter(|d| *d != day_off)
                 .flat_map(|d| [(d, opens, break_at), (d, break_at + 30, closes)])
@@ -248,25 +225,12 @@ pub fn plan(args: &SeedArgs, now: DateTime<Utc>) -> Plan {
         let share =
             total / barber_count as u64 + u64::from((index as u64) < total % barber_count as u64);
         let tz = shops[barber.shop].timezone;
-        let mut layout = Layout {
-            rng: &mut rng,
-            barber,
-            barber_index: index,
-            tz,
-            clients: client_count,
-            now,
-        };
+        let mut layout =
+            Layout { rng: &mut rng, barber, barber_index: index, tz, clients: client_count, now };
         layout.lay_out(share, &mut bookings);
     }
 
-    Plan {
-        owners,
-        barber_users,
-        clients,
-        shops,
-        barbers,
-        bookings,
-    }
+    Plan { owners, barber_users, clients, shops, barbers, bookings }
 }
 
 struct Layout<'a> {
@@ -327,13 +291,8 @@ impl Layout<'_> {
             return Vec::new();
         }
         let mut bookings = Vec::new();
-        let intervals: Vec<_> = self
-            .barber
-            .hours
-            .iter()
-            .filter(|(d, _, _)| *d == weekday)
-            .copied()
-            .collect();
+        let intervals: Vec<_> =
+            self.barber.hours.iter().filter(|(d, _, _)| *d == weekday).copied().collect();
         for (_, opens, closes) in intervals {
             let mut minute = opens;
             while minute + STEP <= closes {
@@ -388,20 +347,14 @@ impl Layout<'_> {
         };
         if booking.status == BookingStatus::Cancelled {
             booking.cancellation_reason = Some(
-                [
-                    "Something came up",
-                    "Feeling unwell",
-                    "Double-booked myself",
-                ][self.rng.random_range(0..3)],
+                ["Something came up", "Feeling unwell", "Double-booked myself"]
+                    [self.rng.random_range(0..3)],
             );
         }
         if self.rng.random_bool(0.1) {
             booking.notes = Some(
-                [
-                    "Scissors only, please",
-                    "Running 5 minutes late",
-                    "First visit",
-                ][self.rng.random_range(0..3)],
+                ["Scissors only, please", "Running 5 minutes late", "First visit"]
+                    [self.rng.random_range(0..3)],
             );
         }
         let lead = chrono::Duration::hours(self.rng.random_range(2..24 * 14));
@@ -415,14 +368,7 @@ mod tests {
     use super::*;
 
     fn args(bookings: u32) -> SeedArgs {
-        SeedArgs {
-            shops: 3,
-            barbers: 7,
-            clients: 20,
-            bookings,
-            random_seed: 7,
-            anchor_date: None,
-        }
+        SeedArgs { shops: 3, barbers: 7, clients: 20, bookings, random_seed: 7, anchor_date: None }
     }
 
     #[test]
@@ -432,10 +378,7 @@ mod tests {
         let b = plan(&args(500), now);
         assert_eq!(a.bookings.len(), 500);
         let starts = |p: &Plan| {
-            p.bookings
-                .iter()
-                .map(|b| (b.barber, b.starts_at, b.status))
-                .collect::<Vec<_>>()
+            p.bookings.iter().map(|b| (b.barber, b.starts_at, b.status)).collect::<Vec<_>>()
         };
         assert_eq!(starts(&a), starts(&b));
     }
@@ -445,28 +388,15 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
         let plan = plan(&args(3_000), now);
         for barber in 0..plan.barbers.len() {
-            let mut mine: Vec<_> = plan
-                .bookings
-                .iter()
-                .filter(|b| b.barber == barber)
-                .collect();
+            let mut mine: Vec<_> = plan.bookings.iter().filter(|b| b.barber == barber).collect();
             mine.sort_by_key(|b| b.starts_at);
             for pair in mine.windows(2) {
-                assert!(
-                    pair[0].ends_at <= pair[1].starts_at,
-                    "overlap for barber {barber}"
-                );
+                assert!(pair[0].ends_at <= pair[1].starts_at, "overlap for barber {barber}");
             }
         }
+        assert!(plan.bookings.iter().any(|b| b.status == BookingStatus::NoShow));
         assert!(
-            plan.bookings
-                .iter()
-                .any(|b| b.status == BookingStatus::NoShow)
-        );
-        assert!(
-            plan.bookings
-                .iter()
-                .any(|b| b.status == BookingStatus::Confirmed && b.starts_at > now)
+            plan.bookings.iter().any(|b| b.status == BookingStatus::Confirmed && b.starts_at > now)
         );
     }
 }

@@ -48,21 +48,16 @@ db_test!(register_then_login_then_viewer, |app| {
     assert!(!stored[0].password_hash.contains("correct horse"));
 
     // Signing in ignores the email's case and spaces.
-    let data = app
-        .data(
-            LOGIN,
-            json!({ "email": "ANN@example.com ", "password": "correct horse" }),
-        )
-        .await;
+    let data =
+        app.data(LOGIN, json!({ "email": "ANN@example.com ", "password": "correct horse" })).await;
     let token = data["login"]["token"].as_str().unwrap().to_owned();
-    let (status, body) = app
-        .gql_with_header(&format!("Bearer {token}"), VIEWER, json!({}))
-        .await;
+    let (status, body) = app.gql_with_header(&format!("Bearer {token}"), VIEWER, json!({})).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        body["data"]["viewer"],
-        json!({ "name": "Ann", "email": "ann@example.com" })
-    );
+    assert_eq!(body["data"]["viewer"], json!({ "name": "Ann", "email": "ann@example.com" }));
+    // The scheme's case does not matter (RFC 7235).
+    let (status, body) = app.gql_with_header(&format!("BEARER {token}"), VIEWER, json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["viewer"]["name"], "Ann");
 
     // Anonymous: no viewer, and no error.
     let body = app.gql(VIEWER, json!({})).await;
@@ -81,29 +76,16 @@ db_test!(a_taken_email_is_a_conflict_and_changes_nothing, |app| {
     assert_eq!(stored.len(), 1);
     // The first password still works; the second does not.
     app.login("bob@example.com", "password one").await;
-    let response = app
-        .gql(
-            LOGIN,
-            json!({ "email": "bob@example.com", "password": "password two" }),
-        )
-        .await;
+    let response =
+        app.gql(LOGIN, json!({ "email": "bob@example.com", "password": "password two" })).await;
     assert_eq!(first_error(&response).0, "UNAUTHENTICATED");
 });
 
 db_test!(bad_registrations_name_the_field, |app| {
     for (input, field) in [
-        (
-            json!({ "email": "not-an-email", "password": "long enough", "name": "X" }),
-            "email",
-        ),
-        (
-            json!({ "email": "x@example.com", "password": "short", "name": "X" }),
-            "password",
-        ),
-        (
-            json!({ "email": "x@example.com", "password": "long enough", "name": "   " }),
-            "name",
-        ),
+        (json!({ "email": "not-an-email", "password": "long enough", "name": "X" }), "email"),
+        (json!({ "email": "x@example.com", "password": "short", "name": "X" }), "password"),
+        (json!({ "email": "x@example.com", "password": "long enough", "name": "   " }), "name"),
     ] {
         let response = app.gql(REGISTER, json!({ "input": input })).await;
         let (code, message) = first_error(&response);
@@ -114,20 +96,11 @@ db_test!(bad_registrations_name_the_field, |app| {
 });
 
 db_test!(wrong_email_and_wrong_password_look_the_same, |app| {
-    app.register("carol@example.com", "the right one", "Carol")
-        .await;
-    let wrong_password = app
-        .gql(
-            LOGIN,
-            json!({ "email": "carol@example.com", "password": "the wrong one" }),
-        )
-        .await;
-    let unknown_email = app
-        .gql(
-            LOGIN,
-            json!({ "email": "nobody@example.com", "password": "the right one" }),
-        )
-        .await;
+    app.register("carol@example.com", "the right one", "Carol").await;
+    let wrong_password =
+        app.gql(LOGIN, json!({ "email": "carol@example.com", "password": "the wrong one" })).await;
+    let unknown_email =
+        app.gql(LOGIN, json!({ "email": "nobody@example.com", "password": "the right one" })).await;
     let (code_a, message_a) = first_error(&wrong_password);
     let (code_b, message_b) = first_error(&unknown_email);
     assert_eq!(code_a, "UNAUTHENTICATED");
@@ -137,17 +110,10 @@ db_test!(wrong_email_and_wrong_password_look_the_same, |app| {
 
 db_test!(the_login_payload_shows_the_new_sessions_roles, |app| {
     app.seed(1, 1, 1, 0).await;
-    let data = app
-        .data(
-            LOGIN,
-            json!({ "email": "owner@demo.test", "password": "bookedbarber" }),
-        )
-        .await;
+    let data =
+        app.data(LOGIN, json!({ "email": "owner@demo.test", "password": "bookedbarber" })).await;
     let memberships = &data["login"]["user"]["memberships"];
-    assert_eq!(
-        memberships,
-        &json!([{ "role": "OWNER", "shop": { "slug": "sharp-co-london" } }])
-    );
+    assert_eq!(memberships, &json!([{ "role": "OWNER", "shop": { "slug": "sharp-co-london" } }]));
 });
 
 fn forge(sub: &str, exp: i64) -> String {
@@ -163,18 +129,15 @@ fn forge(sub: &str, exp: i64) -> String {
 /// Every kind of bad credential is refused with 401 and `UNAUTHENTICATED`,
 /// even for a public query: never silently treated as anonymous.
 async fn assert_refused(app: &TestApp, authorization: &str) {
-    let (status, body) = app
-        .gql_with_header(authorization, "{ shops { totalCount } }", json!({}))
-        .await;
+    let (status, body) =
+        app.gql_with_header(authorization, "{ shops { totalCount } }", json!({})).await;
     assert_eq!(status, 401, "{authorization}: {body:#}");
     assert_eq!(first_error(&body).0, "UNAUTHENTICATED");
     assert!(body["data"].is_null());
 }
 
 db_test!(bad_tokens_are_refused, |app| {
-    let dave = app
-        .register("dave@example.com", "password123", "Dave")
-        .await;
+    let dave = app.register("dave@example.com", "password123", "Dave").await;
     let id = row_id(&dave.id).to_string();
     // A token we signed ourselves works.
     let (status, _) = app
@@ -188,9 +151,7 @@ db_test!(bad_tokens_are_refused, |app| {
 
     // Expired.
     let expired = forge(&id, Utc::now().timestamp() - 10);
-    let (_, body) = app
-        .gql_with_header(&format!("Bearer {expired}"), VIEWER, json!({}))
-        .await;
+    let (_, body) = app.gql_with_header(&format!("Bearer {expired}"), VIEWER, json!({})).await;
     assert!(first_error(&body).1.contains("expired"));
     assert_refused(&app, &format!("Bearer {expired}")).await;
 
@@ -227,13 +188,8 @@ db_test!(bad_tokens_are_refused, |app| {
 
 db_test!(mutations_are_refused_over_get, |app| {
     let mutation = r#"mutation { register(input: { email: "get@example.com", password: "password123", name: "G" }) { token } }"#;
-    let response = app
-        .client
-        .get(app.url("/graphql"))
-        .query(&[("query", mutation)])
-        .send()
-        .await
-        .unwrap();
+    let response =
+        app.client.get(app.url("/graphql")).query(&[("query", mutation)]).send().await.unwrap();
     assert_eq!(response.status(), 405);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(first_error(&body).0, "BAD_USER_INPUT");

@@ -24,9 +24,7 @@ db_test!(slots_follow_hours_step_bookings_and_time_off, |app| {
     assert_eq!(slots[0], at(9, 0));
     assert_eq!(*slots.last().unwrap(), at(11, 30));
 
-    let client = app
-        .register("client@slots.test", "password123", "Client")
-        .await;
+    let client = app.register("client@slots.test", "password123", "Client").await;
     let booked = shop.book(&app, &client, at(10, 0)).await;
     assert!(booked.get("errors").is_none(), "{booked:#}");
     assert_eq!(booked["data"]["createBooking"]["status"], "CONFIRMED");
@@ -67,11 +65,7 @@ db_test!(slots_follow_hours_step_bookings_and_time_off, |app| {
 
 db_test!(daylight_saving_days, |app| {
     let shop = ShopFixture::open(&app, "dst", "America/New_York", "00:00", "24:00").await;
-    shop.policy(
-        &app,
-        json!({ "slotStepMinutes": 60, "maxAdvanceDays": 365 }),
-    )
-    .await;
+    shop.policy(&app, json!({ "slotStepMinutes": 60, "maxAdvanceDays": 365 })).await;
     // The next daylight-saving changes in New York (second Sunday of
     // March, first Sunday of November), at least two days ahead.
     let today = Utc::now().with_timezone(&shop.tz).date_naive();
@@ -89,10 +83,8 @@ db_test!(daylight_saving_days, |app| {
     if (spring - today).num_days() < 365 {
         let slots = shop.slots(&app, spring).await;
         assert_eq!(slots.len(), 23);
-        let locals: Vec<String> = slots
-            .iter()
-            .map(|s| s.with_timezone(&shop.tz).format("%H:%M").to_string())
-            .collect();
+        let locals: Vec<String> =
+            slots.iter().map(|s| s.with_timezone(&shop.tz).format("%H:%M").to_string()).collect();
         assert!(!locals.contains(&"02:00".to_owned()));
         assert!(slots.windows(2).all(|w| w[1] - w[0] == Duration::hours(1)));
     }
@@ -104,15 +96,10 @@ db_test!(daylight_saving_days, |app| {
         assert!(slots.windows(2).all(|w| w[1] - w[0] == Duration::hours(1)));
         let second_one_am = slots[2];
         assert_eq!(
-            second_one_am
-                .with_timezone(&shop.tz)
-                .format("%H:%M %Z")
-                .to_string(),
+            second_one_am.with_timezone(&shop.tz).format("%H:%M %Z").to_string(),
             "01:00 EST"
         );
-        let client = app
-            .register("client@dst.test", "password123", "Client")
-            .await;
+        let client = app.register("client@dst.test", "password123", "Client").await;
         let booked = shop.book(&app, &client, second_one_am).await;
         assert!(booked.get("errors").is_none(), "{booked:#}");
         assert_eq!(shop.slots(&app, fall).await.len(), 24);
@@ -121,9 +108,7 @@ db_test!(daylight_saving_days, |app| {
 
 db_test!(every_booking_rule_and_nothing_half_written, |app| {
     let shop = ShopFixture::open(&app, "rules", "Europe/Berlin", "09:00", "17:00").await;
-    let client = app
-        .register("client@rules.test", "password123", "Client")
-        .await;
+    let client = app.register("client@rules.test", "password123", "Client").await;
     let date = shop.upcoming_weekday();
     let now = Utc::now();
     let input = |start: chrono::DateTime<Utc>| json!({ "input": { "barberId": shop.barber_id, "serviceId": shop.service_id, "startsAt": start.to_rfc3339() } });
@@ -137,28 +122,18 @@ db_test!(every_booking_rule_and_nothing_half_written, |app| {
 
     let anonymous = app.gql(BOOK, input(shop.at(date, 10, 0))).await;
     expect(&anonymous, "UNAUTHENTICATED", &[]);
-    expect(
-        &shop.book(&app, &client, now - Duration::hours(1)).await,
-        "BAD_USER_INPUT",
-        &["past"],
-    );
+    expect(&shop.book(&app, &client, now - Duration::hours(1)).await, "BAD_USER_INPUT", &["past"]);
     expect(
         &shop.book(&app, &client, now + Duration::minutes(30)).await,
         "BAD_USER_INPUT",
         &["60 minutes"],
     );
     expect(
-        &shop
-            .book(&app, &client, shop.at(date + Duration::days(90), 10, 0))
-            .await,
+        &shop.book(&app, &client, shop.at(date + Duration::days(90), 10, 0)).await,
         "BAD_USER_INPUT",
         &["60 days"],
     );
-    expect(
-        &shop.book(&app, &client, shop.at(date, 10, 5)).await,
-        "BAD_USER_INPUT",
-        &["15-minute"],
-    );
+    expect(&shop.book(&app, &client, shop.at(date, 10, 5)).await, "BAD_USER_INPUT", &["15-minute"]);
     expect(
         &shop.book(&app, &client, shop.at(date, 8, 0)).await,
         "BAD_USER_INPUT",
@@ -176,19 +151,11 @@ db_test!(every_booking_rule_and_nothing_half_written, |app| {
         json!({ "input": { "barberId": shop.barber_id, "startsAt": shop.at(date, 13, 0).to_rfc3339(), "endsAt": shop.at(date, 14, 0).to_rfc3339() } }),
     )
     .await;
-    expect(
-        &shop.book(&app, &client, shop.at(date, 13, 15)).await,
-        "BAD_USER_INPUT",
-        &["off"],
-    );
+    expect(&shop.book(&app, &client, shop.at(date, 13, 15)).await, "BAD_USER_INPUT", &["off"]);
 
     let long_note = json!({ "input": { "barberId": shop.barber_id, "serviceId": shop.service_id,
         "startsAt": shop.at(date, 10, 0).to_rfc3339(), "notes": "x".repeat(1001) } });
-    expect(
-        &app.gql_as(&client, BOOK, long_note).await,
-        "BAD_USER_INPUT",
-        &["notes"],
-    );
+    expect(&app.gql_as(&client, BOOK, long_note).await, "BAD_USER_INPUT", &["notes"]);
 
     // A service the barber does not offer.
     let other = app
@@ -200,36 +167,21 @@ db_test!(every_booking_rule_and_nothing_half_written, |app| {
         .await;
     let not_offered = json!({ "input": { "barberId": shop.barber_id, "serviceId": other["createService"]["id"],
         "startsAt": shop.at(date, 10, 0).to_rfc3339() } });
-    expect(
-        &app.gql_as(&client, BOOK, not_offered).await,
-        "BAD_USER_INPUT",
-        &["does not offer"],
-    );
+    expect(&app.gql_as(&client, BOOK, not_offered).await, "BAD_USER_INPUT", &["does not offer"]);
     use base64::Engine;
     let ghost = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("Barber:999999");
     let unknown = json!({ "input": { "barberId": ghost, "serviceId": shop.service_id, "startsAt": shop.at(date, 10, 0).to_rfc3339() } });
     expect(&app.gql_as(&client, BOOK, unknown).await, "NOT_FOUND", &[]);
     let malformed = json!({ "input": { "barberId": "nope", "serviceId": shop.service_id, "startsAt": shop.at(date, 10, 0).to_rfc3339() } });
-    expect(
-        &app.gql_as(&client, BOOK, malformed).await,
-        "BAD_USER_INPUT",
-        &["barberId"],
-    );
-    assert_eq!(
-        bookings_in_db(&app).await,
-        0,
-        "no refused request wrote anything"
-    );
+    expect(&app.gql_as(&client, BOOK, malformed).await, "BAD_USER_INPUT", &["barberId"]);
+    assert_eq!(bookings_in_db(&app).await, 0, "no refused request wrote anything");
 
     // The good one, with a note; the price is the price at booking time.
     let good = json!({ "input": { "barberId": shop.barber_id, "serviceId": shop.service_id,
         "startsAt": shop.at(date, 10, 0).to_rfc3339(), "notes": "  Scissors only  " } });
     let booked = app.data_as(&client, BOOK, good).await;
     assert_eq!(booked["createBooking"]["notes"], "Scissors only");
-    assert_eq!(
-        booked["createBooking"]["client"]["email"],
-        "client@rules.test"
-    );
+    assert_eq!(booked["createBooking"]["client"]["email"], "client@rules.test");
     let id = booked["createBooking"]["id"].clone();
     app.data_as(
         &shop.owner,
@@ -244,21 +196,10 @@ db_test!(every_booking_rule_and_nothing_half_written, |app| {
             json!({ "id": id }),
         )
         .await;
-    assert_eq!(
-        seen["booking"],
-        json!({ "priceCents": 2500, "currency": "EUR" })
-    );
+    assert_eq!(seen["booking"], json!({ "priceCents": 2500, "currency": "EUR" }));
     // The same slot again is taken; so is an overlapping one.
-    expect(
-        &shop.book(&app, &client, shop.at(date, 10, 0)).await,
-        "CONFLICT",
-        &["booked"],
-    );
-    expect(
-        &shop.book(&app, &shop.owner, shop.at(date, 10, 15)).await,
-        "CONFLICT",
-        &[],
-    );
+    expect(&shop.book(&app, &client, shop.at(date, 10, 0)).await, "CONFLICT", &["booked"]);
+    expect(&shop.book(&app, &shop.owner, shop.at(date, 10, 15)).await, "CONFLICT", &[]);
 
     // An inactive barber takes no bookings and shows no slots.
     app.data_as(
@@ -282,10 +223,7 @@ db_test!(fifty_clients_race_for_one_slot, |app| {
     let start = shop.at(date, 11, 0);
     let mut clients = Vec::new();
     for i in 0..10 {
-        clients.push(
-            app.register(&format!("racer{i}@race.test"), "password123", "Racer")
-                .await,
-        );
+        clients.push(app.register(&format!("racer{i}@race.test"), "password123", "Racer").await);
     }
     let attempts = (0..50).map(|i| {
         let client = &clients[i % clients.len()];
@@ -323,9 +261,7 @@ db_test!(fifty_clients_race_for_one_slot, |app| {
 db_test!(the_database_itself_refuses_overlapping_bookings, |app| {
     use sea_orm::{ActiveModelTrait, ActiveValue::Set, NotSet};
     let shop = ShopFixture::open(&app, "guard", "UTC", "00:00", "24:00").await;
-    let client = app
-        .register("client@guard.test", "password123", "Client")
-        .await;
+    let client = app.register("client@guard.test", "password123", "Client").await;
     let start = shop.at(shop.upcoming_weekday(), 10, 0);
     let booked = shop.book(&app, &client, start).await;
     assert!(booked.get("errors").is_none(), "{booked:#}");
@@ -347,27 +283,11 @@ db_test!(the_database_itself_refuses_overlapping_bookings, |app| {
         created_at: Set(Utc::now()),
         updated_at: Set(Utc::now()),
     };
-    let overlapping = row(entity::BookingStatus::Confirmed, 15)
-        .insert(&app.state.db)
-        .await;
-    assert!(
-        overlapping
-            .unwrap_err()
-            .to_string()
-            .contains("bookings_no_overlap")
-    );
+    let overlapping = row(entity::BookingStatus::Confirmed, 15).insert(&app.state.db).await;
+    assert!(overlapping.unwrap_err().to_string().contains("bookings_no_overlap"));
     // Cancelled bookings hold no time, and back-to-back ones do not overlap.
-    row(entity::BookingStatus::Cancelled, 15)
-        .insert(&app.state.db)
-        .await
-        .unwrap();
-    row(entity::BookingStatus::Confirmed, 30)
-        .insert(&app.state.db)
-        .await
-        .unwrap();
-    row(entity::BookingStatus::Confirmed, -30)
-        .insert(&app.state.db)
-        .await
-        .unwrap();
+    row(entity::BookingStatus::Cancelled, 15).insert(&app.state.db).await.unwrap();
+    row(entity::BookingStatus::Confirmed, 30).insert(&app.state.db).await.unwrap();
+    row(entity::BookingStatus::Confirmed, -30).insert(&app.state.db).await.unwrap();
     assert_eq!(bookings_in_db(&app).await, 4);
 });

@@ -28,9 +28,7 @@ db_test!(shops_page_forwards_and_backwards, |app| {
     let mut seen = Vec::new();
     let mut after = Value::Null;
     loop {
-        let data = app
-            .data(SHOP_PAGE, json!({ "first": 3, "after": after }))
-            .await;
+        let data = app.data(SHOP_PAGE, json!({ "first": 3, "after": after })).await;
         let page = &data["shops"];
         assert_eq!(page["totalCount"], 7);
         assert_eq!(
@@ -51,15 +49,9 @@ db_test!(shops_page_forwards_and_backwards, |app| {
     // The last two, then the two before them.
     let data = app.data(SHOP_PAGE, json!({ "last": 2 })).await;
     assert_eq!(slugs(&data["shops"]), seen[5..7].to_vec());
-    assert!(
-        data["shops"]["pageInfo"]["hasPreviousPage"]
-            .as_bool()
-            .unwrap()
-    );
+    assert!(data["shops"]["pageInfo"]["hasPreviousPage"].as_bool().unwrap());
     let before = data["shops"]["pageInfo"]["startCursor"].clone();
-    let data = app
-        .data(SHOP_PAGE, json!({ "last": 2, "before": before }))
-        .await;
+    let data = app.data(SHOP_PAGE, json!({ "last": 2, "before": before })).await;
     assert_eq!(slugs(&data["shops"]), seen[3..5].to_vec());
     assert!(data["shops"]["pageInfo"]["hasNextPage"].as_bool().unwrap());
 });
@@ -98,13 +90,7 @@ db_test!(shop_by_slug_and_id_with_its_barbers_and_menu, |app| {
     assert_eq!(barbers.len(), 3);
     for barber in barbers {
         assert_eq!(barber["shop"]["slug"], "sharp-co-london");
-        assert!(
-            barber["services"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s["name"] == "Classic Cut")
-        );
+        assert!(barber["services"].as_array().unwrap().iter().any(|s| s["name"] == "Classic Cut"));
         let hours = barber["workingHours"].as_array().unwrap();
         assert_eq!(hours.len(), 10, "five days, two intervals each");
         assert!(hours[0]["opensAt"].as_str().unwrap().len() == 5);
@@ -142,19 +128,14 @@ db_test!(barber_service_and_node_by_id, |app| {
     assert_eq!(found["barber"]["shop"]["id"], shop["id"]);
 
     let found = app
-        .data(
-            "query($id: ID!) { service(id: $id) { name } }",
-            json!({ "id": service["id"] }),
-        )
+        .data("query($id: ID!) { service(id: $id) { name } }", json!({ "id": service["id"] }))
         .await;
     assert_eq!(found["service"]["name"], service["name"]);
 
     let node = "query($id: ID!) { node(id: $id) { __typename id } }";
-    for (id, typename) in [
-        (&shop["id"], "Shop"),
-        (&barber["id"], "Barber"),
-        (&service["id"], "Service"),
-    ] {
+    for (id, typename) in
+        [(&shop["id"], "Shop"), (&barber["id"], "Barber"), (&service["id"], "Service")]
+    {
         let found = app.data(node, json!({ "id": id })).await;
         assert_eq!(found["node"]["__typename"], typename);
         assert_eq!(&found["node"]["id"], id);

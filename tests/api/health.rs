@@ -25,21 +25,12 @@ db_test!(ready_names_each_dependency, |app| {
 db_test!(ready_is_503_while_a_migration_is_pending, |app| {
     // Forget that the last migration was applied, as a database restored
     // from an older backup would.
-    app.state
-        .db
-        .execute_unprepared("DELETE FROM seaql_migrations")
-        .await
-        .unwrap();
+    app.state.db.execute_unprepared("DELETE FROM seaql_migrations").await.unwrap();
     let response = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["checks"]["migrations"]["status"], "error");
-    assert!(
-        body["checks"]["migrations"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("pending")
-    );
+    assert!(body["checks"]["migrations"]["reason"].as_str().unwrap().contains("pending"));
 });
 
 db_test!(ready_is_503_when_the_database_does_not_answer, |app| {
@@ -57,18 +48,12 @@ db_test!(ready_is_503_when_the_database_does_not_answer, |app| {
 db_test!(graphiql_is_served_on_get, |app| {
     let response = app.client.get(app.url("/graphql")).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let page = response.text().await.unwrap();
     assert!(page.contains("GraphiQL"));
     // Everything the page loads comes from this server, not from a CDN.
-    assert!(
-        !page.contains("https://") && !page.contains("http://"),
-        "{page}"
-    );
+    assert!(!page.contains("https://") && !page.contains("http://"), "{page}");
     let assets: Vec<&str> = page
         .split("src=\"")
         .skip(1)
@@ -79,10 +64,7 @@ db_test!(graphiql_is_served_on_get, |app| {
     for asset in assets {
         let response = app.client.get(app.url(asset)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{asset}");
-        let cache = response.headers()["cache-control"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let cache = response.headers()["cache-control"].to_str().unwrap().to_owned();
         assert!(cache.contains("immutable"), "{cache}");
         assert!(response.bytes().await.unwrap().len() > 1_000, "{asset}");
     }

@@ -36,9 +36,7 @@ impl Drop for TestDatabase {
             // The test's runtime is going away; drop the database from a
             // runtime of our own.
             let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 runtime
                     .block_on(async {
                         use sea_orm::ConnectionTrait;
@@ -102,13 +100,8 @@ async fn fresh_database(backend: Backend) -> Option<(String, TestDatabase)> {
             };
             let name = format!("bb_test_{}", uuid::Uuid::new_v4().simple());
             use sea_orm::ConnectionTrait;
-            let admin = sea_orm::Database::connect(admin_url.as_str())
-                .await
-                .unwrap();
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                .await
-                .unwrap();
+            let admin = sea_orm::Database::connect(admin_url.as_str()).await.unwrap();
+            admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
             admin.close().await.unwrap();
             let mut url = url::Url::parse(&admin_url).unwrap();
             url.set_path(&name);
@@ -131,13 +124,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
     let addr = app.local_addr().unwrap();
     let state = app.state().clone();
     tokio::spawn(app.run_until(std::future::pending()));
-    Some(TestApp {
-        addr,
-        client: reqwest::Client::new(),
-        state,
-        backend,
-        _database: database,
-    })
+    Some(TestApp { addr, client: reqwest::Client::new(), state, backend, _database: database })
 }
 
 impl TestApp {
@@ -179,9 +166,8 @@ impl TestApp {
 
     /// Like [`gql`](Self::gql), signed in as `user`.
     pub async fn gql_as(&self, user: &TestUser, query: &str, variables: Value) -> Value {
-        let (status, body) = self
-            .gql_with_header(&format!("Bearer {}", user.token), query, variables)
-            .await;
+        let (status, body) =
+            self.gql_with_header(&format!("Bearer {}", user.token), query, variables).await;
         assert_eq!(status, 200, "{body:#}");
         body
     }
@@ -189,10 +175,7 @@ impl TestApp {
     /// Like [`data`](Self::data), signed in as `user`.
     pub async fn data_as(&self, user: &TestUser, query: &str, variables: Value) -> Value {
         let response = self.gql_as(user, query, variables).await;
-        assert!(
-            response.get("errors").is_none(),
-            "unexpected errors: {response:#}"
-        );
+        assert!(response.get("errors").is_none(), "unexpected errors: {response:#}");
         response["data"].clone()
     }
 
@@ -236,26 +219,15 @@ impl TestApp {
     /// Like [`gql`](Self::gql), asserting there are no errors; returns `data`.
     pub async fn data(&self, query: &str, variables: Value) -> Value {
         let response = self.gql(query, variables).await;
-        assert!(
-            response.get("errors").is_none(),
-            "unexpected errors: {response:#}"
-        );
+        assert!(response.get("errors").is_none(), "unexpected errors: {response:#}");
         response["data"].clone()
     }
 
     /// Seeds a data set through the same code as `bookedbarber seed`.
     pub async fn seed(&self, shops: u32, barbers: u32, clients: u32, bookings: u32) {
-        let args = SeedArgs {
-            shops,
-            barbers,
-            clients,
-            bookings,
-            random_seed: 7,
-            anchor_date: None,
-        };
-        bookedbarber::seed::seed(&self.state.db, &args)
-            .await
-            .unwrap();
+        let args =
+            SeedArgs { shops, barbers, clients, bookings, random_seed: 7, anchor_date: None };
+        bookedbarber::seed::seed(&self.state.db, &args).await.unwrap();
     }
 
     /// Statements the server has sent to its database so far.
@@ -269,10 +241,7 @@ pub fn first_error(response: &Value) -> (String, String) {
     let error = &response["errors"][0];
     assert!(!error.is_null(), "expected an error: {response:#}");
     (
-        error["extensions"]["code"]
-            .as_str()
-            .unwrap_or("<no code>")
-            .to_owned(),
+        error["extensions"]["code"].as_str().unwrap_or("<no code>").to_owned(),
         error["message"].as_str().unwrap_or_default().to_owned(),
     )
 }
@@ -309,16 +278,8 @@ macro_rules! db_test {
 /// The row id behind a global id.
 pub fn row_id(global: &str) -> i64 {
     use base64::Engine;
-    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(global)
-        .unwrap();
-    String::from_utf8(text)
-        .unwrap()
-        .split_once(':')
-        .unwrap()
-        .1
-        .parse()
-        .unwrap()
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(global).unwrap();
+    String::from_utf8(text).unwrap().split_once(':').unwrap().1.parse().unwrap()
 }
 
 /// The `n` column of the single row `sql` returns.

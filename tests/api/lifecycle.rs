@@ -27,11 +27,7 @@ async fn booked(
 }
 
 fn code(response: &Value) -> String {
-    if response.get("errors").is_some() {
-        first_error(response).0
-    } else {
-        "OK".to_owned()
-    }
+    if response.get("errors").is_some() { first_error(response).0 } else { "OK".to_owned() }
 }
 
 /// Moves a booking `hours_ago` into the past, as time would.
@@ -49,138 +45,91 @@ async fn let_time_pass(app: &TestApp, id: &Value, hours_ago: i64) {
         .unwrap();
 }
 
-db_test!(
-    cancel_by_client_until_the_cutoff_and_by_staff_any_time,
-    |app| {
-        let shop = ShopFixture::open(&app, "cancel", "UTC", "00:00", "24:00").await;
-        let client = app
-            .register("client@cancel.test", "password123", "Client")
-            .await;
-        let stranger = app
-            .register("stranger@cancel.test", "password123", "Stranger")
-            .await;
-        let date = shop.upcoming_weekday();
-        let id = booked(&app, &shop, &client, shop.at(date, 10, 0)).await;
+db_test!(cancel_by_client_until_the_cutoff_and_by_staff_any_time, |app| {
+    let shop = ShopFixture::open(&app, "cancel", "UTC", "00:00", "24:00").await;
+    let client = app.register("client@cancel.test", "password123", "Client").await;
+    let stranger = app.register("stranger@cancel.test", "password123", "Stranger").await;
+    let date = shop.upcoming_weekday();
+    let id = booked(&app, &shop, &client, shop.at(date, 10, 0)).await;
 
-        let vars = json!({ "id": id, "reason": "Flu" });
-        assert_eq!(
-            code(&app.gql_as(&stranger, CANCEL, vars.clone()).await),
-            "FORBIDDEN"
-        );
-        let data = app.data_as(&client, CANCEL, vars.clone()).await;
-        assert_eq!(
-            data["cancelBooking"],
-            json!({ "status": "CANCELLED", "cancellationReason": "Flu" })
-        );
-        // The slot is free again at once.
-        assert!(shop.slots(&app, date).await.contains(&shop.at(date, 10, 0)));
-        let again = app.gql_as(&client, CANCEL, vars).await;
-        let (found, message) = first_error(&again);
-        assert_eq!(found, "BAD_USER_INPUT");
-        assert!(message.contains("CANCELLED"), "{message}");
+    let vars = json!({ "id": id, "reason": "Flu" });
+    assert_eq!(code(&app.gql_as(&stranger, CANCEL, vars.clone()).await), "FORBIDDEN");
+    let data = app.data_as(&client, CANCEL, vars.clone()).await;
+    assert_eq!(
+        data["cancelBooking"],
+        json!({ "status": "CANCELLED", "cancellationReason": "Flu" })
+    );
+    // The slot is free again at once.
+    assert!(shop.slots(&app, date).await.contains(&shop.at(date, 10, 0)));
+    let again = app.gql_as(&client, CANCEL, vars).await;
+    let (found, message) = first_error(&again);
+    assert_eq!(found, "BAD_USER_INPUT");
+    assert!(message.contains("CANCELLED"), "{message}");
 
-        // Inside the cut-off (2 h): the client may not, the barber may.
-        shop.policy(&app, json!({ "minNoticeMinutes": 0 })).await;
-        let soon = Utc::now() + Duration::minutes(75);
-        let soon = soon
-            - Duration::minutes(i64::from(chrono::Timelike::minute(&soon) % 15))
-            - Duration::seconds(i64::from(chrono::Timelike::second(&soon)))
-            - Duration::nanoseconds(i64::from(soon.timestamp_subsec_nanos()));
-        let id = booked(&app, &shop, &client, soon).await;
-        let late = app.gql_as(&client, CANCEL, json!({ "id": id })).await;
-        let (found, message) = first_error(&late);
-        assert_eq!(found, "BAD_USER_INPUT");
-        assert!(message.contains("120 minutes"), "{message}");
-        let data = app
-            .data_as(&shop.barber_user, CANCEL, json!({ "id": id }))
-            .await;
-        assert_eq!(data["cancelBooking"]["status"], "CANCELLED");
+    // Inside the cut-off (2 h): the client may not, the barber may.
+    shop.policy(&app, json!({ "minNoticeMinutes": 0 })).await;
+    let soon = Utc::now() + Duration::minutes(75);
+    let soon = soon
+        - Duration::minutes(i64::from(chrono::Timelike::minute(&soon) % 15))
+        - Duration::seconds(i64::from(chrono::Timelike::second(&soon)))
+        - Duration::nanoseconds(i64::from(soon.timestamp_subsec_nanos()));
+    let id = booked(&app, &shop, &client, soon).await;
+    let late = app.gql_as(&client, CANCEL, json!({ "id": id })).await;
+    let (found, message) = first_error(&late);
+    assert_eq!(found, "BAD_USER_INPUT");
+    assert!(message.contains("120 minutes"), "{message}");
+    let data = app.data_as(&shop.barber_user, CANCEL, json!({ "id": id })).await;
+    assert_eq!(data["cancelBooking"]["status"], "CANCELLED");
+});
+
+db_test!(complete_and_no_show_only_after_the_start_and_only_once, |app| {
+    let shop = ShopFixture::open(&app, "close", "UTC", "00:00", "24:00").await;
+    let client = app.register("client@close.test", "password123", "Client").await;
+    let date = shop.upcoming_weekday();
+    let first = booked(&app, &shop, &client, shop.at(date, 10, 0)).await;
+    let second = booked(&app, &shop, &client, shop.at(date, 11, 0)).await;
+
+    let early = app.gql_as(&shop.owner, COMPLETE, json!({ "id": first })).await;
+    let (found, message) = first_error(&early);
+    assert_eq!(found, "BAD_USER_INPUT");
+    assert!(message.contains("before it starts"), "{message}");
+
+    let_time_pass(&app, &first, 2).await;
+    assert_eq!(code(&app.gql_as(&client, COMPLETE, json!({ "id": first })).await), "FORBIDDEN");
+    let data = app.data_as(&shop.barber_user, COMPLETE, json!({ "id": first })).await;
+    assert_eq!(data["completeBooking"]["status"], "COMPLETED");
+    for (mutation, action) in [(COMPLETE, "complete"), (NO_SHOW, "no-show"), (CANCEL, "cancel")] {
+        let response = app.gql_as(&shop.owner, mutation, json!({ "id": first })).await;
+        let (found, message) = first_error(&response);
+        assert_eq!(found, "BAD_USER_INPUT", "{action}");
+        assert!(message.contains("COMPLETED"), "{action}: {message}");
     }
-);
 
-db_test!(
-    complete_and_no_show_only_after_the_start_and_only_once,
-    |app| {
-        let shop = ShopFixture::open(&app, "close", "UTC", "00:00", "24:00").await;
-        let client = app
-            .register("client@close.test", "password123", "Client")
-            .await;
-        let date = shop.upcoming_weekday();
-        let first = booked(&app, &shop, &client, shop.at(date, 10, 0)).await;
-        let second = booked(&app, &shop, &client, shop.at(date, 11, 0)).await;
+    app.data_as(&shop.owner, CANCEL, json!({ "id": second })).await;
+    let response = app.gql_as(&shop.owner, COMPLETE, json!({ "id": second })).await;
+    assert!(first_error(&response).1.contains("CANCELLED"));
 
-        let early = app
-            .gql_as(&shop.owner, COMPLETE, json!({ "id": first }))
-            .await;
-        let (found, message) = first_error(&early);
-        assert_eq!(found, "BAD_USER_INPUT");
-        assert!(message.contains("before it starts"), "{message}");
-
-        let_time_pass(&app, &first, 2).await;
-        assert_eq!(
-            code(&app.gql_as(&client, COMPLETE, json!({ "id": first })).await),
-            "FORBIDDEN"
-        );
-        let data = app
-            .data_as(&shop.barber_user, COMPLETE, json!({ "id": first }))
-            .await;
-        assert_eq!(data["completeBooking"]["status"], "COMPLETED");
-        for (mutation, action) in [
-            (COMPLETE, "complete"),
-            (NO_SHOW, "no-show"),
-            (CANCEL, "cancel"),
-        ] {
-            let response = app
-                .gql_as(&shop.owner, mutation, json!({ "id": first }))
-                .await;
-            let (found, message) = first_error(&response);
-            assert_eq!(found, "BAD_USER_INPUT", "{action}");
-            assert!(message.contains("COMPLETED"), "{action}: {message}");
-        }
-
-        app.data_as(&shop.owner, CANCEL, json!({ "id": second }))
-            .await;
-        let response = app
-            .gql_as(&shop.owner, COMPLETE, json!({ "id": second }))
-            .await;
-        assert!(first_error(&response).1.contains("CANCELLED"));
-
-        let third = booked(&app, &shop, &client, shop.at(date, 12, 0)).await;
-        let_time_pass(&app, &third, 4).await;
-        let data = app
-            .data_as(&shop.owner, NO_SHOW, json!({ "id": third }))
-            .await;
-        assert_eq!(data["markNoShow"]["status"], "NO_SHOW");
-    }
-);
+    let third = booked(&app, &shop, &client, shop.at(date, 12, 0)).await;
+    let_time_pass(&app, &third, 4).await;
+    let data = app.data_as(&shop.owner, NO_SHOW, json!({ "id": third })).await;
+    assert_eq!(data["markNoShow"]["status"], "NO_SHOW");
+});
 
 db_test!(reschedule_frees_the_old_time_under_the_same_rules, |app| {
     let shop = ShopFixture::open(&app, "move", "Europe/London", "09:00", "17:00").await;
-    let client = app
-        .register("client@move.test", "password123", "Client")
-        .await;
-    let other = app
-        .register("other@move.test", "password123", "Other")
-        .await;
+    let client = app.register("client@move.test", "password123", "Client").await;
+    let other = app.register("other@move.test", "password123", "Other").await;
     let date = shop.upcoming_weekday();
     let id = booked(&app, &shop, &client, shop.at(date, 10, 0)).await;
     booked(&app, &shop, &other, shop.at(date, 14, 0)).await;
 
     // Onto another booking: CONFLICT; outside hours: BAD_USER_INPUT.
     let onto = app
-        .gql_as(
-            &client,
-            RESCHEDULE,
-            json!({ "id": id, "at": shop.at(date, 14, 15).to_rfc3339() }),
-        )
+        .gql_as(&client, RESCHEDULE, json!({ "id": id, "at": shop.at(date, 14, 15).to_rfc3339() }))
         .await;
     assert_eq!(code(&onto), "CONFLICT");
     let outside = app
-        .gql_as(
-            &client,
-            RESCHEDULE,
-            json!({ "id": id, "at": shop.at(date, 18, 0).to_rfc3339() }),
-        )
+        .gql_as(&client, RESCHEDULE, json!({ "id": id, "at": shop.at(date, 18, 0).to_rfc3339() }))
         .await;
     assert_eq!(code(&outside), "BAD_USER_INPUT");
     assert_eq!(
@@ -197,39 +146,24 @@ db_test!(reschedule_frees_the_old_time_under_the_same_rules, |app| {
 
     // Half an hour later overlaps only itself, which does not count.
     let data = app
-        .data_as(
-            &client,
-            RESCHEDULE,
-            json!({ "id": id, "at": shop.at(date, 10, 15).to_rfc3339() }),
-        )
+        .data_as(&client, RESCHEDULE, json!({ "id": id, "at": shop.at(date, 10, 15).to_rfc3339() }))
         .await;
-    let moved: DateTime<Utc> = data["rescheduleBooking"]["startsAt"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let moved: DateTime<Utc> =
+        data["rescheduleBooking"]["startsAt"].as_str().unwrap().parse().unwrap();
     assert_eq!(moved, shop.at(date, 10, 15));
     let slots = shop.slots(&app, date).await;
-    assert!(
-        slots.contains(&shop.at(date, 9, 45)),
-        "the old time is free again"
-    );
+    assert!(slots.contains(&shop.at(date, 9, 45)), "the old time is free again");
     assert!(!slots.contains(&shop.at(date, 10, 15)));
 });
 
 db_test!(payments_add_up_to_the_price_and_never_more, |app| {
     let shop = ShopFixture::open(&app, "pay", "UTC", "00:00", "24:00").await;
-    let client = app
-        .register("client@pay.test", "password123", "Client")
-        .await;
+    let client = app.register("client@pay.test", "password123", "Client").await;
     let date = shop.upcoming_weekday();
     let id = booked(&app, &shop, &client, shop.at(date, 10, 0)).await;
     let pay = |amount: i64, method: &str| json!({ "input": { "bookingId": id, "amountCents": amount, "method": method } });
 
-    assert_eq!(
-        code(&app.gql_as(&client, PAY, pay(100, "CARD")).await),
-        "FORBIDDEN"
-    );
+    assert_eq!(code(&app.gql_as(&client, PAY, pay(100, "CARD")).await), "FORBIDDEN");
     for bad in [0, -5] {
         let response = app.gql_as(&shop.owner, PAY, pay(bad, "CARD")).await;
         let (found, message) = first_error(&response);
@@ -248,10 +182,7 @@ db_test!(payments_add_up_to_the_price_and_never_more, |app| {
         data["recordPayment"]["payments"],
         json!([{ "amountCents": 1000, "method": "CASH" }, { "amountCents": 1500, "method": "CARD" }])
     );
-    assert_eq!(
-        code(&app.gql_as(&shop.owner, PAY, pay(1, "OTHER")).await),
-        "BAD_USER_INPUT"
-    );
+    assert_eq!(code(&app.gql_as(&shop.owner, PAY, pay(1, "OTHER")).await), "BAD_USER_INPUT");
 
     // Ten concurrent payments of half the price: two fit, no more.
     let second = booked(&app, &shop, &client, shop.at(date, 12, 0)).await;

@@ -22,29 +22,19 @@ db_test!(creating_and_changing_a_shop, |app| {
     let owner = app.register("owner@new.test", "password123", "Owner").await;
     let input = |slug: &str, tz: &str| json!({ "input": { "name": "New Cuts", "slug": slug, "timezone": tz, "address": "2 High St" } });
     assert_eq!(
-        failure(
-            &app.gql(CREATE_SHOP, input("new-cuts", "Europe/Paris"))
-                .await
-        )
-        .0,
+        failure(&app.gql(CREATE_SHOP, input("new-cuts", "Europe/Paris")).await).0,
         "UNAUTHENTICATED"
     );
-    let (code, message) = failure(
-        &app.gql_as(&owner, CREATE_SHOP, input("new-cuts", "Mars/Olympus"))
-            .await,
-    );
+    let (code, message) =
+        failure(&app.gql_as(&owner, CREATE_SHOP, input("new-cuts", "Mars/Olympus")).await);
     assert_eq!(code, "BAD_USER_INPUT");
     assert!(message.contains("timezone"), "{message}");
-    let (code, message) = failure(
-        &app.gql_as(&owner, CREATE_SHOP, input("New Cuts!", "Europe/Paris"))
-            .await,
-    );
+    let (code, message) =
+        failure(&app.gql_as(&owner, CREATE_SHOP, input("New Cuts!", "Europe/Paris")).await);
     assert_eq!(code, "BAD_USER_INPUT");
     assert!(message.contains("slug"), "{message}");
 
-    let data = app
-        .data_as(&owner, CREATE_SHOP, input("new-cuts", "Europe/Paris"))
-        .await;
+    let data = app.data_as(&owner, CREATE_SHOP, input("new-cuts", "Europe/Paris")).await;
     let shop = &data["createShop"];
     assert_eq!(shop["timezone"], "Europe/Paris");
     // The default booking policy.
@@ -58,22 +48,15 @@ db_test!(creating_and_changing_a_shop, |app| {
         ],
         [&json!(15), &json!(60), &json!(60), &json!(120), &json!(0)]
     );
-    let memberships = app
-        .data_as(
-            &owner,
-            "{ viewer { memberships { role shop { slug } } } }",
-            json!({}),
-        )
-        .await;
+    let memberships =
+        app.data_as(&owner, "{ viewer { memberships { role shop { slug } } } }", json!({})).await;
     assert_eq!(
         memberships["viewer"]["memberships"],
         json!([{ "role": "OWNER", "shop": { "slug": "new-cuts" } }])
     );
 
-    let (code, message) = failure(
-        &app.gql_as(&owner, CREATE_SHOP, input("new-cuts", "Europe/Paris"))
-            .await,
-    );
+    let (code, message) =
+        failure(&app.gql_as(&owner, CREATE_SHOP, input("new-cuts", "Europe/Paris")).await);
     assert_eq!(code, "CONFLICT");
     assert!(message.contains("slug"), "{message}");
 
@@ -101,45 +84,27 @@ db_test!(creating_and_changing_a_shop, |app| {
         assert_eq!(code, "BAD_USER_INPUT");
         assert!(message.contains(field), "{field}: {message}");
     }
-    let stranger = app
-        .register("stranger@new.test", "password123", "Stranger")
-        .await;
+    let stranger = app.register("stranger@new.test", "password123", "Stranger").await;
     assert_eq!(
-        failure(
-            &app.gql_as(&stranger, UPDATE_SHOP, update(json!({ "name": "Mine" })))
-                .await
-        )
-        .0,
+        failure(&app.gql_as(&stranger, UPDATE_SHOP, update(json!({ "name": "Mine" }))).await).0,
         "FORBIDDEN"
     );
-    let name = app
-        .data(
-            "query($id: ID!) { shop(id: $id) { name } }",
-            json!({ "id": id }),
-        )
-        .await;
+    let name = app.data("query($id: ID!) { shop(id: $id) { name } }", json!({ "id": id })).await;
     assert_eq!(name["shop"]["name"], "Newer Cuts");
 });
 
 db_test!(staffing_a_shop, |app| {
     let shop = ShopFixture::open(&app, "staff", "UTC", "09:00", "17:00").await;
     let add = |email: Option<&str>| json!({ "input": { "shopId": shop.shop_id, "displayName": "Kim", "userEmail": email } });
-    let (code, message) = failure(
-        &app.gql_as(&shop.owner, ADD_BARBER, add(Some("nobody@staff.test")))
-            .await,
-    );
+    let (code, message) =
+        failure(&app.gql_as(&shop.owner, ADD_BARBER, add(Some("nobody@staff.test"))).await);
     assert_eq!(code, "NOT_FOUND");
     assert!(message.contains("register"), "{message}");
     // The fixture's barber already works here.
-    let (code, _) = failure(
-        &app.gql_as(&shop.owner, ADD_BARBER, add(Some(&shop.barber_user.email)))
-            .await,
-    );
+    let (code, _) =
+        failure(&app.gql_as(&shop.owner, ADD_BARBER, add(Some(&shop.barber_user.email))).await);
     assert_eq!(code, "CONFLICT");
-    assert_eq!(
-        failure(&app.gql_as(&shop.barber_user, ADD_BARBER, add(None)).await).0,
-        "FORBIDDEN"
-    );
+    assert_eq!(failure(&app.gql_as(&shop.barber_user, ADD_BARBER, add(None)).await).0, "FORBIDDEN");
     let data = app.data_as(&shop.owner, ADD_BARBER, add(None)).await;
     assert_eq!(data["addBarber"]["displayName"], "Kim");
 
@@ -188,35 +153,17 @@ db_test!(working_hours_are_replaced_whole_or_not_at_all, |app| {
             ])),
         )
         .await;
-    assert_eq!(
-        data["setWorkingHours"]["workingHours"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(data["setWorkingHours"]["workingHours"].as_array().unwrap().len(), 3);
     let before = scalar(&app, "SELECT COUNT(*) AS n FROM working_hours").await;
     for (hours, word) in [
         (
             json!([{ "weekday": 1, "opensAt": "09:00", "closesAt": "12:00" }, { "weekday": 1, "opensAt": "11:00", "closesAt": "15:00" }]),
             "overlap",
         ),
-        (
-            json!([{ "weekday": 8, "opensAt": "09:00", "closesAt": "12:00" }]),
-            "weekday",
-        ),
-        (
-            json!([{ "weekday": 2, "opensAt": "25:00", "closesAt": "26:00" }]),
-            "opensAt",
-        ),
-        (
-            json!([{ "weekday": 2, "opensAt": "9am", "closesAt": "12:00" }]),
-            "opensAt",
-        ),
-        (
-            json!([{ "weekday": 2, "opensAt": "12:00", "closesAt": "09:00" }]),
-            "before",
-        ),
+        (json!([{ "weekday": 8, "opensAt": "09:00", "closesAt": "12:00" }]), "weekday"),
+        (json!([{ "weekday": 2, "opensAt": "25:00", "closesAt": "26:00" }]), "opensAt"),
+        (json!([{ "weekday": 2, "opensAt": "9am", "closesAt": "12:00" }]), "opensAt"),
+        (json!([{ "weekday": 2, "opensAt": "12:00", "closesAt": "09:00" }]), "before"),
     ] {
         let (code, message) = failure(&app.gql_as(&shop.owner, SET_HOURS, set(hours)).await);
         assert_eq!(code, "BAD_USER_INPUT");
@@ -227,13 +174,8 @@ db_test!(working_hours_are_replaced_whole_or_not_at_all, |app| {
         before,
         "nothing changed"
     );
-    let stranger = app
-        .register("stranger@hours.test", "password123", "Stranger")
-        .await;
-    assert_eq!(
-        failure(&app.gql_as(&stranger, SET_HOURS, set(json!([]))).await).0,
-        "FORBIDDEN"
-    );
+    let stranger = app.register("stranger@hours.test", "password123", "Stranger").await;
+    assert_eq!(failure(&app.gql_as(&stranger, SET_HOURS, set(json!([]))).await).0, "FORBIDDEN");
 });
 
 db_test!(a_menu_only_lists_the_shops_own_barbers, |app| {
@@ -241,10 +183,8 @@ db_test!(a_menu_only_lists_the_shops_own_barbers, |app| {
     let other = ShopFixture::open(&app, "elsewhere", "UTC", "09:00", "17:00").await;
     let services = scalar(&app, "SELECT COUNT(*) AS n FROM services").await;
     let input = |barbers: Vec<&String>| json!({ "input": { "shopId": shop.shop_id, "name": "Beard", "durationMinutes": 20, "priceCents": 1500, "barberIds": barbers } });
-    let (code, message) = failure(
-        &app.gql_as(&shop.owner, CREATE_SERVICE, input(vec![&other.barber_id]))
-            .await,
-    );
+    let (code, message) =
+        failure(&app.gql_as(&shop.owner, CREATE_SERVICE, input(vec![&other.barber_id])).await);
     assert_eq!(code, "BAD_USER_INPUT");
     assert!(message.contains("barberIds"), "{message}");
     assert_eq!(
@@ -252,11 +192,9 @@ db_test!(a_menu_only_lists_the_shops_own_barbers, |app| {
         services,
         "nothing written"
     );
-    for (field, value) in [
-        ("durationMinutes", json!(0)),
-        ("priceCents", json!(-1)),
-        ("name", json!(" ")),
-    ] {
+    for (field, value) in
+        [("durationMinutes", json!(0)), ("priceCents", json!(-1)), ("name", json!(" "))]
+    {
         let mut bad = input(vec![]);
         bad["input"][field] = value;
         let (code, message) = failure(&app.gql_as(&shop.owner, CREATE_SERVICE, bad).await);
@@ -264,22 +202,13 @@ db_test!(a_menu_only_lists_the_shops_own_barbers, |app| {
         assert!(message.contains(field), "{field}: {message}");
     }
     assert_eq!(
-        failure(
-            &app.gql_as(&other.owner, CREATE_SERVICE, input(vec![]))
-                .await
-        )
-        .0,
+        failure(&app.gql_as(&other.owner, CREATE_SERVICE, input(vec![])).await).0,
         "FORBIDDEN"
     );
     // Without a currency, the shop's other services tell it.
-    let data = app
-        .data_as(&shop.owner, CREATE_SERVICE, input(vec![&shop.barber_id]))
-        .await;
+    let data = app.data_as(&shop.owner, CREATE_SERVICE, input(vec![&shop.barber_id])).await;
     assert_eq!(data["createService"]["currency"], "EUR");
-    assert_eq!(
-        data["createService"]["barbers"],
-        json!([{ "id": shop.barber_id }])
-    );
+    assert_eq!(data["createService"]["barbers"], json!([{ "id": shop.barber_id }]));
     let service = data["createService"]["id"].clone();
     let update = "mutation($id: ID!, $input: UpdateServiceInput!) { updateService(id: $id, input: $input) { name priceCents barbers { id } } }";
     let data = app

@@ -30,32 +30,16 @@ async fn world(app: &TestApp) -> World {
     let colleague = app.login_seeded("barber3@demo.test").await;
     let client = app.login_seeded("client@demo.test").await;
     let other_owner = app.login_seeded("owner2@demo.test").await;
-    let stranger = app
-        .register("stranger@example.com", "password123", "Stranger")
-        .await;
+    let stranger = app.register("stranger@example.com", "password123", "Stranger").await;
     let membership = "{ viewer { memberships { role shop { id slug } barber { id } } } }";
     let mine = app.data_as(&barber, membership, json!({})).await;
-    let shop_a = mine["viewer"]["memberships"][0]["shop"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        mine["viewer"]["memberships"][0]["shop"]["slug"],
-        "sharp-co-london"
-    );
-    let barber_id = mine["viewer"]["memberships"][0]["barber"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let shop_a = mine["viewer"]["memberships"][0]["shop"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(mine["viewer"]["memberships"][0]["shop"]["slug"], "sharp-co-london");
+    let barber_id = mine["viewer"]["memberships"][0]["barber"]["id"].as_str().unwrap().to_owned();
     let theirs = app.data_as(&colleague, membership, json!({})).await;
-    assert_eq!(
-        theirs["viewer"]["memberships"][0]["shop"]["id"],
-        shop_a.as_str()
-    );
-    let colleague_id = theirs["viewer"]["memberships"][0]["barber"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    assert_eq!(theirs["viewer"]["memberships"][0]["shop"]["id"], shop_a.as_str());
+    let colleague_id =
+        theirs["viewer"]["memberships"][0]["barber"]["id"].as_str().unwrap().to_owned();
     World {
         owner,
         barber,
@@ -76,11 +60,7 @@ async fn outcome(app: &TestApp, user: Option<&TestUser>, query: &str, variables:
         Some(user) => app.gql_as(user, query, variables).await,
         None => app.gql(query, variables).await,
     };
-    if response.get("errors").is_some() {
-        first_error(&response).0
-    } else {
-        "OK".to_owned()
-    }
+    if response.get("errors").is_some() { first_error(&response).0 } else { "OK".to_owned() }
 }
 
 const BOOKING: &str =
@@ -105,11 +85,7 @@ db_test!(booking_by_id, |app| {
         .clone();
     // One of client@demo.test's bookings at shop B.
     let own = app
-        .data_as(
-            &w.client,
-            "{ bookings(first: 100) { nodes { id shop { id } } } }",
-            json!({}),
-        )
+        .data_as(&w.client, "{ bookings(first: 100) { nodes { id shop { id } } } }", json!({}))
         .await;
     let at_b = own["bookings"]["nodes"]
         .as_array()
@@ -152,27 +128,16 @@ db_test!(booking_by_id, |app| {
         );
     }
     // Forbidden answers carry no data.
-    let response = app
-        .gql_as(&w.stranger, BOOKING, json!({ "id": at_b }))
-        .await;
+    let response = app.gql_as(&w.stranger, BOOKING, json!({ "id": at_b })).await;
     assert!(response["data"]["booking"].is_null());
     // The same rules through node().
     let node = "query($id: ID!) { node(id: $id) { id } }";
-    assert_eq!(
-        outcome(&app, Some(&w.client), node, json!({ "id": at_b })).await,
-        "OK"
-    );
-    assert_eq!(
-        outcome(&app, Some(&w.owner), node, json!({ "id": at_b })).await,
-        "FORBIDDEN"
-    );
+    assert_eq!(outcome(&app, Some(&w.client), node, json!({ "id": at_b })).await, "OK");
+    assert_eq!(outcome(&app, Some(&w.owner), node, json!({ "id": at_b })).await, "FORBIDDEN");
     // An id that does not exist.
     use base64::Engine;
     let missing = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("Booking:99999999");
-    assert_eq!(
-        outcome(&app, Some(&w.owner), BOOKING, json!({ "id": missing })).await,
-        "NOT_FOUND"
-    );
+    assert_eq!(outcome(&app, Some(&w.owner), BOOKING, json!({ "id": missing })).await, "NOT_FOUND");
 });
 
 const SHOP_BOOKINGS: &str = "query($shop: ID!, $barber: ID) { bookings(shopId: $shop, barberId: $barber, first: 100) { totalCount nodes { barber { id } shop { id } } } }";
@@ -182,65 +147,38 @@ db_test!(a_shops_bookings, |app| {
     let w = world(&app).await;
     let shop_row = row_id(&w.shop_a);
     let barber_row = row_id(&w.barber_id);
-    let all = scalar(
-        &app,
-        &format!("SELECT COUNT(*) AS n FROM bookings WHERE shop_id = {shop_row}"),
-    )
-    .await;
-    let mine = scalar(
-        &app,
-        &format!("SELECT COUNT(*) AS n FROM bookings WHERE barber_id = {barber_row}"),
-    )
-    .await;
+    let all =
+        scalar(&app, &format!("SELECT COUNT(*) AS n FROM bookings WHERE shop_id = {shop_row}"))
+            .await;
+    let mine =
+        scalar(&app, &format!("SELECT COUNT(*) AS n FROM bookings WHERE barber_id = {barber_row}"))
+            .await;
     assert!(mine > 0 && mine < all);
 
     for (query, path) in [(SHOP_BOOKINGS, "/bookings"), (SHOP_FIELD, "/node/bookings")] {
         // The owner sees every booking of the shop, or one barber's.
-        let data = app
-            .data_as(&w.owner, query, json!({ "shop": w.shop_a }))
-            .await;
+        let data = app.data_as(&w.owner, query, json!({ "shop": w.shop_a })).await;
         let list = data.pointer(path).unwrap();
         assert_eq!(list["totalCount"], all);
         assert!(
-            list["nodes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|b| b["shop"]["id"] == w.shop_a.as_str())
+            list["nodes"].as_array().unwrap().iter().all(|b| b["shop"]["id"] == w.shop_a.as_str())
         );
-        let data = app
-            .data_as(
-                &w.owner,
-                query,
-                json!({ "shop": w.shop_a, "barber": w.barber_id }),
-            )
-            .await;
+        let data =
+            app.data_as(&w.owner, query, json!({ "shop": w.shop_a, "barber": w.barber_id })).await;
         assert_eq!(data.pointer(path).unwrap()["totalCount"], mine);
 
         // A barber sees their own schedule only, asked for or not.
         for barber in [Value::Null, json!(w.barber_id)] {
-            let data = app
-                .data_as(
-                    &w.barber,
-                    query,
-                    json!({ "shop": w.shop_a, "barber": barber }),
-                )
-                .await;
+            let data =
+                app.data_as(&w.barber, query, json!({ "shop": w.shop_a, "barber": barber })).await;
             let list = data.pointer(path).unwrap();
             assert_eq!(list["totalCount"], mine);
             let nodes = list["nodes"].as_array().unwrap();
             assert!(!nodes.is_empty());
-            assert!(
-                nodes
-                    .iter()
-                    .all(|b| b["barber"]["id"] == w.barber_id.as_str())
-            );
+            assert!(nodes.iter().all(|b| b["barber"]["id"] == w.barber_id.as_str()));
         }
         let colleague = json!({ "shop": w.shop_a, "barber": w.colleague_id });
-        assert_eq!(
-            outcome(&app, Some(&w.barber), query, colleague).await,
-            "FORBIDDEN"
-        );
+        assert_eq!(outcome(&app, Some(&w.barber), query, colleague).await, "FORBIDDEN");
 
         for user in [&w.client, &w.other_owner, &w.stranger] {
             assert_eq!(
@@ -259,22 +197,14 @@ db_test!(a_barbers_bookings, |app| {
     let w = world(&app).await;
     let mine = scalar(
         &app,
-        &format!(
-            "SELECT COUNT(*) AS n FROM bookings WHERE barber_id = {}",
-            row_id(&w.barber_id)
-        ),
+        &format!("SELECT COUNT(*) AS n FROM bookings WHERE barber_id = {}", row_id(&w.barber_id)),
     )
     .await;
     let top = "query($barber: ID!) { bookings(barberId: $barber) { totalCount } }";
     let field = "query($barber: ID!) { barber(id: $barber) { bookings { totalCount } } }";
-    for (query, path) in [
-        (top, "/bookings/totalCount"),
-        (field, "/barber/bookings/totalCount"),
-    ] {
+    for (query, path) in [(top, "/bookings/totalCount"), (field, "/barber/bookings/totalCount")] {
         for user in [&w.owner, &w.barber] {
-            let data = app
-                .data_as(user, query, json!({ "barber": w.barber_id }))
-                .await;
+            let data = app.data_as(user, query, json!({ "barber": w.barber_id })).await;
             assert_eq!(data.pointer(path).unwrap(), mine);
         }
         for user in [&w.colleague, &w.client, &w.other_owner, &w.stranger] {
@@ -292,16 +222,11 @@ db_test!(a_barbers_bookings, |app| {
 
 db_test!(own_bookings_and_account, |app| {
     let w = world(&app).await;
-    let client_row = scalar(
-        &app,
-        "SELECT id AS n FROM users WHERE email = 'client@demo.test'",
-    )
-    .await;
-    let count = scalar(
-        &app,
-        &format!("SELECT COUNT(*) AS n FROM bookings WHERE client_id = {client_row}"),
-    )
-    .await;
+    let client_row =
+        scalar(&app, "SELECT id AS n FROM users WHERE email = 'client@demo.test'").await;
+    let count =
+        scalar(&app, &format!("SELECT COUNT(*) AS n FROM bookings WHERE client_id = {client_row}"))
+            .await;
     assert!(count > 0);
     let data = app
         .data_as(
@@ -335,23 +260,14 @@ db_test!(own_bookings_and_account, |app| {
         outcome(&app, None, "{ bookings { totalCount } }", json!({})).await,
         "UNAUTHENTICATED"
     );
-    let data = app
-        .data_as(
-            &w.owner,
-            "{ viewer { memberships { role shop { id } } } }",
-            json!({}),
-        )
-        .await;
+    let data =
+        app.data_as(&w.owner, "{ viewer { memberships { role shop { id } } } }", json!({})).await;
     assert_eq!(
         data["viewer"]["memberships"],
         json!([{ "role": "OWNER", "shop": { "id": w.shop_a } }])
     );
     let data = app
-        .data_as(
-            &w.barber,
-            "{ viewer { memberships { role barber { id } } } }",
-            json!({}),
-        )
+        .data_as(&w.barber, "{ viewer { memberships { role barber { id } } } }", json!({}))
         .await;
     assert_eq!(
         data["viewer"]["memberships"],
@@ -359,40 +275,29 @@ db_test!(own_bookings_and_account, |app| {
     );
 });
 
-db_test!(
-    client_details_are_for_the_client_and_the_shops_staff,
-    |app| {
-        let w = world(&app).await;
-        let query = "query($shop: ID!) { bookings(shopId: $shop, first: 5) { nodes { client { id email } } } }";
-        let data = app
-            .data_as(&w.owner, query, json!({ "shop": w.shop_a }))
-            .await;
-        let client = data["bookings"]["nodes"][0]["client"].clone();
-        assert!(client["email"].as_str().unwrap().ends_with("@demo.test"));
-        let data = app
-            .data_as(&w.barber, query, json!({ "shop": w.shop_a }))
-            .await;
-        assert!(data["bookings"]["nodes"][0]["client"]["email"].is_string());
+db_test!(client_details_are_for_the_client_and_the_shops_staff, |app| {
+    let w = world(&app).await;
+    let query =
+        "query($shop: ID!) { bookings(shopId: $shop, first: 5) { nodes { client { id email } } } }";
+    let data = app.data_as(&w.owner, query, json!({ "shop": w.shop_a })).await;
+    let client = data["bookings"]["nodes"][0]["client"].clone();
+    assert!(client["email"].as_str().unwrap().ends_with("@demo.test"));
+    let data = app.data_as(&w.barber, query, json!({ "shop": w.shop_a })).await;
+    assert!(data["bookings"]["nodes"][0]["client"]["email"].is_string());
 
-        // A client's account details beyond their email are theirs alone.
-        let deeper = "query($shop: ID!) { bookings(shopId: $shop, first: 1) { nodes { client { bookings { totalCount } } } } }";
-        assert_eq!(
-            outcome(&app, Some(&w.owner), deeper, json!({ "shop": w.shop_a })).await,
-            "FORBIDDEN"
-        );
-        let node = "query($id: ID!) { node(id: $id) { ... on User { email } } }";
-        assert_eq!(
-            outcome(&app, Some(&w.owner), node, json!({ "id": client["id"] })).await,
-            "FORBIDDEN"
-        );
-        assert_eq!(
-            outcome(&app, None, node, json!({ "id": client["id"] })).await,
-            "UNAUTHENTICATED"
-        );
-        let me = app.data_as(&w.client, "{ viewer { id } }", json!({})).await;
-        let data = app
-            .data_as(&w.client, node, json!({ "id": me["viewer"]["id"] }))
-            .await;
-        assert_eq!(data["node"]["email"], "client@demo.test");
-    }
-);
+    // A client's account details beyond their email are theirs alone.
+    let deeper = "query($shop: ID!) { bookings(shopId: $shop, first: 1) { nodes { client { bookings { totalCount } } } } }";
+    assert_eq!(
+        outcome(&app, Some(&w.owner), deeper, json!({ "shop": w.shop_a })).await,
+        "FORBIDDEN"
+    );
+    let node = "query($id: ID!) { node(id: $id) { ... on User { email } } }";
+    assert_eq!(
+        outcome(&app, Some(&w.owner), node, json!({ "id": client["id"] })).await,
+        "FORBIDDEN"
+    );
+    assert_eq!(outcome(&app, None, node, json!({ "id": client["id"] })).await, "UNAUTHENTICATED");
+    let me = app.data_as(&w.client, "{ viewer { id } }", json!({})).await;
+    let data = app.data_as(&w.client, node, json!({ "id": me["viewer"]["id"] })).await;
+    assert_eq!(data["node"]["email"], "client@demo.test");
+});

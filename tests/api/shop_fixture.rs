@@ -34,9 +34,7 @@ impl ShopFixture {
         opens: &str,
         closes: &str,
     ) -> Self {
-        let owner = app
-            .register(&format!("owner@{slug}.test"), "password123", "Owner")
-            .await;
+        let owner = app.register(&format!("owner@{slug}.test"), "password123", "Owner").await;
         let data = app
             .data_as(
                 &owner,
@@ -45,9 +43,8 @@ impl ShopFixture {
             )
             .await;
         let shop_id = data["createShop"]["id"].as_str().unwrap().to_owned();
-        let barber_user = app
-            .register(&format!("barber@{slug}.test"), "password123", "Barber")
-            .await;
+        let barber_user =
+            app.register(&format!("barber@{slug}.test"), "password123", "Barber").await;
         let data = app
             .data_as(
                 &owner,
@@ -72,9 +69,7 @@ impl ShopFixture {
             service_id,
             tz: timezone.parse().unwrap(),
         };
-        fixture
-            .set_hours(app, (1..=7).map(|d| (d, opens, closes)).collect())
-            .await;
+        fixture.set_hours(app, (1..=7).map(|d| (d, opens, closes)).collect()).await;
         fixture
     }
 
@@ -84,12 +79,8 @@ impl ShopFixture {
             .into_iter()
             .map(|(weekday, opens, closes)| json!({ "weekday": weekday, "opensAt": opens, "closesAt": closes }))
             .collect();
-        app.data_as(
-            &self.owner,
-            SET_HOURS,
-            json!({ "barber": self.barber_id, "hours": hours }),
-        )
-        .await;
+        app.data_as(&self.owner, SET_HOURS, json!({ "barber": self.barber_id, "hours": hours }))
+            .await;
     }
 
     /// Changes the shop's booking policy.

@@ -45,11 +45,7 @@ fn payload(ctx: &Context<'_>, user: entity::user::Model) -> AppResult<AuthPayloa
         .data::<TokenKeys>()
         .map_err(|_| AppError::Internal(anyhow::anyhow!("schema built without token keys")))?;
     let issued = keys.issue(user.id)?;
-    Ok(AuthPayload {
-        token: issued.token,
-        expires_at: issued.expires_at,
-        user: User::own(user),
-    })
+    Ok(AuthPayload { token: issued.token, expires_at: issued.expires_at, user: User::own(user) })
 }
 
 #[derive(Default)]

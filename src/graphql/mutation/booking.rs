@@ -14,6 +14,7 @@ use crate::{
         id::{self, Kind},
         loader::{BookingByIdLoader, PaymentsByBookingLoader},
         object::{Booking, PaymentMethod, loader},
+        shop_changed,
     },
 };
 
@@ -60,11 +61,11 @@ impl From<PaymentMethod> for entity::PaymentMethod {
     }
 }
 
-/// Refreshes the request's cached copy of a changed booking.
+/// Refreshes the request's cached copy of a changed booking, and makes the
+/// shop's analytics fresh.
 async fn changed(ctx: &Context<'_>, booking: entity::booking::Model) -> AppResult<Booking> {
-    loader::<BookingByIdLoader>(ctx)?
-        .feed_one(booking.id, booking.clone())
-        .await;
+    shop_changed(ctx, booking.shop_id).await;
+    loader::<BookingByIdLoader>(ctx)?.feed_one(booking.id, booking.clone()).await;
     Ok(Booking(booking))
 }
 
@@ -125,14 +126,9 @@ impl BookingMutation {
     async fn complete_booking(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Booking> {
         let booking_id = id::decode_as(&id, Kind::Booking, "id")?;
         let viewer = policy::require_viewer(identity(ctx))?;
-        let booking = lifecycle::close(
-            db(ctx)?,
-            viewer,
-            booking_id,
-            BookingStatus::Completed,
-            Utc::now(),
-        )
-        .await?;
+        let booking =
+            lifecycle::close(db(ctx)?, viewer, booking_id, BookingStatus::Completed, Utc::now())
+                .await?;
         Ok(changed(ctx, booking).await?)
     }
 
@@ -142,14 +138,9 @@ impl BookingMutation {
     async fn mark_no_show(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Booking> {
         let booking_id = id::decode_as(&id, Kind::Booking, "id")?;
         let viewer = policy::require_viewer(identity(ctx))?;
-        let booking = lifecycle::close(
-            db(ctx)?,
-            viewer,
-            booking_id,
-            BookingStatus::NoShow,
-            Utc::now(),
-        )
-        .await?;
+        let booking =
+            lifecycle::close(db(ctx)?, viewer, booking_id, BookingStatus::NoShow, Utc::now())
+                .await?;
         Ok(changed(ctx, booking).await?)
     }
 

@@ -8,8 +8,4 @@ use async_graphql::MergedObject;
 
 /// Every write of the API.
 #[derive(MergedObject, Default)]
-pub struct Mutation(
-    account::AccountMutation,
-    shop::ShopMutation,
-    booking::BookingMutation,
-);
+pub struct Mutation(account::AccountMutation, shop::ShopMutation, booking::BookingMutation);

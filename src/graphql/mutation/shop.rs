@@ -23,6 +23,7 @@ use crate::{
         id::{self, Kind},
         loader::{BarberByIdLoader, ServiceByIdLoader, ShopByIdLoader, WorkingHoursByBarberLoader},
         object::{Barber, Service, Shop, TimeOff, loader},
+        shop_changed,
     },
 };
 
@@ -86,14 +87,8 @@ impl TryFrom<UpdateShopInput> for ShopChanges {
             })
             .transpose()?;
         Ok(ShopChanges {
-            name: input
-                .name
-                .map(|n| parse_text(&n, "name", 200))
-                .transpose()?,
-            address: input
-                .address
-                .map(|a| parse_text(&a, "address", 500))
-                .transpose()?,
+            name: input.name.map(|n| parse_text(&n, "name", 200)).transpose()?,
+            address: input.address.map(|a| parse_text(&a, "address", 500)).transpose()?,
             timezone: input.timezone.map(|t| parse_timezone(&t)).transpose()?,
             slot_step_minutes: step,
             min_notice_minutes: input
@@ -181,9 +176,7 @@ pub struct AddTimeOffInput {
 }
 
 fn decode_barbers(ids: &[ID]) -> AppResult<Vec<i64>> {
-    ids.iter()
-        .map(|id| id::decode_as(id, Kind::Barber, "barberIds"))
-        .collect()
+    ids.iter().map(|id| id::decode_as(id, Kind::Barber, "barberIds")).collect()
 }
 
 fn duration(minutes: i32) -> AppResult<i32> {
@@ -205,9 +198,7 @@ impl ShopMutation {
     ) -> async_graphql::Result<Shop> {
         let viewer = policy::require_viewer(identity(ctx))?;
         let new = NewShop::try_from(input)?;
-        Ok(Shop(
-            domain::shop::create(db(ctx)?, viewer.id(), new).await?,
-        ))
+        Ok(Shop(domain::shop::create(db(ctx)?, viewer.id(), new).await?))
     }
 
     /// Changes a shop's details and booking policy; for its owner.
@@ -223,13 +214,13 @@ impl ShopMutation {
         policy::check_owner(viewer, shop_id)?;
         let changes = ShopChanges::try_from(input)?;
         let shop = domain::shop::by_ids(db(ctx)?, &[shop_id])
-            .await?
+            .await
+            .map_err(AppError::from)?
             .remove(&shop_id)
             .ok_or_else(|| AppError::not_found("no shop has this id"))?;
         let updated = domain::shop::update(db(ctx)?, shop, changes).await?;
-        loader::<ShopByIdLoader>(ctx)?
-            .feed_one(updated.id, updated.clone())
-            .await;
+        shop_changed(ctx, updated.id).await;
+        loader::<ShopByIdLoader>(ctx)?.feed_one(updated.id, updated.clone()).await;
         Ok(Shop(updated))
     }
 
@@ -264,13 +255,10 @@ impl ShopMutation {
                 Some(user.id)
             }
         };
-        let new = NewBarber {
-            shop_id,
-            display_name,
-            bio,
-            user_id,
-        };
-        Ok(Barber(domain::barber::add(db(ctx)?, new).await?))
+        let new = NewBarber { shop_id, display_name, bio, user_id };
+        let added = domain::barber::add(db(ctx)?, new).await?;
+        shop_changed(ctx, shop_id).await;
+        Ok(Barber(added))
     }
 
     /// Changes a barber: the shop's owner may change anything, the barber
@@ -302,9 +290,7 @@ impl ShopMutation {
             active: input.active,
         };
         let updated = domain::barber::update(db(ctx)?, barber, changes).await?;
-        loader::<BarberByIdLoader>(ctx)?
-            .feed_one(updated.id, updated.clone())
-            .await;
+        loader::<BarberByIdLoader>(ctx)?.feed_one(updated.id, updated.clone()).await;
         Ok(Barber(updated))
     }
 
@@ -343,10 +329,7 @@ impl ShopMutation {
         let service = domain::service::find(db(ctx)?, service_id, "id").await?;
         policy::check_owner(viewer, service.shop_id)?;
         let changes = ServiceChanges {
-            name: input
-                .name
-                .map(|n| parse_text(&n, "name", 200))
-                .transpose()?,
+            name: input.name.map(|n| parse_text(&n, "name", 200)).transpose()?,
             description: match input.description {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),
@@ -354,16 +337,10 @@ impl ShopMutation {
             },
             duration_minutes: input.duration_minutes.map(duration).transpose()?,
             price_cents: input.price_cents.map(parse_price).transpose()?,
-            barber_ids: input
-                .barber_ids
-                .as_deref()
-                .map(decode_barbers)
-                .transpose()?,
+            barber_ids: input.barber_ids.as_deref().map(decode_barbers).transpose()?,
         };
         let updated = domain::service::update(db(ctx)?, service, changes).await?;
-        loader::<ServiceByIdLoader>(ctx)?
-            .feed_one(updated.id, updated.clone())
-            .await;
+        loader::<ServiceByIdLoader>(ctx)?.feed_one(updated.id, updated.clone()).await;
         Ok(Service(updated))
     }
 
@@ -380,12 +357,10 @@ impl ShopMutation {
         let viewer = policy::require_viewer(identity(ctx))?;
         let barber = domain::barber::find(db(ctx)?, barber_id, "barberId").await?;
         policy::check_owner_or_barber(viewer, &barber)?;
-        let raw: Vec<_> = hours
-            .into_iter()
-            .map(|h| (h.weekday, h.opens_at, h.closes_at))
-            .collect();
+        let raw: Vec<_> = hours.into_iter().map(|h| (h.weekday, h.opens_at, h.closes_at)).collect();
         let week = parse_week(&raw)?;
         domain::barber::set_working_hours(db(ctx)?, barber_id, week).await?;
+        shop_changed(ctx, barber.shop_id).await;
         loader::<WorkingHoursByBarberLoader>(ctx)?.clear::<i64>();
         Ok(Barber(barber))
     }
@@ -411,6 +386,7 @@ impl ShopMutation {
             reason,
         )
         .await?;
+        shop_changed(ctx, barber.shop_id).await;
         Ok(TimeOff(added))
     }
 }

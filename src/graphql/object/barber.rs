@@ -55,11 +55,7 @@ impl Barber {
     /// The services the barber offers.
     async fn services(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::Service>> {
         let services = load_one::<ServicesByBarberLoader, _>(ctx, self.0.id).await?;
-        Ok(services
-            .unwrap_or_default()
-            .into_iter()
-            .map(Service)
-            .collect())
+        Ok(services.unwrap_or_default().into_iter().map(Service).collect())
     }
 
     /// The barber's bookings, by start time: for the barber and the shop's
@@ -79,15 +75,7 @@ impl Barber {
     ) -> async_graphql::Result<BookingConnection> {
         let viewer = policy::require_viewer(identity(ctx))?;
         policy::check_barber_bookings(viewer, &self.0)?;
-        let args = BookingArgs {
-            status,
-            from,
-            to,
-            first,
-            after,
-            last,
-            before,
-        };
+        let args = BookingArgs { status, from, to, first, after, last, before };
         Ok(args.load_for(ctx, Owner::Barber, self.0.id, None).await?)
     }
 
@@ -100,17 +88,14 @@ impl Barber {
         from: Option<DateTime<Utc>>,
     ) -> async_graphql::Result<Vec<TimeOff>> {
         let from = from.unwrap_or_else(Utc::now);
-        let rows = domain::barber::time_off(db(ctx)?, self.0.id, from).await?;
+        let rows =
+            domain::barber::time_off(db(ctx)?, self.0.id, from).await.map_err(AppError::from)?;
         Ok(rows.into_iter().map(TimeOff).collect())
     }
 
     /// The barber's week, in the shop's local time.
     async fn working_hours(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WorkingHours>> {
         let hours = load_one::<WorkingHoursByBarberLoader, _>(ctx, self.0.id).await?;
-        Ok(hours
-            .unwrap_or_default()
-            .into_iter()
-            .map(WorkingHours)
-            .collect())
+        Ok(hours.unwrap_or_default().into_iter().map(WorkingHours).collect())
     }
 }

@@ -41,36 +41,24 @@ impl Booking {
     }
 
     async fn shop(&self, ctx: &Context<'_>) -> async_graphql::Result<Shop> {
-        Ok(Shop(
-            load_required::<ShopByIdLoader, _>(ctx, self.0.shop_id, "shop").await?,
-        ))
+        Ok(Shop(load_required::<ShopByIdLoader, _>(ctx, self.0.shop_id, "shop").await?))
     }
 
     async fn barber(&self, ctx: &Context<'_>) -> async_graphql::Result<Barber> {
-        Ok(Barber(
-            load_required::<BarberByIdLoader, _>(ctx, self.0.barber_id, "barber").await?,
-        ))
+        Ok(Barber(load_required::<BarberByIdLoader, _>(ctx, self.0.barber_id, "barber").await?))
     }
 
     /// Who booked; their email is seen by themselves and the shop's staff.
     async fn client(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
         let model = load_required::<UserByIdLoader, _>(ctx, self.0.client_id, "client").await?;
         let identity = identity(ctx);
-        let own = identity
-            .viewer()
-            .is_some_and(|viewer| viewer.id() == self.0.client_id);
+        let own = identity.viewer().is_some_and(|viewer| viewer.id() == self.0.client_id);
         let email_visible = policy::can_see_client(identity, self.0.client_id, self.0.shop_id);
-        Ok(User {
-            model,
-            own,
-            email_visible,
-        })
+        Ok(User { model, own, email_visible })
     }
 
     async fn service(&self, ctx: &Context<'_>) -> async_graphql::Result<Service> {
-        Ok(Service(
-            load_required::<ServiceByIdLoader, _>(ctx, self.0.service_id, "service").await?,
-        ))
+        Ok(Service(load_required::<ServiceByIdLoader, _>(ctx, self.0.service_id, "service").await?))
     }
 
     async fn starts_at(&self) -> DateTime<Utc> {
@@ -115,11 +103,7 @@ impl Booking {
     /// Payments received, oldest first.
     async fn payments(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Payment>> {
         let payments = load_one::<PaymentsByBookingLoader, _>(ctx, self.0.id).await?;
-        Ok(payments
-            .unwrap_or_default()
-            .into_iter()
-            .map(Payment)
-            .collect())
+        Ok(payments.unwrap_or_default().into_iter().map(Payment).collect())
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
@@ -170,15 +154,9 @@ impl BookingArgs {
         let mut filter = self.filter()?;
         filter.barber_id = barber;
         let page = page_request_in(self.first, self.after, self.last, self.before, true)?;
-        let key = BookingPageKey {
-            owner,
-            id,
-            filter: filter.clone(),
-            page,
-        };
-        let rows = load_one::<BookingPageLoader, _>(ctx, key)
-            .await?
-            .unwrap_or_else(|| Page::empty(&page));
+        let key = BookingPageKey { owner, id, filter: filter.clone(), page };
+        let rows =
+            load_one::<BookingPageLoader, _>(ctx, key).await?.unwrap_or_else(|| Page::empty(&page));
         Ok(connection_from_page(
             rows,
             domain::booking::position,
@@ -223,7 +201,9 @@ impl BookingConnectionFields {
                     .await?
                     .unwrap_or(0)
             }
-            CountScope::Filter(filter) => domain::booking::count(db(ctx)?, filter).await?,
+            CountScope::Filter(filter) => {
+                domain::booking::count(db(ctx)?, filter).await.map_err(AppError::from)?
+            }
         })
     }
 }

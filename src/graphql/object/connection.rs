@@ -31,16 +31,9 @@ pub fn page_request_in(
     timed: bool,
 ) -> AppResult<PageRequest> {
     let decode = |cursor: Option<String>, argument| {
-        cursor
-            .map(|c| id::decode_cursor(&c, argument, timed))
-            .transpose()
+        cursor.map(|c| id::decode_cursor(&c, argument, timed)).transpose()
     };
-    PageRequest::new(
-        first,
-        decode(after, "after")?,
-        last,
-        decode(before, "before")?,
-    )
+    PageRequest::new(first, decode(after, "after")?, last, decode(before, "before")?)
 }
 
 /// A connection over `page`, each node wrapped by `wrap`.

@@ -1,6 +1,7 @@
 //! GraphQL object types: thin wrappers around entity models whose relation
 //! fields go through the request's DataLoaders.
 
+mod analytics;
 mod barber;
 mod booking;
 mod connection;
@@ -17,6 +18,7 @@ use std::hash::Hash;
 use async_graphql::{Context, ID, Interface, dataloader::Loader as LoaderTrait};
 use sea_orm::DbErr;
 
+pub use analytics::ShopAnalytics;
 pub use barber::Barber;
 pub use booking::{Booking, BookingArgs, BookingConnection, BookingConnectionFields};
 pub use connection::{connection_from_page, page_request, page_request_in};
@@ -50,10 +52,7 @@ pub(crate) fn loader<'a, T: Send + Sync + 'static>(
     ctx: &'a Context<'_>,
 ) -> AppResult<&'a Loader<T>> {
     ctx.data::<Loader<T>>().map_err(|_| {
-        AppError::Internal(anyhow::anyhow!(
-            "loader {} not registered",
-            std::any::type_name::<T>()
-        ))
+        AppError::Internal(anyhow::anyhow!("loader {} not registered", std::any::type_name::<T>()))
     })
 }
 

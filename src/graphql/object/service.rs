@@ -56,10 +56,6 @@ impl Service {
     /// The barbers who offer this service.
     async fn barbers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Barber>> {
         let barbers = load_one::<BarbersByServiceLoader, _>(ctx, self.0.id).await?;
-        Ok(barbers
-            .unwrap_or_default()
-            .into_iter()
-            .map(Barber)
-            .collect())
+        Ok(barbers.unwrap_or_default().into_iter().map(Barber).collect())
     }
 }

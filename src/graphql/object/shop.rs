@@ -6,17 +6,18 @@ use entity::shop;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Barber, BookingArgs, BookingConnection, BookingStatus, Service, connection_from_page, load_one,
-    page_request,
+    Barber, BookingArgs, BookingConnection, BookingStatus, Service, ShopAnalytics,
+    connection_from_page, load_one, page_request,
 };
 use crate::{
     auth::policy,
     domain::booking::Owner,
     domain::{self, page::Position},
     graphql::{
-        guard::{ShopStaff, identity},
+        guard::{ShopStaff, SignedIn, identity},
         id::{self, Kind},
         loader::{BarberCountByShopLoader, BarbersByShopLoader, ServicesByShopLoader},
+        scalar::Date,
     },
 };
 
@@ -115,31 +116,33 @@ impl Shop {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<BookingConnection> {
-        let barber = barber_id
-            .map(|id| id::decode_as(&id, Kind::Barber, "barberId"))
-            .transpose()?;
+        let barber =
+            barber_id.map(|id| id::decode_as(&id, Kind::Barber, "barberId")).transpose()?;
         let viewer = policy::require_viewer(identity(ctx))?;
         let only = policy::shop_bookings_scope(viewer, self.0.id, barber)?;
-        let args = BookingArgs {
-            status,
-            from,
-            to,
-            first,
-            after,
-            last,
-            before,
-        };
+        let args = BookingArgs { status, from, to, first, after, last, before };
         Ok(args.load_for(ctx, Owner::Shop, self.0.id, only).await?)
+    }
+
+    /// The shop's dashboard over the shop-local dates `from..=to` (at most
+    /// 366 days); for its owner.
+    #[graphql(guard = "SignedIn")]
+    async fn analytics(
+        &self,
+        ctx: &Context<'_>,
+        from: Date,
+        to: Date,
+    ) -> async_graphql::Result<ShopAnalytics> {
+        let viewer = policy::require_viewer(identity(ctx))?;
+        policy::check_owner(viewer, self.0.id)?;
+        let range = domain::analytics::Range::new(&self.0, from.0, to.0)?;
+        Ok(ShopAnalytics::new(self.0.id, range))
     }
 
     /// The shop's menu.
     async fn services(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Service>> {
         let services = load_one::<ServicesByShopLoader, _>(ctx, self.0.id).await?;
-        Ok(services
-            .unwrap_or_default()
-            .into_iter()
-            .map(Service)
-            .collect())
+        Ok(services.unwrap_or_default().into_iter().map(Service).collect())
     }
 }
 
@@ -152,9 +155,7 @@ pub struct BarberConnectionFields {
 impl BarberConnectionFields {
     /// How many barbers the shop has in all.
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        Ok(load_one::<BarberCountByShopLoader, _>(ctx, self.shop_id)
-            .await?
-            .unwrap_or(0))
+        Ok(load_one::<BarberCountByShopLoader, _>(ctx, self.shop_id).await?.unwrap_or(0))
     }
 }
 
@@ -168,6 +169,8 @@ impl ShopConnectionFields {
     /// How many shops match the search in all.
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
         let db = crate::graphql::db(ctx)?;
-        Ok(domain::shop::count(db, self.search.as_deref()).await?)
+        Ok(domain::shop::count(db, self.search.as_deref())
+            .await
+            .map_err(crate::error::AppError::from)?)
     }
 }

@@ -32,11 +32,7 @@ pub struct User {
 impl User {
     /// The user as seen by themselves.
     pub fn own(model: user::Model) -> Self {
-        Self {
-            model,
-            own: true,
-            email_visible: true,
-        }
+        Self { model, own: true, email_visible: true }
     }
 }
 
@@ -78,18 +74,8 @@ impl User {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<BookingConnection> {
-        let args = BookingArgs {
-            status,
-            from,
-            to,
-            first,
-            after,
-            last,
-            before,
-        };
-        Ok(args
-            .load_for(ctx, Owner::Client, self.model.id, None)
-            .await?)
+        let args = BookingArgs { status, from, to, first, after, last, before };
+        Ok(args.load_for(ctx, Owner::Client, self.model.id, None).await?)
     }
 
     /// The shops where the user is owner or barber.
@@ -99,7 +85,8 @@ impl User {
             Some(viewer) if viewer.id() == self.model.id => viewer.memberships.clone(),
             // Just signed in: the request itself is still anonymous.
             _ => load_viewer(db(ctx)?, self.model.id)
-                .await?
+                .await
+                .map_err(AppError::from)?
                 .map(|viewer| viewer.memberships)
                 .unwrap_or_default(),
         };
@@ -125,8 +112,6 @@ impl Membership {
         let Some(barber_id) = self.0.barber_id else {
             return Ok(None);
         };
-        Ok(load_one::<BarberByIdLoader, _>(ctx, barber_id)
-            .await?
-            .map(Barber))
+        Ok(load_one::<BarberByIdLoader, _>(ctx, barber_id).await?.map(Barber))
     }
 }

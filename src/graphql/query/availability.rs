@@ -34,9 +34,6 @@ impl AvailabilityQuery {
         let slots =
             domain::availability::available_slots(db(ctx)?, barber, service, date.0, Utc::now())
                 .await?;
-        Ok(slots
-            .into_iter()
-            .map(|(starts_at, ends_at)| TimeSlot { starts_at, ends_at })
-            .collect())
+        Ok(slots.into_iter().map(|(starts_at, ends_at)| TimeSlot { starts_at, ends_at }).collect())
     }
 }

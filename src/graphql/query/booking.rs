@@ -47,21 +47,10 @@ impl BookingQuery {
         before: Option<String>,
     ) -> async_graphql::Result<BookingConnection> {
         let viewer = policy::require_viewer(identity(ctx))?;
-        let shop = shop_id
-            .map(|id| id::decode_as(&id, Kind::Shop, "shopId"))
-            .transpose()?;
-        let barber = barber_id
-            .map(|id| id::decode_as(&id, Kind::Barber, "barberId"))
-            .transpose()?;
-        let args = BookingArgs {
-            status,
-            from,
-            to,
-            first,
-            after,
-            last,
-            before,
-        };
+        let shop = shop_id.map(|id| id::decode_as(&id, Kind::Shop, "shopId")).transpose()?;
+        let barber =
+            barber_id.map(|id| id::decode_as(&id, Kind::Barber, "barberId")).transpose()?;
+        let args = BookingArgs { status, from, to, first, after, last, before };
         let mut filter: BookingFilter = args.filter()?;
         match (shop, barber) {
             (Some(shop), barber) => {

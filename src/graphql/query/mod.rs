@@ -1,5 +1,6 @@
 //! The `Query` root, merged from one part per domain.
 
+mod analytics;
 mod availability;
 mod barber;
 mod booking;
@@ -20,4 +21,5 @@ pub struct Query(
     viewer::ViewerQuery,
     booking::BookingQuery,
     availability::AvailabilityQuery,
+    analytics::AnalyticsQuery,
 );

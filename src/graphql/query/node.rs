@@ -26,25 +26,23 @@ impl NodeQuery {
     /// query.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
         let node = match id::decode(&id, "id")? {
-            (Kind::Shop, key) => load_one::<ShopByIdLoader, _>(ctx, key)
-                .await?
-                .map(|m| Node::Shop(Shop(m))),
-            (Kind::Barber, key) => load_one::<BarberByIdLoader, _>(ctx, key)
-                .await?
-                .map(|m| Node::Barber(Barber(m))),
-            (Kind::Service, key) => load_one::<ServiceByIdLoader, _>(ctx, key)
-                .await?
-                .map(|m| Node::Service(Service(m))),
+            (Kind::Shop, key) => {
+                load_one::<ShopByIdLoader, _>(ctx, key).await?.map(|m| Node::Shop(Shop(m)))
+            }
+            (Kind::Barber, key) => {
+                load_one::<BarberByIdLoader, _>(ctx, key).await?.map(|m| Node::Barber(Barber(m)))
+            }
+            (Kind::Service, key) => {
+                load_one::<ServiceByIdLoader, _>(ctx, key).await?.map(|m| Node::Service(Service(m)))
+            }
             (Kind::User, key) => {
                 policy::check_self(identity(ctx), key)?;
-                load_one::<UserByIdLoader, _>(ctx, key)
-                    .await?
-                    .map(|m| Node::User(User::own(m)))
+                load_one::<UserByIdLoader, _>(ctx, key).await?.map(|m| Node::User(User::own(m)))
             }
             (Kind::Booking, key) => Some(Node::Booking(load_readable_booking(ctx, key).await?)),
             (Kind::Payment, key) => {
                 policy::require_viewer(identity(ctx))?;
-                match domain::booking::payment_by_id(db(ctx)?, key).await? {
+                match domain::booking::payment_by_id(db(ctx)?, key).await.map_err(AppError::from)? {
                     Some(payment) => {
                         load_readable_booking(ctx, payment.booking_id).await?;
                         Some(Node::Payment(Payment(payment)))
@@ -53,12 +51,9 @@ impl NodeQuery {
                 }
             }
             (Kind::TimeOff, _) => {
-                return Err(
-                    AppError::bad_input("time off is read through `Barber.timeOff`").into(),
-                );
+                return Err(AppError::bad_input("time off is read through `Barber.timeOff`").into());
             }
         };
-        node.map(Some)
-            .ok_or_else(|| AppError::not_found("nothing has this id").into())
+        node.map(Some).ok_or_else(|| AppError::not_found("nothing has this id").into())
     }
 }

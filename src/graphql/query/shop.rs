@@ -33,7 +33,9 @@ impl ShopQuery {
         search: Option<String>,
     ) -> async_graphql::Result<ShopConnection> {
         let request = page_request(first, after, last, before)?;
-        let page = domain::shop::list(db(ctx)?, search.as_deref(), &request).await?;
+        let page = domain::shop::list(db(ctx)?, search.as_deref(), &request)
+            .await
+            .map_err(AppError::from)?;
         Ok(connection_from_page(
             page,
             |s| Position::id(s.id),
@@ -54,7 +56,9 @@ impl ShopQuery {
                 let shop_id = id::decode_as(&id, Kind::Shop, "id")?;
                 load_one::<ShopByIdLoader, _>(ctx, shop_id).await?
             }
-            (None, Some(slug)) => domain::shop::by_slug(db(ctx)?, &slug).await?,
+            (None, Some(slug)) => {
+                domain::shop::by_slug(db(ctx)?, &slug).await.map_err(AppError::from)?
+            }
             _ => return Err(AppError::bad_input("pass exactly one of `id` and `slug`").into()),
         };
         found

@@ -11,8 +11,6 @@ pub struct ViewerQuery;
 impl ViewerQuery {
     /// The signed-in user; null for an anonymous request.
     async fn viewer(&self, ctx: &Context<'_>) -> Option<User> {
-        identity(ctx)
-            .viewer()
-            .map(|viewer| User::own(viewer.user.clone()))
+        identity(ctx).viewer().map(|viewer| User::own(viewer.user.clone()))
     }
 }

@@ -1,0 +1,242 @@
+//! The analytics cache: one interface, two backends.
+//!
+//! With `REDIS_URL` the entries live in Redis, shared by every replica;
+//! without it, in an in-process moka cache. Either way an entry's key holds
+//! its shop's version, and every write that changes a shop's numbers bumps
+//! that version, so an entry is never read after the data under it changed;
+//! a TTL bounds everything else. Values are JSON.
+//!
+//! Concurrent misses of one key compute once. When Redis fails or is slow,
+//! the answer comes from the database, the cache reports itself degraded,
+//! and a circuit breaker stops calling Redis until it answers again.
+
+mod breaker;
+mod redis;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::{AppError, AppResult};
+
+/// What happened to one cache lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Served from the cache.
+    Hit,
+    /// Computed and stored.
+    Miss,
+    /// A cache operation failed.
+    Error,
+    /// Answered from the database because the cache was unavailable.
+    Fallback,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Error => "error",
+            Outcome::Fallback => "fallback",
+        }
+    }
+}
+
+/// The cache's health, as `/ready` reports it.
+#[derive(Clone, Debug)]
+pub struct Health {
+    pub backend: &'static str,
+    /// `None` when healthy, else why it is degraded.
+    pub problem: Option<String>,
+}
+
+enum Store {
+    Local { entries: moka::future::Cache<String, Arc<Vec<u8>>>, versions: Mutex<HashMap<i64, u64>> },
+    Redis(redis::RedisStore),
+}
+
+struct Inner {
+    store: Store,
+    ttl: Duration,
+    /// Computations in flight, so that concurrent misses share one.
+    flights: moka::future::Cache<String, Arc<Vec<u8>>>,
+    /// Counts by (section, outcome), for tests and `/metrics`.
+    stats: Mutex<HashMap<(&'static str, Outcome), u64>>,
+}
+
+/// The analytics cache; cheap to clone.
+#[derive(Clone)]
+pub struct Cache(Arc<Inner>);
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("backend", &self.health().backend).finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// Redis when `redis_url` is given, else in-process; entries live at
+    /// most `ttl`.
+    pub fn new(redis_url: Option<&str>, ttl: Duration) -> anyhow::Result<Self> {
+        let store = match redis_url {
+            Some(url) => Store::Redis(redis::RedisStore::new(url)?),
+            None => Store::Local {
+                entries: moka::future::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(ttl)
+                    .build(),
+                versions: Mutex::new(HashMap::new()),
+            },
+        };
+        let flights = moka::future::Cache::builder().time_to_live(Duration::from_secs(60)).build();
+        Ok(Self(Arc::new(Inner { store, ttl, flights, stats: Mutex::new(HashMap::new()) })))
+    }
+
+    fn count(&self, section: &'static str, outcome: Outcome) {
+        metrics::counter!("bookedbarber_analytics_cache_total", "section" => section, "outcome" => outcome.as_str())
+            .increment(1);
+        *self
+            .0
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((section, outcome))
+            .or_default() += 1;
+    }
+
+    /// How often `section` had `outcome` in this process.
+    pub fn stat(&self, section: &'static str, outcome: Outcome) -> u64 {
+        self.0
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(section, outcome))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    async fn version(&self, shop_id: i64) -> Result<u64, redis::Unavailable> {
+        match &self.0.store {
+            Store::Local { versions, .. } => Ok(versions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&shop_id)
+                .copied()
+                .unwrap_or(0)),
+            Store::Redis(redis) => redis.version(shop_id).await,
+        }
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, redis::Unavailable> {
+        match &self.0.store {
+            Store::Local { entries, .. } => Ok(entries.get(key).await.map(|v| v.as_ref().clone())),
+            Store::Redis(redis) => redis.get(key).await,
+        }
+    }
+
+    async fn write(&self, key: &str, value: &[u8]) -> Result<(), redis::Unavailable> {
+        match &self.0.store {
+            Store::Local { entries, .. } => {
+                entries.insert(key.to_owned(), Arc::new(value.to_vec())).await;
+                Ok(())
+            }
+            Store::Redis(redis) => redis.set(key, value, self.0.ttl).await,
+        }
+    }
+
+    /// The value of `section` for `shop_id` and `range`, from the cache or
+    /// from `compute` (once, however many ask at the same moment).
+    pub async fn get_or_compute<T, F>(
+        &self,
+        shop_id: i64,
+        range: &str,
+        section: &'static str,
+        compute: F,
+    ) -> AppResult<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = AppResult<T>>,
+    {
+        let Ok(version) = self.version(shop_id).await else {
+            self.count(section, Outcome::Error);
+            self.count(section, Outcome::Fallback);
+            return compute.await;
+        };
+        let key = format!("bb:analytics:{shop_id}:v{version}:{range}:{section}");
+        match self.read(&key).await {
+            Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
+                Ok(value) => {
+                    self.count(section, Outcome::Hit);
+                    return Ok(value);
+                }
+                // An entry of an older format: compute it anew.
+                Err(err) => tracing::warn!(error = %err, key, "unreadable cache entry"),
+            },
+            Ok(None) => {}
+            Err(redis::Unavailable) => {
+                self.count(section, Outcome::Error);
+                self.count(section, Outcome::Fallback);
+                return compute.await;
+            }
+        }
+        let computed = std::sync::atomic::AtomicBool::new(false);
+        let flight = self
+            .0
+            .flights
+            .try_get_with(key.clone(), async {
+                computed.store(true, std::sync::atomic::Ordering::Relaxed);
+                let value = compute.await?;
+                let bytes = serde_json::to_vec(&value).map_err(|e| {
+                    AppError::Internal(anyhow::anyhow!("serialising {section}: {e}"))
+                })?;
+                if self.write(&key, &bytes).await.is_err() {
+                    self.count(section, Outcome::Error);
+                }
+                Ok::<_, AppError>(Arc::new(bytes))
+            })
+            .await;
+        self.0.flights.invalidate(&key).await;
+        let bytes = flight.map_err(|shared| shared.to_shared())?;
+        let outcome = if computed.load(std::sync::atomic::Ordering::Relaxed) {
+            Outcome::Miss
+        } else {
+            Outcome::Hit
+        };
+        self.count(section, outcome);
+        serde_json::from_slice(&bytes)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("reading {section}: {e}")))
+    }
+
+    /// Makes every entry of `shop_id` stale at once.
+    pub async fn invalidate_shop(&self, shop_id: i64) {
+        match &self.0.store {
+            Store::Local { versions, .. } => {
+                *versions.lock().unwrap_or_else(|e| e.into_inner()).entry(shop_id).or_default() +=
+                    1;
+            }
+            Store::Redis(redis) => redis.bump(shop_id).await,
+        }
+    }
+
+    /// The backend and, when degraded, why; asks Redis directly.
+    pub async fn check(&self) -> Health {
+        match &self.0.store {
+            Store::Local { .. } => Health { backend: "in-process", problem: None },
+            Store::Redis(redis) => Health { backend: "redis", problem: redis.ping().await.err() },
+        }
+    }
+
+    /// The backend and its last known state, without asking it.
+    pub fn health(&self) -> Health {
+        match &self.0.store {
+            Store::Local { .. } => Health { backend: "in-process", problem: None },
+            Store::Redis(redis) => Health { backend: "redis", problem: redis.problem() },
+        }
+    }
+}

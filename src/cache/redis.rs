@@ -1,0 +1,147 @@
+//! The Redis store: a deadpool-redis pool, short timeouts, a circuit
+//! breaker, and per-shop versions that replicas share.
+
+use std::{collections::HashSet, sync::Mutex, time::Duration};
+
+use deadpool_redis::{
+    Config, Pool, PoolConfig, Runtime, Timeouts,
+    redis::{AsyncCommands, RedisError},
+};
+
+use super::breaker::Breaker;
+
+/// Longest wait for one Redis command; past it the database answers.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(100);
+
+pub struct RedisStore {
+    pool: Pool,
+    breaker: Breaker,
+    /// Shops whose version could not be bumped while Redis was away; bumped
+    /// before Redis is trusted again, so no stale entry survives an outage.
+    pending_bumps: Mutex<HashSet<i64>>,
+}
+
+#[derive(Debug)]
+pub struct Unavailable;
+
+fn version_key(shop_id: i64) -> String {
+    format!("bb:analytics:version:{shop_id}")
+}
+
+impl RedisStore {
+    /// A pool for `url`; connections are made on first use, so a Redis that
+    /// is down at start-up only degrades the cache.
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        let mut config = Config::from_url(url);
+        config.pool = Some(PoolConfig {
+            max_size: 32,
+            timeouts: Timeouts {
+                wait: Some(Duration::from_millis(100)),
+                create: Some(Duration::from_millis(250)),
+                recycle: Some(Duration::from_millis(100)),
+            },
+            ..PoolConfig::default()
+        });
+        let pool = config.create_pool(Some(Runtime::Tokio1))?;
+        Ok(Self { pool, breaker: Breaker::default(), pending_bumps: Mutex::new(HashSet::new()) })
+    }
+
+    /// Runs one command with a timeout, through the breaker.
+    async fn run<T, F, Fut>(&self, command: F) -> Result<T, Unavailable>
+    where
+        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        if !self.breaker.allows() {
+            return Err(Unavailable);
+        }
+        let attempt = async {
+            let connection = self.pool.get().await.map_err(|e| e.to_string())?;
+            command(connection).await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
+            Ok(Ok(value)) => {
+                self.breaker.succeeded();
+                Ok(value)
+            }
+            Ok(Err(error)) => {
+                self.breaker.failed(&error);
+                Err(Unavailable)
+            }
+            Err(_) => {
+                self.breaker.failed("timed out");
+                Err(Unavailable)
+            }
+        }
+    }
+
+    /// Replays bumps that failed while Redis was away.
+    async fn flush_pending(&self) -> Result<(), Unavailable> {
+        let pending: Vec<i64> =
+            self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
+        for shop_id in pending {
+            self.run(|mut c| async move { c.incr::<_, _, i64>(version_key(shop_id), 1).await })
+                .await?;
+            self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).remove(&shop_id);
+        }
+        Ok(())
+    }
+
+    /// The shop's current version.
+    pub async fn version(&self, shop_id: i64) -> Result<u64, Unavailable> {
+        self.flush_pending().await?;
+        let version: Option<u64> =
+            self.run(|mut c| async move { c.get(version_key(shop_id)).await }).await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    /// Moves the shop to a new version: every entry of the old one is dead.
+    pub async fn bump(&self, shop_id: i64) {
+        let bumped = self
+            .run(|mut c| async move { c.incr::<_, _, i64>(version_key(shop_id), 1).await })
+            .await;
+        if bumped.is_err() {
+            self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).insert(shop_id);
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
+        let key = key.to_owned();
+        self.run(|mut c| async move { c.get(key).await }).await
+    }
+
+    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Unavailable> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        self.run(|mut c| async move { c.set_ex(key, value, ttl.as_secs().max(1)).await }).await
+    }
+
+    /// Asks Redis directly, whatever the breaker says; a success closes it.
+    pub async fn ping(&self) -> Result<(), String> {
+        let attempt = async {
+            let mut connection = self.pool.get().await.map_err(|e| e.to_string())?;
+            deadpool_redis::redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(COMMAND_TIMEOUT * 5, attempt).await {
+            Ok(Ok(_)) => {
+                self.breaker.succeeded();
+                Ok(())
+            }
+            Ok(Err(error)) => {
+                self.breaker.failed(&error);
+                Err(error)
+            }
+            Err(_) => {
+                self.breaker.failed("timed out");
+                Err("timed out".to_owned())
+            }
+        }
+    }
+
+    /// `None` when healthy, else what went wrong last.
+    pub fn problem(&self) -> Option<String> {
+        self.breaker.problem()
+    }
+}
