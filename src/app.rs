@@ -67,6 +67,7 @@ impl App {
         );
         let cache = Cache::new(
             config.redis_url.as_deref(),
+            &config.redis_key_prefix,
             std::time::Duration::from_secs(config.analytics_cache_ttl_secs),
         )?;
         let state = AppState {

@@ -100,6 +100,9 @@ pub struct Config {
     /// `redis://…` turns on the Redis cache; unset: in-process cache.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so deployments can share one Redis.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "bb", global = true)]
+    pub redis_key_prefix: String,
     /// Where to listen.
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080", global = true)]
     pub bind_addr: SocketAddr,

@@ -63,6 +63,7 @@ enum Store {
 
 struct Inner {
     store: Store,
+    prefix: String,
     ttl: Duration,
     /// Computations in flight, so that concurrent misses share one.
     flights: moka::future::Cache<String, Arc<Vec<u8>>>,
@@ -83,9 +84,9 @@ impl std::fmt::Debug for Cache {
 impl Cache {
     /// Redis when `redis_url` is given, else in-process; entries live at
     /// most `ttl`.
-    pub fn new(redis_url: Option<&str>, ttl: Duration) -> anyhow::Result<Self> {
+    pub fn new(redis_url: Option<&str>, prefix: &str, ttl: Duration) -> anyhow::Result<Self> {
         let store = match redis_url {
-            Some(url) => Store::Redis(redis::RedisStore::new(url)?),
+            Some(url) => Store::Redis(redis::RedisStore::new(url, prefix)?),
             None => Store::Local {
                 entries: moka::future::Cache::builder()
                     .max_capacity(100_000)
@@ -95,7 +96,13 @@ impl Cache {
             },
         };
         let flights = moka::future::Cache::builder().time_to_live(Duration::from_secs(60)).build();
-        Ok(Self(Arc::new(Inner { store, ttl, flights, stats: Mutex::new(HashMap::new()) })))
+        Ok(Self(Arc::new(Inner {
+            store,
+            prefix: prefix.to_owned(),
+            ttl,
+            flights,
+            stats: Mutex::new(HashMap::new()),
+        })))
     }
 
     fn count(&self, section: &'static str, outcome: Outcome) {
@@ -168,7 +175,7 @@ impl Cache {
             self.count(section, Outcome::Fallback);
             return compute.await;
         };
-        let key = format!("bb:analytics:{shop_id}:v{version}:{range}:{section}");
+        let key = format!("{}:analytics:{shop_id}:v{version}:{range}:{section}", self.0.prefix);
         match self.read(&key).await {
             Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
                 Ok(value) => {
@@ -190,6 +197,10 @@ impl Cache {
             .0
             .flights
             .try_get_with(key.clone(), async {
+                // A flight that finished between our read and now stored it.
+                if let Ok(Some(bytes)) = self.read(&key).await {
+                    return Ok(Arc::new(bytes));
+                }
                 computed.store(true, std::sync::atomic::Ordering::Relaxed);
                 let value = compute.await?;
                 let bytes = serde_json::to_vec(&value).map_err(|e| {

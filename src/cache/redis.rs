@@ -15,6 +15,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_millis(100);
 
 pub struct RedisStore {
     pool: Pool,
+    prefix: String,
     breaker: Breaker,
     /// Shops whose version could not be bumped while Redis was away; bumped
     /// before Redis is trusted again, so no stale entry survives an outage.
@@ -24,14 +25,10 @@ pub struct RedisStore {
 #[derive(Debug)]
 pub struct Unavailable;
 
-fn version_key(shop_id: i64) -> String {
-    format!("bb:analytics:version:{shop_id}")
-}
-
 impl RedisStore {
     /// A pool for `url`; connections are made on first use, so a Redis that
     /// is down at start-up only degrades the cache.
-    pub fn new(url: &str) -> anyhow::Result<Self> {
+    pub fn new(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let mut config = Config::from_url(url);
         config.pool = Some(PoolConfig {
             max_size: 32,
@@ -43,7 +40,16 @@ impl RedisStore {
             ..PoolConfig::default()
         });
         let pool = config.create_pool(Some(Runtime::Tokio1))?;
-        Ok(Self { pool, breaker: Breaker::default(), pending_bumps: Mutex::new(HashSet::new()) })
+        Ok(Self {
+            pool,
+            prefix: prefix.to_owned(),
+            breaker: Breaker::default(),
+            pending_bumps: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn version_key(&self, shop_id: i64) -> String {
+        format!("{}:analytics:version:{shop_id}", self.prefix)
     }
 
     /// Runs one command with a timeout, through the breaker.
@@ -80,8 +86,8 @@ impl RedisStore {
         let pending: Vec<i64> =
             self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
         for shop_id in pending {
-            self.run(|mut c| async move { c.incr::<_, _, i64>(version_key(shop_id), 1).await })
-                .await?;
+            let key = self.version_key(shop_id);
+            self.run(|mut c| async move { c.incr::<_, _, i64>(key, 1).await }).await?;
             self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).remove(&shop_id);
         }
         Ok(())
@@ -90,16 +96,15 @@ impl RedisStore {
     /// The shop's current version.
     pub async fn version(&self, shop_id: i64) -> Result<u64, Unavailable> {
         self.flush_pending().await?;
-        let version: Option<u64> =
-            self.run(|mut c| async move { c.get(version_key(shop_id)).await }).await?;
+        let key = self.version_key(shop_id);
+        let version: Option<u64> = self.run(|mut c| async move { c.get(key).await }).await?;
         Ok(version.unwrap_or(0))
     }
 
     /// Moves the shop to a new version: every entry of the old one is dead.
     pub async fn bump(&self, shop_id: i64) {
-        let bumped = self
-            .run(|mut c| async move { c.incr::<_, _, i64>(version_key(shop_id), 1).await })
-            .await;
+        let key = self.version_key(shop_id);
+        let bumped = self.run(|mut c| async move { c.incr::<_, _, i64>(key, 1).await }).await;
         if bumped.is_err() {
             self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).insert(shop_id);
         }

@@ -56,6 +56,24 @@ impl Drop for TestDatabase {
 }
 
 static SKIPPED: Once = Once::new();
+static SKIPPED_REDIS: Once = Once::new();
+
+/// Points `config` at the test Redis with a key prefix of its own; `false`
+/// when `TEST_REDIS_URL` is not set.
+pub fn use_test_redis(config: &mut Config) -> bool {
+    let Ok(url) = std::env::var("TEST_REDIS_URL") else {
+        SKIPPED_REDIS.call_once(|| {
+            eprintln!(
+                "TEST_REDIS_URL is not set: the Redis variants of the cache tests are skipped \
+                 (e.g. TEST_REDIS_URL=redis://127.0.0.1:6379)"
+            )
+        });
+        return false;
+    };
+    config.redis_url = Some(url);
+    config.redis_key_prefix = format!("bbtest-{}", uuid::Uuid::new_v4().simple());
+    true
+}
 
 /// A config for a test server on `database_url`, listening on a free port.
 pub fn test_config(database_url: String) -> Config {
@@ -296,4 +314,58 @@ pub async fn scalar(app: &TestApp, sql: &str) -> i64 {
         .unwrap()
         .unwrap()
         .n
+}
+
+/// Declares a test that runs on SQLite and PostgreSQL, each with the
+/// in-process cache and, when `TEST_REDIS_URL` is set, with Redis.
+#[macro_export]
+macro_rules! cache_test {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::helpers::{Backend, spawn_app_with, use_test_redis};
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $app =
+                    spawn_app_with(Backend::Sqlite, |_| {}).await.expect("SQLite always runs");
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some($app) = spawn_app_with(Backend::Postgres, |_| {}).await else { return };
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_redis() {
+                let mut redis = false;
+                let Some($app) =
+                    spawn_app_with(Backend::Sqlite, |c| redis = use_test_redis(c)).await
+                else {
+                    return;
+                };
+                if !redis {
+                    return;
+                }
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_redis() {
+                let mut redis = false;
+                let Some($app) =
+                    spawn_app_with(Backend::Postgres, |c| redis = use_test_redis(c)).await
+                else {
+                    return;
+                };
+                if !redis {
+                    return;
+                }
+                $body
+            }
+        }
+    };
 }

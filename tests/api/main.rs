@@ -8,9 +8,11 @@
 
 mod helpers;
 
+mod analytics;
 mod auth;
 mod booking;
 mod browse;
+mod cache_faults;
 mod errors;
 mod health;
 mod lifecycle;
