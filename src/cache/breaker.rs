@@ -30,12 +30,15 @@ impl Breaker {
         }
     }
 
-    pub fn succeeded(&self) {
-        if self.failures.swap(0, Ordering::Relaxed) > 0 {
+    /// Records a success; `true` when it ends a run of failures.
+    pub fn succeeded(&self) -> bool {
+        let recovered = self.failures.swap(0, Ordering::Relaxed) > 0;
+        if recovered {
             tracing::info!("cache backend answers again");
         }
         *self.open_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        recovered
     }
 
     pub fn failed(&self, error: &str) {

@@ -48,6 +48,14 @@ impl Outcome {
     }
 }
 
+/// A shop and its cache version as read at the start of a request (`None`
+/// when the cache could not be reached).
+#[derive(Clone, Copy, Debug)]
+pub struct ShopVersion {
+    shop_id: i64,
+    version: Option<u64>,
+}
+
 /// The cache's health, as `/ready` reports it.
 #[derive(Clone, Debug)]
 pub struct Health {
@@ -65,6 +73,10 @@ struct Inner {
     store: Store,
     prefix: String,
     ttl: Duration,
+    /// Entries read from or written to Redis, kept near at hand. Keys hold
+    /// the shop's version (read from Redis each request), so a copy here is
+    /// never stale; it only saves the round trip and the bytes.
+    near: moka::future::Cache<String, Arc<Vec<u8>>>,
     /// Computations in flight, so that concurrent misses share one.
     flights: moka::future::Cache<String, Arc<Vec<u8>>>,
     /// Counts by (section, outcome), for tests and `/metrics`.
@@ -96,10 +108,18 @@ impl Cache {
             },
         };
         let flights = moka::future::Cache::builder().time_to_live(Duration::from_secs(60)).build();
+        let near = moka::future::Cache::builder()
+            .max_capacity(64 * 1024 * 1024)
+            .weigher(|key: &String, value: &Arc<Vec<u8>>| {
+                u32::try_from(key.len() + value.len()).unwrap_or(u32::MAX)
+            })
+            .time_to_live(ttl)
+            .build();
         Ok(Self(Arc::new(Inner {
             store,
             prefix: prefix.to_owned(),
             ttl,
+            near,
             flights,
             stats: Mutex::new(HashMap::new()),
         })))
@@ -128,6 +148,12 @@ impl Cache {
             .unwrap_or(0)
     }
 
+    /// The shop's current version, read once per request and passed to
+    /// [`get_or_compute`](Self::get_or_compute) for each section.
+    pub async fn shop_version(&self, shop_id: i64) -> ShopVersion {
+        ShopVersion { shop_id, version: self.version(shop_id).await.ok() }
+    }
+
     async fn version(&self, shop_id: i64) -> Result<u64, redis::Unavailable> {
         match &self.0.store {
             Store::Local { versions, .. } => Ok(versions
@@ -143,7 +169,19 @@ impl Cache {
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, redis::Unavailable> {
         match &self.0.store {
             Store::Local { entries, .. } => Ok(entries.get(key).await.map(|v| v.as_ref().clone())),
-            Store::Redis(redis) => redis.get(key).await,
+            Store::Redis(redis) => {
+                // Entries never change under a key (the key holds the
+                // version), so a copy in memory is as good as Redis's.
+                let near_key = format!("{}/{key}", redis.generation());
+                if let Some(bytes) = self.0.near.get(&near_key).await {
+                    return Ok(Some(bytes.as_ref().clone()));
+                }
+                let bytes = redis.get(key).await?;
+                if let Some(bytes) = &bytes {
+                    self.0.near.insert(near_key, Arc::new(bytes.clone())).await;
+                }
+                Ok(bytes)
+            }
         }
     }
 
@@ -153,7 +191,12 @@ impl Cache {
                 entries.insert(key.to_owned(), Arc::new(value.to_vec())).await;
                 Ok(())
             }
-            Store::Redis(redis) => redis.set(key, value, self.0.ttl).await,
+            Store::Redis(redis) => {
+                redis.set(key, value, self.0.ttl).await?;
+                let near_key = format!("{}/{key}", redis.generation());
+                self.0.near.insert(near_key, Arc::new(value.to_vec())).await;
+                Ok(())
+            }
         }
     }
 
@@ -161,7 +204,7 @@ impl Cache {
     /// from `compute` (once, however many ask at the same moment).
     pub async fn get_or_compute<T, F>(
         &self,
-        shop_id: i64,
+        shop: ShopVersion,
         range: &str,
         section: &'static str,
         compute: F,
@@ -170,7 +213,8 @@ impl Cache {
         T: Serialize + DeserializeOwned,
         F: Future<Output = AppResult<T>>,
     {
-        let Ok(version) = self.version(shop_id).await else {
+        let ShopVersion { shop_id, version } = shop;
+        let Some(version) = version else {
             self.count(section, Outcome::Error);
             self.count(section, Outcome::Fallback);
             return compute.await;

@@ -1,7 +1,14 @@
 //! The Redis store: a deadpool-redis pool, short timeouts, a circuit
 //! breaker, and per-shop versions that replicas share.
 
-use std::{collections::HashSet, sync::Mutex, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use deadpool_redis::{
     Config, Pool, PoolConfig, Runtime, Timeouts,
@@ -17,6 +24,9 @@ pub struct RedisStore {
     pool: Pool,
     prefix: String,
     breaker: Breaker,
+    /// Counts recoveries: Redis may have lost its data (and so reset its
+    /// versions) while it was away, so copies kept from before are void.
+    generation: AtomicU64,
     /// Shops whose version could not be bumped while Redis was away; bumped
     /// before Redis is trusted again, so no stale entry survives an outage.
     pending_bumps: Mutex<HashSet<i64>>,
@@ -44,6 +54,7 @@ impl RedisStore {
             pool,
             prefix: prefix.to_owned(),
             breaker: Breaker::default(),
+            generation: AtomicU64::new(0),
             pending_bumps: Mutex::new(HashSet::new()),
         })
     }
@@ -67,7 +78,7 @@ impl RedisStore {
         };
         match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
             Ok(Ok(value)) => {
-                self.breaker.succeeded();
+                self.recovered_if(self.breaker.succeeded());
                 Ok(value)
             }
             Ok(Err(error)) => {
@@ -79,6 +90,17 @@ impl RedisStore {
                 Err(Unavailable)
             }
         }
+    }
+
+    fn recovered_if(&self, recovered: bool) {
+        if recovered {
+            self.generation.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Changes whenever Redis comes back after failing.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// Replays bumps that failed while Redis was away.
@@ -131,7 +153,7 @@ impl RedisStore {
         };
         match tokio::time::timeout(COMMAND_TIMEOUT * 5, attempt).await {
             Ok(Ok(_)) => {
-                self.breaker.succeeded();
+                self.recovered_if(self.breaker.succeeded());
                 Ok(())
             }
             Ok(Err(error)) => {

@@ -146,6 +146,19 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
 }
 
 impl TestApp {
+    /// A client of a server started elsewhere, on a database the test does
+    /// not own (benchmarks).
+    pub fn attach(addr: SocketAddr, state: AppState) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            state,
+            backend: Backend::Postgres,
+            _database: TestDatabase::Sqlite(dir),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

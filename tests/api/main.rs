@@ -10,6 +10,7 @@ mod helpers;
 
 mod analytics;
 mod auth;
+mod bench;
 mod booking;
 mod browse;
 mod cache_faults;

@@ -11,7 +11,7 @@ use tokio::sync::OnceCell;
 
 use super::{Barber, Service, load_required};
 use crate::{
-    cache::Cache,
+    cache::{Cache, ShopVersion},
     domain::analytics::{
         self, BarberNumbers, Day, PeakHour as PeakNumbers, Range, Section, ServiceNumbers, Summary,
     },
@@ -27,6 +27,8 @@ use crate::{
 pub struct ShopAnalytics {
     shop_id: i64,
     range: Range,
+    /// The shop's cache version, read once for all sections.
+    version: OnceCell<ShopVersion>,
     summary: OnceCell<Summary>,
     by_day: OnceCell<Section<Day>>,
     barbers: OnceCell<Section<BarberNumbers>>,
@@ -39,6 +41,7 @@ impl ShopAnalytics {
         Self {
             shop_id,
             range,
+            version: OnceCell::new(),
             summary: OnceCell::new(),
             by_day: OnceCell::new(),
             barbers: OnceCell::new(),
@@ -65,8 +68,9 @@ impl ShopAnalytics {
                 .data::<Cache>()
                 .map_err(|_| AppError::Internal(anyhow::anyhow!("schema built without a cache")))?;
             let db = db(ctx)?.clone();
+            let version = *self.version.get_or_init(|| cache.shop_version(self.shop_id)).await;
             let computation = async { Ok(compute(db, self.shop_id, self.range).await?) };
-            cache.get_or_compute(self.shop_id, &self.range.key(), name, computation).await
+            cache.get_or_compute(version, &self.range.key(), name, computation).await
         })
         .await
     }
