@@ -63,16 +63,45 @@ impl Range {
     }
 }
 
-/// The numbers of the summary section.
+/// Counts by status, revenue and booked minutes of a set of bookings.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Summary {
+pub struct Tally {
     pub bookings: i64,
     pub completed: i64,
     pub cancelled: i64,
     pub no_show: i64,
+    /// Prices of COMPLETED bookings.
     pub revenue_cents: i64,
     /// Minutes of CONFIRMED and COMPLETED bookings.
     pub booked_minutes: i64,
+}
+
+impl Tally {
+    fn add(&mut self, row: &StatusRow) {
+        self.bookings += row.bookings;
+        match row.status.as_str() {
+            "COMPLETED" => {
+                self.completed += row.bookings;
+                self.revenue_cents += row.revenue;
+                self.booked_minutes += row.minutes;
+            }
+            "CONFIRMED" => self.booked_minutes += row.minutes,
+            "CANCELLED" => self.cancelled += row.bookings,
+            "NO_SHOW" => self.no_show += row.bookings,
+            _ => {}
+        }
+    }
+
+    pub fn no_show_rate(&self) -> f64 {
+        rate(self.no_show, self.completed + self.no_show)
+    }
+}
+
+/// The numbers of the summary section.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Summary {
+    #[serde(flatten)]
+    pub tally: Tally,
     /// Working minutes less time off, of every barber.
     pub available_minutes: i64,
     pub clients: i64,
@@ -88,23 +117,20 @@ pub fn rate(numerator: i64, denominator: i64) -> f64 {
 impl Summary {
     /// Revenue per completed booking, rounded half away from zero.
     pub fn average_ticket_cents(&self) -> i64 {
-        if self.completed == 0 {
+        let t = &self.tally;
+        if t.completed == 0 {
             0
         } else {
-            (self.revenue_cents as f64 / self.completed as f64).round() as i64
+            (t.revenue_cents as f64 / t.completed as f64).round() as i64
         }
     }
 
-    pub fn no_show_rate(&self) -> f64 {
-        rate(self.no_show, self.completed + self.no_show)
-    }
-
     pub fn cancellation_rate(&self) -> f64 {
-        rate(self.cancelled, self.bookings)
+        rate(self.tally.cancelled, self.tally.bookings)
     }
 
     pub fn utilization(&self) -> f64 {
-        rate(self.booked_minutes, self.available_minutes)
+        rate(self.tally.booked_minutes, self.available_minutes)
     }
 
     pub fn repeat_client_rate(&self) -> f64 {
@@ -124,21 +150,14 @@ pub struct Day {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BarberNumbers {
     pub barber_id: i64,
-    pub bookings: i64,
-    pub completed: i64,
-    pub no_show: i64,
-    pub revenue_cents: i64,
-    pub booked_minutes: i64,
+    #[serde(flatten)]
+    pub tally: Tally,
     pub available_minutes: i64,
 }
 
 impl BarberNumbers {
-    pub fn no_show_rate(&self) -> f64 {
-        rate(self.no_show, self.completed + self.no_show)
-    }
-
     pub fn utilization(&self) -> f64 {
-        rate(self.booked_minutes, self.available_minutes)
+        rate(self.tally.booked_minutes, self.available_minutes)
     }
 }
 
@@ -280,18 +299,7 @@ pub async fn summary(
     let backend = db.get_database_backend();
     let mut summary = Summary { generated_at: Utc::now(), ..Summary::default() };
     for row in by_status(db, shop_id, range, "shop_id").await? {
-        summary.bookings += row.bookings;
-        match row.status.as_str() {
-            "COMPLETED" => {
-                summary.completed += row.bookings;
-                summary.revenue_cents += row.revenue;
-                summary.booked_minutes += row.minutes;
-            }
-            "CONFIRMED" => summary.booked_minutes += row.minutes,
-            "CANCELLED" => summary.cancelled += row.bookings,
-            "NO_SHOW" => summary.no_show += row.bookings,
-            _ => {}
-        }
+        summary.tally.add(&row);
     }
     let sql = format!(
         "SELECT COUNT(*) AS clients, CAST(SUM(CASE WHEN n >= 2 THEN 1 ELSE 0 END) AS BIGINT) AS repeaters \
@@ -395,28 +403,15 @@ pub async fn barbers(
         .map(|(barber_id, minutes)| {
             let numbers = BarberNumbers {
                 barber_id: *barber_id,
-                bookings: 0,
-                completed: 0,
-                no_show: 0,
-                revenue_cents: 0,
-                booked_minutes: 0,
+                tally: Tally::default(),
                 available_minutes: *minutes,
             };
             (*barber_id, numbers)
         })
         .collect();
     for row in by_status(db, shop_id, range, "barber_id").await? {
-        let Some(numbers) = rows.get_mut(&row.owner) else { continue };
-        numbers.bookings += row.bookings;
-        match row.status.as_str() {
-            "COMPLETED" => {
-                numbers.completed += row.bookings;
-                numbers.revenue_cents += row.revenue;
-                numbers.booked_minutes += row.minutes;
-            }
-            "CONFIRMED" => numbers.booked_minutes += row.minutes,
-            "NO_SHOW" => numbers.no_show += row.bookings,
-            _ => {}
+        if let Some(numbers) = rows.get_mut(&row.owner) {
+            numbers.tally.add(&row);
         }
     }
     Ok(Section { rows: rows.into_values().collect(), generated_at: Utc::now() })

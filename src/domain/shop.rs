@@ -138,21 +138,24 @@ pub struct ShopChanges {
     pub buffer_minutes: Option<i32>,
 }
 
-/// Opens a shop owned by `owner_id`, with the default booking policy.
-#[tracing::instrument(skip_all)]
-pub async fn create(
-    db: &impl ConnectionTrait,
+/// A new shop row with the default booking policy: 15-minute slots, an
+/// hour's notice, 60 days ahead, clients cancel until 2 hours before, no
+/// buffer.
+pub fn with_default_policy(
     owner_id: i64,
-    new: NewShop,
-) -> AppResult<shop::Model> {
-    let now = chrono::Utc::now();
-    let inserted = shop::ActiveModel {
+    name: String,
+    slug: String,
+    timezone: chrono_tz::Tz,
+    address: String,
+    now: chrono::DateTime<chrono::Utc>,
+) -> shop::ActiveModel {
+    shop::ActiveModel {
         id: NotSet,
         owner_id: Set(owner_id),
-        name: Set(new.name),
-        slug: Set(new.slug.0),
-        timezone: Set(new.timezone.name().to_owned()),
-        address: Set(new.address),
+        name: Set(name),
+        slug: Set(slug),
+        timezone: Set(timezone.name().to_owned()),
+        address: Set(address),
         slot_step_minutes: Set(15),
         min_notice_minutes: Set(60),
         max_advance_days: Set(60),
@@ -161,6 +164,23 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     }
+}
+
+/// Opens a shop owned by `owner_id`, with the default booking policy.
+#[tracing::instrument(skip_all)]
+pub async fn create(
+    db: &impl ConnectionTrait,
+    owner_id: i64,
+    new: NewShop,
+) -> AppResult<shop::Model> {
+    let inserted = with_default_policy(
+        owner_id,
+        new.name,
+        new.slug.0,
+        new.timezone,
+        new.address,
+        chrono::Utc::now(),
+    )
     .insert(db)
     .await;
     match inserted {

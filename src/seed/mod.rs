@@ -108,21 +108,14 @@ pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<Se
         .shops
         .iter()
         .map(|s| -> anyhow::Result<shop::ActiveModel> {
-            Ok(shop::ActiveModel {
-                id: NotSet,
-                owner_id: Set(id_of(&plan.owners[s.owner].email)?),
-                name: Set(s.name.clone()),
-                slug: Set(s.slug.clone()),
-                timezone: Set(s.timezone.name().to_owned()),
-                address: Set(s.address.clone()),
-                slot_step_minutes: Set(15),
-                min_notice_minutes: Set(60),
-                max_advance_days: Set(60),
-                cancellation_cutoff_minutes: Set(120),
-                buffer_minutes: Set(0),
-                created_at: Set(now),
-                updated_at: Set(now),
-            })
+            Ok(crate::domain::shop::with_default_policy(
+                id_of(&plan.owners[s.owner].email)?,
+                s.name.clone(),
+                s.slug.clone(),
+                s.timezone,
+                s.address.clone(),
+                now,
+            ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let shop_ids: HashMap<String, i64> = insert_returning(&txn, shop_rows, 13)

@@ -161,7 +161,7 @@ async fn sections(
         }),
     );
     let elapsed = started.elapsed();
-    assert!(summary.unwrap().bookings > 0);
+    assert!(summary.unwrap().tally.bookings > 0);
     assert_eq!(by_day.unwrap().rows.len(), 365);
     assert!(!barbers.unwrap().rows.is_empty());
     assert!(!services.unwrap().rows.is_empty());

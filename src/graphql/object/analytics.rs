@@ -103,20 +103,20 @@ impl BarberPerformance {
     }
 
     async fn bookings_count(&self) -> i64 {
-        self.0.bookings
+        self.0.tally.bookings
     }
 
     async fn completed_count(&self) -> i64 {
-        self.0.completed
+        self.0.tally.completed
     }
 
     async fn revenue_cents(&self) -> i64 {
-        self.0.revenue_cents
+        self.0.tally.revenue_cents
     }
 
     /// No-shows / (completed + no-shows); 0 when there are none.
     async fn no_show_rate(&self) -> f64 {
-        self.0.no_show_rate()
+        self.0.tally.no_show_rate()
     }
 
     /// Minutes of CONFIRMED and COMPLETED bookings / working minutes less
@@ -169,24 +169,24 @@ impl ShopAnalytics {
 
     /// Bookings starting in the range, in any status.
     async fn bookings_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
-        Ok(self.summary(ctx).await?.bookings)
+        Ok(self.summary(ctx).await?.tally.bookings)
     }
 
     async fn completed_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
-        Ok(self.summary(ctx).await?.completed)
+        Ok(self.summary(ctx).await?.tally.completed)
     }
 
     async fn cancelled_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
-        Ok(self.summary(ctx).await?.cancelled)
+        Ok(self.summary(ctx).await?.tally.cancelled)
     }
 
     async fn no_show_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
-        Ok(self.summary(ctx).await?.no_show)
+        Ok(self.summary(ctx).await?.tally.no_show)
     }
 
     /// Sum of the prices of COMPLETED bookings, in cents.
     async fn revenue_cents(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
-        Ok(self.summary(ctx).await?.revenue_cents)
+        Ok(self.summary(ctx).await?.tally.revenue_cents)
     }
 
     /// Revenue / completed bookings, rounded half away from zero; 0 when none.
@@ -196,7 +196,7 @@ impl ShopAnalytics {
 
     /// No-shows / (completed + no-shows).
     async fn no_show_rate(&self, ctx: &Context<'_>) -> async_graphql::Result<f64> {
-        Ok(self.summary(ctx).await?.no_show_rate())
+        Ok(self.summary(ctx).await?.tally.no_show_rate())
     }
 
     /// Cancelled / all bookings.
