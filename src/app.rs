@@ -3,6 +3,7 @@
 use std::{
     net::SocketAddr,
     sync::{Arc, atomic::AtomicBool},
+    time::Duration,
 };
 
 use anyhow::Context;
@@ -15,6 +16,7 @@ use crate::{
     config::Config,
     db::{self, StatementCounter},
     graphql::{self, AppSchema},
+    protect::Limits,
     router, seed,
 };
 
@@ -25,6 +27,10 @@ pub struct AppState {
     pub db: DatabaseConnection,
     /// The GraphQL schema, built once.
     pub schema: AppSchema,
+    /// Rate limiters, per client and for sign-ins.
+    pub limits: Arc<Limits>,
+    /// When the process started serving.
+    pub started: std::time::Instant,
     /// The analytics cache (Redis or in-process).
     pub cache: Cache,
     /// Signs and checks access tokens.
@@ -70,14 +76,24 @@ impl App {
             &config.redis_key_prefix,
             std::time::Duration::from_secs(config.analytics_cache_ttl_secs),
         )?;
+        let limits = Arc::new(Limits::new(&config));
+        crate::protect::spawn_pruning(&limits);
         let state = AppState {
-            schema: graphql::build_schema(db.clone(), tokens.clone(), cache.clone()),
+            schema: graphql::build_schema(
+                db.clone(),
+                tokens.clone(),
+                cache.clone(),
+                limits.clone(),
+                &config,
+            ),
+            limits,
             cache,
             tokens,
             db,
             config: Arc::new(config),
             statements,
             migrations_applied: Arc::new(AtomicBool::new(false)),
+            started: std::time::Instant::now(),
         };
         Ok(Self { listener, state, seeded_demo })
     }
@@ -98,11 +114,31 @@ impl App {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let db = self.state.db.clone();
+        let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
         let app = router::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        // Stop accepting at the signal; give in-flight requests `grace` to
+        // finish, then stop anyway.
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        };
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(signal);
+        let deadline = async move {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(grace).await;
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "requests still running; stopping anyway"
+                );
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = serve => served.context("serving HTTP")?,
+            () = deadline => {}
+        }
         db.close().await.context("closing the database pool")?;
         Ok(())
     }

@@ -121,6 +121,23 @@ pub struct Config {
     /// `login`/`register` attempts per IP and per email per minute.
     #[arg(long, env = "LOGIN_RATE_LIMIT_PER_MINUTE", default_value_t = 10, global = true)]
     pub login_rate_limit_per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` is believed: comma-separated IPs or
+    /// CIDRs. Unset: the client is the socket peer.
+    #[arg(long, env = "TRUST_PROXY", value_delimiter = ',', value_parser = parse_net, global = true)]
+    pub trust_proxy: Vec<ipnet::IpNet>,
+    /// Deepest selection an operation may have (introspection excepted).
+    #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = 12, global = true)]
+    pub max_query_depth: usize,
+    /// Highest complexity an operation may have: one per field, a
+    /// connection's child counted `first` (or `last`, default 20) times.
+    #[arg(long, env = "MAX_QUERY_COMPLEXITY", default_value_t = 10_000, global = true)]
+    pub max_query_complexity: usize,
+    /// Requests slower than this are logged with their operation name.
+    #[arg(long, env = "SLOW_REQUEST_MS", default_value_t = 500, global = true)]
+    pub slow_request_ms: u64,
+    /// On SIGTERM or Ctrl-C, how long in-flight requests may still take.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 30, global = true)]
+    pub shutdown_timeout_secs: u64,
     /// Upper bound on an analytics cache entry's age, in seconds.
     #[arg(long, env = "ANALYTICS_CACHE_TTL_SECS", default_value_t = 300, global = true)]
     pub analytics_cache_ttl_secs: u64,
@@ -157,4 +174,12 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
     }
+}
+
+/// An IP network, or a single address (`10.0.0.1` is `10.0.0.1/32`).
+fn parse_net(raw: &str) -> Result<ipnet::IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{raw:?} is not an IP address or CIDR"))
 }

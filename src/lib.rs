@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod health;
+pub mod protect;
 pub mod router;
 pub mod seed;
 pub mod telemetry;

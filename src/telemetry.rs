@@ -26,7 +26,11 @@ pub fn init(format: LogFormat) {
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&buckets)
+            .map(|builder| builder.build_recorder())
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
         // Another recorder may be installed already (a test harness); ours
         // then renders only what it saw, which is nothing.
@@ -35,7 +39,64 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn render_metrics() -> impl axum::response::IntoResponse {
+/// `GET /metrics`: Prometheus text format, with the gauges read now.
+pub async fn render_metrics(
+    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
+) -> impl axum::response::IntoResponse {
+    let (in_use, idle) = crate::db::pool_use(&state.db);
+    metrics::gauge!("bookedbarber_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
+    metrics::gauge!("bookedbarber_db_pool_connections", "state" => "idle").set(f64::from(idle));
+    metrics::gauge!("bookedbarber_uptime_seconds").set(state.started.elapsed().as_secs_f64());
+    metrics::gauge!("bookedbarber_rate_limit_tracked_clients").set(state.limits.tracked() as f64);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics().render())
+}
+
+/// A label for an operation name: names clients choose are kept to a
+/// bounded set, so a client cannot blow up the metrics' cardinality.
+pub fn operation_label(name: Option<&str>) -> String {
+    const MAX_NAMES: usize = 256;
+    static SEEN: OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    let Some(name) = name.filter(|n| {
+        !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }) else {
+        return "anonymous".to_owned();
+    };
+    let mut seen = SEEN.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if seen.contains(name) || seen.len() < MAX_NAMES {
+        seen.insert(name.to_owned());
+        name.to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
+/// Records one GraphQL request: count and latency by operation and outcome,
+/// errors by code; logs it when slow.
+pub fn graphql_request(
+    operation: &str,
+    response: &async_graphql::Response,
+    elapsed: std::time::Duration,
+    slow_ms: u64,
+) {
+    let outcome = if response.errors.is_empty() { "ok" } else { "error" };
+    let labels = [("operation", operation.to_owned()), ("outcome", outcome.to_owned())];
+    metrics::counter!("bookedbarber_graphql_requests_total", &labels).increment(1);
+    metrics::histogram!("bookedbarber_graphql_request_duration_seconds", &labels)
+        .record(elapsed.as_secs_f64());
+    for error in &response.errors {
+        let code = match error.extensions.as_ref().and_then(|e| e.get("code")) {
+            Some(async_graphql::Value::String(code)) => code.clone(),
+            _ => "NONE".to_owned(),
+        };
+        metrics::counter!("bookedbarber_graphql_errors_total", "code" => code).increment(1);
+    }
+    let duration_ms = elapsed.as_millis();
+    if duration_ms >= u128::from(slow_ms) {
+        tracing::warn!(operation, duration_ms, outcome, "slow GraphQL operation");
+    }
+}
+
+/// Counts a request refused by a rate limiter.
+pub fn rate_limit_refused(limiter: &'static str) {
+    metrics::counter!("bookedbarber_rate_limit_refusals_total", "limiter" => limiter).increment(1);
 }

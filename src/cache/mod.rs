@@ -268,6 +268,17 @@ impl Cache {
             .map_err(|e| AppError::Internal(anyhow::anyhow!("reading {section}: {e}")))
     }
 
+    /// A value stored under `name` by [`put`](Self::put), if still there.
+    /// Errors read as absent: the caller falls back as for a miss.
+    pub async fn fetch(&self, name: &str) -> Option<Vec<u8>> {
+        self.read(&format!("{}:{name}", self.0.prefix)).await.ok().flatten()
+    }
+
+    /// Stores `value` under `name`, best effort, for at most the TTL.
+    pub async fn put(&self, name: &str, value: &[u8]) {
+        let _ = self.write(&format!("{}:{name}", self.0.prefix), value).await;
+    }
+
     /// Makes every entry of `shop_id` stale at once.
     pub async fn invalidate_shop(&self, shop_id: i64) {
         match &self.0.store {

@@ -1,21 +1,24 @@
 //! `/graphql` over HTTP: GraphiQL on a plain GET, queries on POST and on GET
 //! with a `query` parameter. Every request is authenticated first.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use async_graphql::ErrorExtensions;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse, rejection::GraphQLRejection};
 use axum::{
     Json,
-    extract::{FromRequest, Request, State},
+    extract::{ConnectInfo, FromRequest, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 
+use super::limits::OperationInfo;
 use crate::{
     app::AppState,
     auth::{Identity, identity::load_viewer, token::TokenError},
     error::AppError,
+    protect::{self, Budget, ClientIp, ClientKey, Refusal, RequestBudget},
+    telemetry,
 };
 
 /// Who sent the request: anonymous without an `Authorization` header, the
@@ -93,25 +96,19 @@ fn refused(error: AppError) -> Response {
 /// Runs one GraphQL request as its sender.
 pub async fn execute(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
-    let request = match request {
-        Ok(request) => request,
-        Err(rejection) => return unreadable(rejection),
-    };
-    let identity = match authenticate(&state, &headers).await {
-        Ok(identity) => identity,
-        Err(error) => return refused(error),
-    };
-    let mut response =
-        super::loader::execute(&state.schema, request.into_inner(), &state.db, identity).await;
-    super::ensure_error_codes(&mut response);
-    GraphQLResponse::from(response).into_response()
+    run(state, peer, headers, request).await
 }
 
 /// GET `/graphql`: the GraphiQL playground, or a query when one is given.
-pub async fn get(State(state): State<AppState>, request: Request) -> Response {
+pub async fn get(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
     let has_query =
         request.uri().query().is_some_and(|q| q.split('&').any(|pair| pair.starts_with("query=")));
     if !has_query {
@@ -122,8 +119,111 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         Ok(request) if is_mutation(&request.0) => {
             refused(AppError::bad_input("mutations are not allowed over GET; send them with POST"))
         }
-        result => execute(State(state), headers, result).await,
+        result => run(state, peer, headers, result).await,
     }
+}
+
+/// Authenticates, charges and runs a request, then reports its cost.
+async fn run(
+    state: AppState,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    request: Result<GraphQLRequest, GraphQLRejection>,
+) -> Response {
+    let started = Instant::now();
+    let ip = protect::client_ip(peer.ip(), &headers, &state.config.trust_proxy);
+    let refused_early = |response: Response| {
+        // Even a request refused before it ran costs its sender a point.
+        match state.limits.charge(&ClientKey::Ip(ip), 1) {
+            Ok(budget) => with_budget(response, &budget),
+            Err(refusal) => too_many(&refusal),
+        }
+    };
+    let request = match request {
+        Ok(request) => request.into_inner(),
+        Err(rejection) => return refused_early(unreadable(rejection)),
+    };
+    let identity = match authenticate(&state, &headers).await {
+        Ok(identity) => identity,
+        Err(error) => return refused_early(refused(error)),
+    };
+    let key = match identity.viewer() {
+        Some(viewer) => ClientKey::User(viewer.id()),
+        None => ClientKey::Ip(ip),
+    };
+    let budget = match state.limits.charge(&key, 1) {
+        Ok(budget) => RequestBudget(Arc::new(std::sync::Mutex::new(budget))),
+        Err(refusal) => {
+            telemetry::rate_limit_refused("requests");
+            return too_many(&refusal);
+        }
+    };
+    let info = OperationInfo::default();
+    if let Some(name) = &request.operation_name {
+        info.0.lock().unwrap_or_else(|e| e.into_inner()).0 = Some(name.clone());
+    }
+    let request = request.data(key).data(budget.clone()).data(info.clone()).data(ClientIp(ip));
+    let mut response = super::loader::execute(&state.schema, request, &state.db, identity).await;
+    super::ensure_error_codes(&mut response);
+
+    let spent = budget.get();
+    let cost = serde_json::json!({
+        "requested": info.cost(),
+        "remaining": spent.remaining,
+        "limit": spent.limit,
+        "resetAt": spent.reset_at.to_rfc3339(),
+    });
+    response
+        .extensions
+        .insert("cost".to_owned(), async_graphql::Value::from_json(cost).unwrap_or_default());
+    let rate_limited = async_graphql::Value::from("RATE_LIMITED");
+    let retry_after = response
+        .errors
+        .iter()
+        .filter(|e| e.extensions.as_ref().and_then(|x| x.get("code")) == Some(&rate_limited))
+        .map(|e| match e.extensions.as_ref().and_then(|x| x.get("retryAfter")) {
+            Some(async_graphql::Value::Number(n)) => n.as_u64().unwrap_or(1),
+            _ => 1,
+        })
+        .max();
+    let operation = telemetry::operation_label(info.name().as_deref());
+    telemetry::graphql_request(
+        &operation,
+        &response,
+        started.elapsed(),
+        state.config.slow_request_ms,
+    );
+    let mut http = GraphQLResponse::from(response).into_response();
+    if let Some(seconds) = retry_after {
+        telemetry::rate_limit_refused("cost_or_sign_in");
+        *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        http.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    with_budget(http, &spent)
+}
+
+/// Adds the `RateLimit-*` headers of `budget`.
+fn with_budget(mut response: Response, budget: &Budget) -> Response {
+    let headers = response.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from(budget.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(budget.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(budget.reset_secs()));
+    response
+}
+
+/// 429 with `Retry-After` and a `RATE_LIMITED` error.
+fn too_many(refusal: &Refusal) -> Response {
+    let seconds = refusal.retry_after.as_secs() + 1;
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{
+            "message": format!("too many requests: your budget is spent; try again in {seconds} s"),
+            "extensions": { "code": "RATE_LIMITED", "retryAfter": seconds },
+        }],
+    });
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    with_budget(response, &refusal.budget)
 }
 
 /// Whether the operation the request would run is a mutation. GET must not

@@ -6,20 +6,29 @@
 pub mod guard;
 pub mod http;
 pub mod id;
+pub mod limits;
 pub mod loader;
 pub mod mutation;
 pub mod object;
+pub mod persisted;
 pub mod playground;
 pub mod query;
 pub mod scalar;
 
-use async_graphql::{Context, EmptySubscription, Response, Schema, ServerError};
+use std::sync::Arc;
+
+use async_graphql::{
+    Context, EmptySubscription, Response, Schema, ServerError,
+    extensions::apollo_persisted_queries::ApolloPersistedQueries,
+};
 use sea_orm::DatabaseConnection;
 
 use crate::{
     auth::token::TokenKeys,
     cache::Cache,
+    config::Config,
     error::{AppError, AppResult},
+    protect::Limits,
 };
 
 /// The API's schema type.
@@ -27,11 +36,23 @@ pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>
 
 /// Builds the schema. Per-request data (identity, loaders) is added by the
 /// handler.
-pub fn build_schema(db: DatabaseConnection, tokens: TokenKeys, cache: Cache) -> AppSchema {
+pub fn build_schema(
+    db: DatabaseConnection,
+    tokens: TokenKeys,
+    cache: Cache,
+    limits: Arc<Limits>,
+    config: &Config,
+) -> AppSchema {
     Schema::build(query::Query::default(), mutation::Mutation::default(), EmptySubscription)
+        .extension(ApolloPersistedQueries::new(persisted::PersistedQueries(cache.clone())))
+        .extension(limits::QueryLimits {
+            max_depth: config.max_query_depth,
+            max_complexity: config.max_query_complexity,
+        })
         .data(db)
         .data(tokens)
         .data(cache)
+        .data(limits)
         .finish()
 }
 
@@ -65,6 +86,9 @@ pub fn ensure_error_codes(response: &mut Response) {
 }
 
 fn set_default_code(error: &mut ServerError, code: &str) {
+    // Apollo clients look for exactly this message, and we give it a code.
+    let code =
+        if error.message == "PersistedQueryNotFound" { "PERSISTED_QUERY_NOT_FOUND" } else { code };
     let extensions = error.extensions.get_or_insert_with(Default::default);
     if extensions.get("code").is_none() {
         extensions.set("code", code);

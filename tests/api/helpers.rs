@@ -83,6 +83,10 @@ pub fn test_config(database_url: String) -> Config {
     config.database_max_connections = 5;
     config.demo_seed = false;
     config.jwt_secret = Some(TEST_JWT_SECRET.to_owned());
+    // Tests that are not about limits should never meet them.
+    config.rate_limit_per_minute = 1_000_000;
+    config.rate_limit_burst = 100_000;
+    config.login_rate_limit_per_minute = 10_000;
     config
 }
 

@@ -1,6 +1,8 @@
 //! Opening an account and signing in.
 
-use async_graphql::{Context, InputObject, Object, SimpleObject};
+use std::sync::Arc;
+
+use async_graphql::{Context, ErrorExtensions, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use crate::{
@@ -8,6 +10,7 @@ use crate::{
     domain::account::{self, Email, NewAccount, Password, PersonName},
     error::{AppError, AppResult},
     graphql::{db, object::User},
+    protect::{ClientIp, Limits},
 };
 
 /// A new account.
@@ -48,6 +51,22 @@ fn payload(ctx: &Context<'_>, user: entity::user::Model) -> AppResult<AuthPayloa
     Ok(AuthPayload { token: issued.token, expires_at: issued.expires_at, user: User::own(user) })
 }
 
+/// Counts a sign-in attempt against the stricter limiter, by IP and email.
+fn check_sign_in(ctx: &Context<'_>, email: &str) -> async_graphql::Result<()> {
+    let Ok(limits) = ctx.data::<Arc<Limits>>() else { return Ok(()) };
+    let ip = ctx.data_opt::<ClientIp>().map(|ip| ip.0);
+    limits.sign_in_attempt(ip, email).map_err(|wait| {
+        let seconds = wait.as_secs() + 1;
+        async_graphql::Error::new(format!(
+            "too many sign-in attempts from here or for this email; try again in {seconds} s"
+        ))
+        .extend_with(|_, e| {
+            e.set("code", "RATE_LIMITED");
+            e.set("retryAfter", seconds);
+        })
+    })
+}
+
 #[derive(Default)]
 pub struct AccountMutation;
 
@@ -59,6 +78,7 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: RegisterInput,
     ) -> async_graphql::Result<AuthPayload> {
+        check_sign_in(ctx, &input.email)?;
         let account = NewAccount::try_from(input)?;
         let user = account::register(db(ctx)?, account).await?;
         Ok(payload(ctx, user)?)
@@ -71,6 +91,7 @@ impl AccountMutation {
         email: String,
         password: String,
     ) -> async_graphql::Result<AuthPayload> {
+        check_sign_in(ctx, &email)?;
         let user = account::login(db(ctx)?, &email, password).await?;
         Ok(payload(ctx, user)?)
     }

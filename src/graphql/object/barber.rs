@@ -60,7 +60,10 @@ impl Barber {
 
     /// The barber's bookings, by start time: for the barber and the shop's
     /// owner.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(
+        guard = "SignedIn",
+        complexity = "crate::graphql::limits::page_complexity(first, last, child_complexity)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn bookings(
         &self,

@@ -80,6 +80,9 @@ impl Shop {
     }
 
     /// The shop's barbers, in the order they joined.
+    #[graphql(
+        complexity = "crate::graphql::limits::page_complexity(first, last, child_complexity)"
+    )]
     async fn barbers(
         &self,
         ctx: &Context<'_>,
@@ -102,7 +105,10 @@ impl Shop {
 
     /// The shop's bookings, by start time: all of them for the owner, their
     /// own schedule for a barber.
-    #[graphql(guard = "ShopStaff(self.0.id)")]
+    #[graphql(
+        guard = "ShopStaff(self.0.id)",
+        complexity = "crate::graphql::limits::page_complexity(first, last, child_complexity)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn bookings(
         &self,

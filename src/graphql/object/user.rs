@@ -61,7 +61,10 @@ impl User {
     }
 
     /// The user's own bookings as a client, by start time.
-    #[graphql(guard = "OwnAccount(self.own)")]
+    #[graphql(
+        guard = "OwnAccount(self.own)",
+        complexity = "crate::graphql::limits::page_complexity(first, last, child_complexity)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn bookings(
         &self,

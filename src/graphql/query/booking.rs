@@ -31,7 +31,10 @@ impl BookingQuery {
     /// all, a barber their own). With `barberId` alone: that barber's (for
     /// the barber and the shop's owner). With neither: your own as a client.
     /// `from` is inclusive and `to` exclusive, on the booking's start.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(
+        guard = "SignedIn",
+        complexity = "crate::graphql::limits::page_complexity(first, last, child_complexity)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn bookings(
         &self,

@@ -5,6 +5,7 @@ mod availability;
 mod barber;
 mod booking;
 mod node;
+mod rate_limit;
 mod service;
 mod shop;
 mod viewer;
@@ -22,4 +23,5 @@ pub struct Query(
     booking::BookingQuery,
     availability::AvailabilityQuery,
     analytics::AnalyticsQuery,
+    rate_limit::RateLimitQuery,
 );

@@ -23,6 +23,9 @@ pub struct ShopQuery;
 impl ShopQuery {
     /// Shops, in the order they were created; `search` matches part of the
     /// name, ignoring case.
+    #[graphql(
+        complexity = "crate::graphql::limits::page_complexity(first, last, child_complexity)"
+    )]
     async fn shops(
         &self,
         ctx: &Context<'_>,

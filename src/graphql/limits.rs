@@ -1,0 +1,170 @@
+//! Query limits and cost: depth and complexity are checked, and the cost
+//! charged to the client, after validation and before any resolver runs.
+//!
+//! Complexity is one per field; a connection counts its child `first` (or
+//! `last`, 20 by default) times, which async-graphql's own complexity does
+//! not. An operation costs its complexity in points, a hundred to the point
+//! and at least one (GitHub's normalisation), so a plain request costs 1.
+//! GraphiQL's introspection query is exempt from the depth limit.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
+
+use async_graphql::{
+    ErrorExtensionValues, ServerError, ServerResult, ValidationResult, Variables,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation},
+    parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition, Selection},
+};
+
+use crate::protect::{ClientKey, Limits, RequestBudget};
+
+/// Complexity per cost point.
+pub const COMPLEXITY_PER_POINT: usize = 100;
+
+/// The points an operation of `complexity` costs.
+pub fn cost_of(complexity: usize) -> u32 {
+    u32::try_from(complexity.div_ceil(COMPLEXITY_PER_POINT).max(1)).unwrap_or(u32::MAX)
+}
+
+/// Complexity of a connection field: its child, times the page size.
+pub fn page_complexity(first: Option<i32>, last: Option<i32>, child: usize) -> usize {
+    let size = first.or(last).unwrap_or(20).clamp(0, 100);
+    1 + child.saturating_mul(usize::try_from(size).unwrap_or(0))
+}
+
+/// The operation's name and cost as seen by the limits, for logs, metrics
+/// and `extensions.cost`.
+#[derive(Clone, Debug, Default)]
+pub struct OperationInfo(pub Arc<Mutex<(Option<String>, u32)>>);
+
+impl OperationInfo {
+    pub fn name(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
+    }
+
+    /// Points this request was charged (1 when it never reached validation).
+    pub fn cost(&self) -> u32 {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).1.max(1)
+    }
+}
+
+/// The extension's factory; configured once.
+pub struct QueryLimits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+}
+
+impl ExtensionFactory for QueryLimits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(Check {
+            max_depth: self.max_depth,
+            max_complexity: self.max_complexity,
+            introspection: AtomicBool::new(false),
+        })
+    }
+}
+
+struct Check {
+    max_depth: usize,
+    max_complexity: usize,
+    introspection: AtomicBool,
+}
+
+fn error(code: &str, message: String) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    let mut extensions = ErrorExtensionValues::default();
+    extensions.set("code", code);
+    error.extensions = Some(extensions);
+    error
+}
+
+fn only_introspection(operation: &OperationDefinition) -> bool {
+    operation.selection_set.node.items.iter().all(|item| match &item.node {
+        Selection::Field(field) => field.node.name.node.starts_with("__"),
+        _ => false,
+    })
+}
+
+#[async_trait::async_trait]
+impl Extension for Check {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let (introspection, name) = match &document.operations {
+            DocumentOperations::Single(op) => (only_introspection(&op.node), None),
+            DocumentOperations::Multiple(ops) => (
+                ops.values().all(|op| only_introspection(&op.node)),
+                (ops.len() == 1).then(|| ops.keys().next().map(|n| n.to_string())).flatten(),
+            ),
+        };
+        self.introspection.store(introspection, Ordering::Relaxed);
+        if let (Some(info), Some(name)) = (ctx.data_opt::<OperationInfo>(), name) {
+            info.0.lock().unwrap_or_else(|e| e.into_inner()).0.get_or_insert(name);
+        }
+        Ok(document)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await?;
+        if !self.introspection.load(Ordering::Relaxed) && result.depth > self.max_depth {
+            return Err(vec![error(
+                "QUERY_TOO_COMPLEX",
+                format!(
+                    "the operation is nested {} levels deep; at most {} are allowed: ask for less in one request",
+                    result.depth, self.max_depth
+                ),
+            )]);
+        }
+        if result.complexity > self.max_complexity {
+            return Err(vec![error(
+                "QUERY_TOO_COMPLEX",
+                format!(
+                    "the operation's complexity is {}; at most {} is allowed (a connection counts its nodes `first` times): ask for smaller pages",
+                    result.complexity, self.max_complexity
+                ),
+            )]);
+        }
+        let cost = cost_of(result.complexity);
+        if let Some(info) = ctx.data_opt::<OperationInfo>() {
+            info.0.lock().unwrap_or_else(|e| e.into_inner()).1 = cost;
+        }
+        // The request itself was charged one point on arrival.
+        if let (Some(limits), Some(key), Some(budget), true) = (
+            ctx.data_opt::<Arc<Limits>>(),
+            ctx.data_opt::<ClientKey>(),
+            ctx.data_opt::<RequestBudget>(),
+            cost > 1,
+        ) {
+            match limits.charge(key, cost - 1) {
+                Ok(after) => budget.set(after),
+                Err(refusal) => {
+                    budget.set(refusal.budget);
+                    let mut refused = error(
+                        "RATE_LIMITED",
+                        format!(
+                            "this operation costs {cost} points and your budget has {} left; try again in {} s",
+                            refusal.budget.remaining,
+                            refusal.retry_after.as_secs() + 1
+                        ),
+                    );
+                    if let Some(extensions) = refused.extensions.as_mut() {
+                        extensions.set("retryAfter", refusal.retry_after.as_secs() + 1);
+                    }
+                    return Err(vec![refused]);
+                }
+            }
+        }
+        Ok(result)
+    }
+}

@@ -1,0 +1,232 @@
+//! Protection: who the client is, and how much it may spend.
+//!
+//! Every GraphQL request is charged against a governor limiter keyed by the
+//! signed-in user, or by the client's IP for anonymous requests. A request
+//! costs its complexity (see `graphql::limits`) in points; a stricter
+//! limiter guards `login` and `register`, keyed by IP and by email.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    num::NonZeroU32,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
+use governor::{
+    Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+    middleware::StateInformationMiddleware,
+    state::keyed::DefaultKeyedStateStore,
+};
+use ipnet::IpNet;
+
+use crate::config::Config;
+
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+
+/// Whose budget a request spends.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    User(i64),
+    Ip(IpAddr),
+}
+
+/// A client's budget after a charge.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Points replenished per minute.
+    pub limit: u32,
+    /// Points the client may spend at once now.
+    pub remaining: u32,
+    /// When the budget is full again.
+    pub reset_at: DateTime<Utc>,
+}
+
+impl Budget {
+    /// Whole seconds until the budget is full again.
+    pub fn reset_secs(&self) -> i64 {
+        (self.reset_at - Utc::now()).num_seconds().max(0) + 1
+    }
+}
+
+/// A refused charge.
+#[derive(Clone, Copy, Debug)]
+pub struct Refusal {
+    /// When the charge would be accepted.
+    pub retry_after: Duration,
+    pub budget: Budget,
+}
+
+/// The limiters of the process.
+pub struct Limits {
+    requests: Keyed<ClientKey>,
+    sign_ins: Keyed<String>,
+    per_minute: u32,
+    burst: u32,
+    clock: DefaultClock,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("per_minute", &self.per_minute)
+            .field("burst", &self.burst)
+            .finish()
+    }
+}
+
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)
+}
+
+impl Limits {
+    pub fn new(config: &Config) -> Self {
+        let per_minute = config.rate_limit_per_minute.max(1);
+        let burst = config.rate_limit_burst.max(1);
+        let requests =
+            RateLimiter::keyed(Quota::per_minute(nonzero(per_minute)).allow_burst(nonzero(burst)))
+                .with_middleware::<StateInformationMiddleware>();
+        let logins = config.login_rate_limit_per_minute.max(1);
+        let sign_ins =
+            RateLimiter::keyed(Quota::per_minute(nonzero(logins)).allow_burst(nonzero(logins)))
+                .with_middleware::<StateInformationMiddleware>();
+        Self { requests, sign_ins, per_minute, burst, clock: DefaultClock::default() }
+    }
+
+    fn budget(&self, remaining: u32) -> Budget {
+        // Each point comes back after 60 s / per_minute.
+        let per_point = Duration::from_secs(60) / self.per_minute;
+        let missing = self.burst.saturating_sub(remaining);
+        let full_in = chrono::Duration::from_std(per_point * missing).unwrap_or_default();
+        Budget { limit: self.per_minute, remaining, reset_at: Utc::now() + full_in }
+    }
+
+    /// The budget of a client that spent nothing yet.
+    pub fn full(&self) -> Budget {
+        self.budget(self.burst)
+    }
+
+    /// Points a client may spend at once.
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// Charges `cost` points to `key`.
+    pub fn charge(&self, key: &ClientKey, cost: u32) -> Result<Budget, Refusal> {
+        match self.requests.check_key_n(key, nonzero(cost)) {
+            Ok(Ok(snapshot)) => Ok(self.budget(snapshot.remaining_burst_capacity())),
+            Ok(Err(not_until)) => Err(Refusal {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+                budget: self.budget(0),
+            }),
+            // More than the burst: never possible.
+            Err(_) => Err(Refusal { retry_after: Duration::from_secs(60), budget: self.budget(0) }),
+        }
+    }
+
+    /// Counts one sign-in attempt from `ip` for `email`; refused when either
+    /// has tried too often.
+    pub fn sign_in_attempt(&self, ip: Option<IpAddr>, email: &str) -> Result<(), Duration> {
+        let mut keys = vec![format!("email:{}", email.trim().to_lowercase())];
+        if let Some(ip) = ip {
+            keys.push(format!("ip:{ip}"));
+        }
+        for key in keys {
+            if let Err(not_until) = self.sign_ins.check_key(&key) {
+                return Err(not_until.wait_time_from(self.clock.now()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets clients whose budgets are full again, so memory stays bounded
+    /// however many distinct clients come by.
+    pub fn prune(&self) {
+        self.requests.retain_recent();
+        self.requests.shrink_to_fit();
+        self.sign_ins.retain_recent();
+        self.sign_ins.shrink_to_fit();
+    }
+
+    /// How many clients the limiters remember.
+    pub fn tracked(&self) -> usize {
+        self.requests.len() + self.sign_ins.len()
+    }
+}
+
+/// Prunes `limits` every minute for as long as they live.
+pub fn spawn_pruning(limits: &Arc<Limits>) {
+    let limits = Arc::downgrade(limits);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            match limits.upgrade() {
+                Some(limits) => limits.prune(),
+                None => break,
+            }
+        }
+    });
+}
+
+/// The client's IP: the socket peer, unless the peer is a trusted proxy, in
+/// which case the right-most `X-Forwarded-For` entry that is not a trusted
+/// proxy (a client cannot pick its own bucket by sending the header).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
+        .collect();
+    forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+}
+
+/// The client's IP address, as request data for the sign-in limiter.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub IpAddr);
+
+/// The request's budget as charged so far, for headers and `rateLimit`.
+#[derive(Clone, Debug)]
+pub struct RequestBudget(pub Arc<Mutex<Budget>>);
+
+impl RequestBudget {
+    pub fn get(&self) -> Budget {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set(&self, budget: Budget) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = budget;
+    }
+}
+
+/// Remembers a peer address for callers that know one.
+pub fn peer_ip(addr: Option<SocketAddr>) -> IpAddr {
+    addr.map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.2".parse().unwrap());
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        // Behind trusted proxies: the right-most untrusted entry.
+        assert_eq!(client_ip(proxy, &headers, &trusted), "203.0.113.7".parse::<IpAddr>().unwrap());
+        // Without TRUST_PROXY: the peer, whatever the header says.
+        assert_eq!(client_ip(proxy, &headers, &[]), proxy);
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(client_ip(stranger, &headers, &trusted), stranger);
+    }
+}
