@@ -90,8 +90,8 @@ pub fn graphql_request(
         };
         metrics::counter!("bookedbarber_graphql_errors_total", "code" => code).increment(1);
     }
-    let duration_ms = elapsed.as_millis();
-    if duration_ms >= u128::from(slow_ms) {
+    let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    if duration_ms >= slow_ms {
         tracing::warn!(operation, duration_ms, outcome, "slow GraphQL operation");
     }
 }

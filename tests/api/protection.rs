@@ -1,0 +1,307 @@
+//! The API protects itself: budgets per client, a stricter one for
+//! sign-ins, query depth and complexity limits, persisted queries, and the
+//! metrics that show it happening.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{
+    cache_test,
+    helpers::{Backend, TestApp, first_error, spawn_app_with},
+};
+
+async fn post(
+    app: &TestApp,
+    body: Value,
+    forwarded_for: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = app.client.post(app.url("/graphql")).json(&body);
+    if let Some(ip) = forwarded_for {
+        request = request.header("x-forwarded-for", ip);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.json().await.unwrap())
+}
+
+fn header(headers: &reqwest::header::HeaderMap, name: &str) -> i64 {
+    headers[name].to_str().unwrap().parse().unwrap()
+}
+
+/// Runs `$name(backend)` on SQLite and, when configured, on PostgreSQL.
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            use crate::helpers::Backend;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+const PLAIN: &str = "{ shops { totalCount } }";
+
+on_both!(a_burst_over_the_limit_is_refused_then_recovers);
+
+async fn a_burst_over_the_limit_is_refused_then_recovers(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| {
+        c.rate_limit_per_minute = 60; // a point a second
+        c.rate_limit_burst = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let (status, headers, body) = post(&app, json!({ "query": PLAIN }), None).await;
+        assert_eq!(status, 200, "{body:#}");
+        assert_eq!(header(&headers, "ratelimit-limit"), 60);
+        assert!(header(&headers, "ratelimit-reset") >= 1);
+        remaining.push(header(&headers, "ratelimit-remaining"));
+        assert_eq!(body["extensions"]["cost"]["requested"], 1);
+    }
+    assert_eq!(remaining, vec![2, 1, 0]);
+    let (status, headers, body) = post(&app, json!({ "query": PLAIN }), None).await;
+    assert_eq!(status, 429);
+    assert_eq!(first_error(&body).0, "RATE_LIMITED");
+    assert!(header(&headers, "retry-after") >= 1);
+    assert_eq!(header(&headers, "ratelimit-remaining"), 0);
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, _, _) = post(&app, json!({ "query": PLAIN }), None).await;
+    assert_eq!(status, 200, "a point came back after a second");
+
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("bookedbarber_rate_limit_refusals_total"), "{metrics}");
+}
+
+on_both!(a_forged_forwarded_for_does_not_pick_a_new_bucket);
+
+async fn a_forged_forwarded_for_does_not_pick_a_new_bucket(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| {
+        c.rate_limit_per_minute = 1;
+        c.rate_limit_burst = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    for ip in ["203.0.113.1", "203.0.113.2"] {
+        assert_eq!(post(&app, json!({ "query": PLAIN }), Some(ip)).await.0, 200);
+    }
+    assert_eq!(
+        post(&app, json!({ "query": PLAIN }), Some("203.0.113.3")).await.0,
+        429,
+        "same peer, same bucket"
+    );
+
+    // Behind a trusted proxy, the forwarded address is the client.
+    let Some(app) = spawn_app_with(backend, |c| {
+        c.rate_limit_per_minute = 1;
+        c.rate_limit_burst = 2;
+        c.trust_proxy = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await
+    else {
+        return;
+    };
+    for ip in ["203.0.113.1", "203.0.113.1", "203.0.113.2", "203.0.113.2"] {
+        assert_eq!(post(&app, json!({ "query": PLAIN }), Some(ip)).await.0, 200, "{ip}");
+    }
+    assert_eq!(post(&app, json!({ "query": PLAIN }), Some("203.0.113.1")).await.0, 429);
+    // A client cannot pick its bucket by prepending an address.
+    assert_eq!(
+        post(&app, json!({ "query": PLAIN }), Some("198.51.100.9, 203.0.113.1")).await.0,
+        429
+    );
+}
+
+const LOGIN: &str =
+    "mutation($email: String!) { login(email: $email, password: \"wrong password\") { token } }";
+
+on_both!(sign_ins_are_limited_by_ip_and_by_email);
+
+async fn sign_ins_are_limited_by_ip_and_by_email(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| {
+        c.login_rate_limit_per_minute = 3;
+        c.trust_proxy = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await
+    else {
+        return;
+    };
+    // One email from many places.
+    for ip in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        let (status, _, body) = post(
+            &app,
+            json!({ "query": LOGIN, "variables": { "email": "victim@example.com" } }),
+            Some(ip),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(first_error(&body).0, "UNAUTHENTICATED");
+    }
+    let (status, headers, body) = post(
+        &app,
+        json!({ "query": LOGIN, "variables": { "email": "victim@example.com" } }),
+        Some("198.51.100.4"),
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert_eq!(first_error(&body).0, "RATE_LIMITED");
+    assert!(header(&headers, "retry-after") >= 1);
+    // Many emails from one place.
+    for n in 0..3 {
+        let email = format!("guess{n}@example.com");
+        let (status, _, _) = post(
+            &app,
+            json!({ "query": LOGIN, "variables": { "email": email } }),
+            Some("192.0.2.7"),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let (status, _, body) = post(
+        &app,
+        json!({ "query": LOGIN, "variables": { "email": "guess9@example.com" } }),
+        Some("192.0.2.7"),
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert_eq!(first_error(&body).0, "RATE_LIMITED");
+    // Browsing is not affected.
+    assert_eq!(post(&app, json!({ "query": PLAIN }), Some("192.0.2.7")).await.0, 200);
+}
+
+const INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }
+}"#;
+
+on_both!(deep_and_complex_operations_are_refused_before_any_resolver);
+
+async fn deep_and_complex_operations_are_refused_before_any_resolver(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |_| {}).await else { return };
+    app.seed(2, 2, 1, 0).await;
+    // shops > nodes > (barbers > nodes > shop) × 5 > name: 18 levels.
+    let deep = format!(
+        "{{ shops {{ nodes {{ {} name {} }} }} }}",
+        "barbers { nodes { shop { ".repeat(5),
+        "} } } ".repeat(5)
+    );
+    let before = app.statements();
+    let response = app.gql(&deep, json!({})).await;
+    let (code, message) = first_error(&response);
+    assert_eq!(code, "QUERY_TOO_COMPLEX");
+    assert!(message.contains("nested"), "{message}");
+    assert!(response["data"].is_null());
+    assert_eq!(app.statements(), before, "no resolver ran");
+
+    let wide = "{ shops(first: 100) { nodes { barbers(first: 100) { nodes { services { barbers { displayName services { name } } } } } } } }";
+    let response = app.gql(wide, json!({})).await;
+    let (code, message) = first_error(&response);
+    assert_eq!(code, "QUERY_TOO_COMPLEX");
+    assert!(message.contains("complexity"), "{message}");
+    assert_eq!(app.statements(), before, "no resolver ran");
+
+    // GraphiQL's own introspection query is deeper than the limit, and passes.
+    let data = app.data(INTROSPECTION, json!({})).await;
+    assert!(data["__schema"]["types"].as_array().unwrap().len() > 20);
+
+    // A big but allowed page costs more than one point, and says so.
+    let page = "{ shops(first: 50) { nodes { barbers(first: 20) { nodes { displayName } } } } rateLimit { cost remaining } }";
+    let response = app.gql(page, json!({})).await;
+    let requested = response["extensions"]["cost"]["requested"].as_i64().unwrap();
+    assert!(requested > 1, "{response:#}");
+    assert_eq!(response["data"]["rateLimit"]["cost"].as_i64().unwrap(), requested);
+}
+
+fn sha256(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(text.as_bytes()))
+}
+
+cache_test!(persisted_queries_register_then_run_by_hash, |app| {
+    app.seed(1, 1, 1, 0).await;
+    let query = "query Shops { shops { totalCount } }";
+    let persisted = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(query) } });
+    let (_, _, body) = post(&app, json!({ "extensions": persisted }), None).await;
+    let (code, message) = first_error(&body);
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
+    );
+    let (status, _, body) =
+        post(&app, json!({ "query": query, "extensions": persisted }), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["shops"]["totalCount"], 1);
+    let (status, _, body) = post(&app, json!({ "extensions": persisted }), None).await;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["data"]["shops"]["totalCount"], 1);
+    // A hash that does not match its query is refused.
+    let wrong =
+        json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256("something else") } });
+    let (_, _, body) = post(&app, json!({ "query": query, "extensions": wrong }), None).await;
+    assert!(body.get("errors").is_some());
+});
+
+on_both!(metrics_show_requests_errors_and_the_pool);
+
+async fn metrics_show_requests_errors_and_the_pool(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |_| {}).await else { return };
+    let metrics = || async {
+        app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap()
+    };
+    let count = |text: &str, prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = metrics().await;
+    let name = format!("MetricsProbe{:?}{}", backend, std::process::id());
+    app.data(&format!("query {name} {{ shops {{ totalCount }} }}"), json!({})).await;
+    app.gql("{ shops(first: 500) { totalCount } }", json!({})).await;
+    let after = metrics().await;
+    let requests =
+        format!("bookedbarber_graphql_requests_total{{operation=\"{name}\",outcome=\"ok\"}}");
+    assert_eq!(count(&after, &requests) - count(&before, &requests), 1.0, "{after}");
+    let latency = format!(
+        "bookedbarber_graphql_request_duration_seconds_count{{operation=\"{name}\",outcome=\"ok\"}}"
+    );
+    assert_eq!(count(&after, &latency) - count(&before, &latency), 1.0);
+    let errors = "bookedbarber_graphql_errors_total{code=\"BAD_USER_INPUT\"}";
+    assert!(count(&after, errors) - count(&before, errors) >= 1.0);
+    for gauge in ["bookedbarber_db_pool_connections{state=\"idle\"}", "bookedbarber_uptime_seconds"]
+    {
+        assert!(after.contains(gauge), "{gauge} missing");
+    }
+}
