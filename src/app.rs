@@ -57,6 +57,7 @@ impl App {
     /// a free port).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::telemetry::metrics();
+        crate::telemetry::spawn_metrics_upkeep();
         let (db, statements) = db::connect(&config).await?;
         db::migrate(&db).await?;
         let seeded_demo = if config.demo_seed && config.is_embedded_database() {

@@ -36,7 +36,7 @@ pub enum ClientKey {
 /// A client's budget after a charge.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {
-    /// Points replenished per minute.
+    /// Most points a client may hold (the burst).
     pub limit: u32,
     /// Points the client may spend at once now.
     pub remaining: u32,
@@ -45,15 +45,18 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Whole seconds until the budget is full again.
+    /// Whole seconds until the budget is full again (0 when it is).
     pub fn reset_secs(&self) -> i64 {
-        (self.reset_at - Utc::now()).num_seconds().max(0) + 1
+        let millis = (self.reset_at - Utc::now()).num_milliseconds();
+        if millis <= 0 { 0 } else { (millis + 999) / 1000 }
     }
 }
 
 /// A refused charge.
 #[derive(Clone, Copy, Debug)]
 pub struct Refusal {
+    /// The cost exceeds the burst: it can never be paid.
+    pub impossible: bool,
     /// When the charge would be accepted.
     pub retry_after: Duration,
     pub budget: Budget,
@@ -100,7 +103,7 @@ impl Limits {
         let per_point = Duration::from_secs(60) / self.per_minute;
         let missing = self.burst.saturating_sub(remaining);
         let full_in = chrono::Duration::from_std(per_point * missing).unwrap_or_default();
-        Budget { limit: self.per_minute, remaining, reset_at: Utc::now() + full_in }
+        Budget { limit: self.burst, remaining, reset_at: Utc::now() + full_in }
     }
 
     /// The budget of a client that spent nothing yet.
@@ -118,21 +121,29 @@ impl Limits {
         match self.requests.check_key_n(key, nonzero(cost)) {
             Ok(Ok(snapshot)) => Ok(self.budget(snapshot.remaining_burst_capacity())),
             Ok(Err(not_until)) => Err(Refusal {
+                impossible: false,
                 retry_after: not_until.wait_time_from(self.clock.now()),
                 budget: self.budget(0),
             }),
             // More than the burst: never possible.
-            Err(_) => Err(Refusal { retry_after: Duration::from_secs(60), budget: self.budget(0) }),
+            Err(_) => Err(Refusal {
+                impossible: true,
+                retry_after: Duration::from_secs(60),
+                budget: self.budget(0),
+            }),
         }
     }
 
     /// Counts one sign-in attempt from `ip` for `email`; refused when either
     /// has tried too often.
     pub fn sign_in_attempt(&self, ip: Option<IpAddr>, email: &str) -> Result<(), Duration> {
-        let mut keys = vec![format!("email:{}", email.trim().to_lowercase())];
+        // The address first: a client refused for its address spends none
+        // of the email's attempts.
+        let mut keys = Vec::new();
         if let Some(ip) = ip {
             keys.push(format!("ip:{ip}"));
         }
+        keys.push(format!("email:{}", email.trim().to_lowercase()));
         for key in keys {
             if let Err(not_until) = self.sign_ins.check_key(&key) {
                 return Err(not_until.wait_time_from(self.clock.now()));
@@ -176,17 +187,47 @@ pub fn spawn_pruning(limits: &Arc<Limits>) {
 /// proxy (a client cannot pick its own bucket by sending the header).
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
+    let mut client = peer.to_canonical();
+    if !is_trusted(&client) {
+        return client;
     }
-    let forwarded: Vec<IpAddr> = headers
+    let entries: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
         .collect();
-    forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+    // Walk from the nearest hop outwards; an entry that is not an address
+    // ends the walk at the last hop we could read (never further out, where
+    // the client writes what it likes).
+    for entry in entries.into_iter().rev() {
+        let entry = entry.trim();
+        let Some(ip) = entry
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        else {
+            break;
+        };
+        client = ip.to_canonical();
+        if !is_trusted(&client) {
+            break;
+        }
+    }
+    client
+}
+
+/// The rate-limit key of an address: IPv6 clients get a /64 each, as one
+/// subscriber usually holds a whole /64.
+pub fn ip_key(ip: IpAddr) -> ClientKey {
+    match ip {
+        IpAddr::V4(_) => ClientKey::Ip(ip),
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            ClientKey::Ip(IpAddr::from(octets))
+        }
+    }
 }
 
 /// The client's IP address, as request data for the sign-in limiter.
@@ -228,5 +269,15 @@ mod tests {
         assert_eq!(client_ip(proxy, &headers, &[]), proxy);
         let stranger: IpAddr = "198.51.100.1".parse().unwrap();
         assert_eq!(client_ip(stranger, &headers, &trusted), stranger);
+        // A proxy that writes ip:port, and one that is IPv4-mapped.
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7:5555".parse().unwrap());
+        assert_eq!(client_ip(proxy, &headers, &trusted), "203.0.113.7".parse::<IpAddr>().unwrap());
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_ip(mapped, &headers, &trusted), "203.0.113.7".parse::<IpAddr>().unwrap());
+        // Garbage stops the walk at the last readable hop.
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, garbage, 10.0.0.3".parse().unwrap());
+        assert_eq!(client_ip(proxy, &headers, &trusted), "10.0.0.3".parse::<IpAddr>().unwrap());
     }
 }

@@ -39,6 +39,21 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
+/// Drains histogram samples into their buckets every few seconds, so memory
+/// stays flat between scrapes. Once per process.
+pub fn spawn_metrics_upkeep() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        tokio::spawn(async {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                metrics().run_upkeep();
+            }
+        });
+    });
+}
+
 /// `GET /metrics`: Prometheus text format, with the gauges read now.
 pub async fn render_metrics(
     axum::extract::State(state): axum::extract::State<crate::app::AppState>,

@@ -48,6 +48,30 @@ impl Outcome {
     }
 }
 
+/// Bumped when the layout of cached values changes, so that replicas of
+/// two releases sharing one Redis never read each other's entries.
+const FORMAT: u32 = 1;
+
+/// Largest value kept (a persisted query of absurd size is not).
+const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
+/// `value` with its expiry in front, so that no copy of it (in Redis or in
+/// memory) is ever read after the TTL.
+fn seal(value: &[u8], ttl: Duration) -> Vec<u8> {
+    let expires = chrono::Utc::now().timestamp_millis()
+        + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let mut sealed = Vec::with_capacity(8 + value.len());
+    sealed.extend_from_slice(&expires.to_be_bytes());
+    sealed.extend_from_slice(value);
+    sealed
+}
+
+/// The value of a sealed entry that has not expired.
+fn open_envelope(sealed: &[u8]) -> Option<Vec<u8>> {
+    let (expires, value) = sealed.split_first_chunk::<8>()?;
+    (i64::from_be_bytes(*expires) > chrono::Utc::now().timestamp_millis()).then(|| value.to_vec())
+}
+
 /// A shop and its cache version as read at the start of a request (`None`
 /// when the cache could not be reached).
 #[derive(Clone, Copy, Debug)]
@@ -101,7 +125,10 @@ impl Cache {
             Some(url) => Store::Redis(redis::RedisStore::new(url, prefix)?),
             None => Store::Local {
                 entries: moka::future::Cache::builder()
-                    .max_capacity(100_000)
+                    .max_capacity(256 * 1024 * 1024)
+                    .weigher(|key: &String, value: &Arc<Vec<u8>>| {
+                        u32::try_from(key.len() + value.len()).unwrap_or(u32::MAX)
+                    })
                     .time_to_live(ttl)
                     .build(),
                 versions: Mutex::new(HashMap::new()),
@@ -166,7 +193,17 @@ impl Cache {
         }
     }
 
+    /// The value stored under `key`, unless it has expired.
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, redis::Unavailable> {
+        Ok(self.read_envelope(key).await?.and_then(|bytes| open_envelope(&bytes)))
+    }
+
+    /// Stores `value` under `key` until the TTL has passed.
+    async fn write(&self, key: &str, value: &[u8]) -> Result<(), redis::Unavailable> {
+        self.write_envelope(key, &seal(value, self.0.ttl)).await
+    }
+
+    async fn read_envelope(&self, key: &str) -> Result<Option<Vec<u8>>, redis::Unavailable> {
         match &self.0.store {
             Store::Local { entries, .. } => Ok(entries.get(key).await.map(|v| v.as_ref().clone())),
             Store::Redis(redis) => {
@@ -185,7 +222,7 @@ impl Cache {
         }
     }
 
-    async fn write(&self, key: &str, value: &[u8]) -> Result<(), redis::Unavailable> {
+    async fn write_envelope(&self, key: &str, value: &[u8]) -> Result<(), redis::Unavailable> {
         match &self.0.store {
             Store::Local { entries, .. } => {
                 entries.insert(key.to_owned(), Arc::new(value.to_vec())).await;
@@ -219,7 +256,8 @@ impl Cache {
             self.count(section, Outcome::Fallback);
             return compute.await;
         };
-        let key = format!("{}:analytics:{shop_id}:v{version}:{range}:{section}", self.0.prefix);
+        let key =
+            format!("{}:analytics:f{FORMAT}:{shop_id}:v{version}:{range}:{section}", self.0.prefix);
         match self.read(&key).await {
             Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
                 Ok(value) => {
@@ -242,7 +280,9 @@ impl Cache {
             .flights
             .try_get_with(key.clone(), async {
                 // A flight that finished between our read and now stored it.
-                if let Ok(Some(bytes)) = self.read(&key).await {
+                if let Ok(Some(bytes)) = self.read(&key).await
+                    && serde_json::from_slice::<T>(&bytes).is_ok()
+                {
                     return Ok(Arc::new(bytes));
                 }
                 computed.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -274,9 +314,12 @@ impl Cache {
         self.read(&format!("{}:{name}", self.0.prefix)).await.ok().flatten()
     }
 
-    /// Stores `value` under `name`, best effort, for at most the TTL.
+    /// Stores `value` under `name`, best effort, for at most the TTL; values
+    /// over a megabyte are not kept.
     pub async fn put(&self, name: &str, value: &[u8]) {
-        let _ = self.write(&format!("{}:{name}", self.0.prefix), value).await;
+        if value.len() <= MAX_VALUE_BYTES {
+            let _ = self.write(&format!("{}:{name}", self.0.prefix), value).await;
+        }
     }
 
     /// Makes every entry of `shop_id` stale at once.

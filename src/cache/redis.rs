@@ -109,24 +109,35 @@ impl RedisStore {
             self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
         for shop_id in pending {
             let key = self.version_key(shop_id);
-            self.run(|mut c| async move { c.incr::<_, _, i64>(key, 1).await }).await?;
+            let fresh = new_version();
+            self.run(|mut c| async move { c.set::<_, _, ()>(key, fresh).await }).await?;
             self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).remove(&shop_id);
         }
         Ok(())
     }
 
-    /// The shop's current version.
+    /// The shop's current version. A shop without one (new, or Redis lost
+    /// its data) gets a random one, so versions never repeat and no copy
+    /// kept from before can match.
     pub async fn version(&self, shop_id: i64) -> Result<u64, Unavailable> {
         self.flush_pending().await?;
         let key = self.version_key(shop_id);
-        let version: Option<u64> = self.run(|mut c| async move { c.get(key).await }).await?;
-        Ok(version.unwrap_or(0))
+        let fresh = new_version();
+        let version: Option<u64> = self
+            .run(|mut c| async move {
+                let _: bool = c.set_nx(&key, fresh).await?;
+                c.get(&key).await
+            })
+            .await?;
+        Ok(version.unwrap_or(fresh))
     }
 
-    /// Moves the shop to a new version: every entry of the old one is dead.
+    /// Moves the shop to a new, random version: every entry of the old one
+    /// is dead.
     pub async fn bump(&self, shop_id: i64) {
         let key = self.version_key(shop_id);
-        let bumped = self.run(|mut c| async move { c.incr::<_, _, i64>(key, 1).await }).await;
+        let fresh = new_version();
+        let bumped = self.run(|mut c| async move { c.set::<_, _, ()>(key, fresh).await }).await;
         if bumped.is_err() {
             self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).insert(shop_id);
         }
@@ -171,4 +182,10 @@ impl RedisStore {
     pub fn problem(&self) -> Option<String> {
         self.breaker.problem()
     }
+}
+
+/// A version no shop has had: random, so it cannot collide with one from
+/// before a Redis restart.
+fn new_version() -> u64 {
+    rand::random::<u64>() >> 1
 }

@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::limits::OperationInfo;
+use super::limits::{OperationInfo, ViaGet};
 use crate::{
     app::AppState,
     auth::{Identity, identity::load_viewer, token::TokenError},
@@ -100,7 +100,7 @@ pub async fn execute(
     headers: HeaderMap,
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
-    run(state, peer, headers, request).await
+    run(state, peer, headers, request.map(GraphQLRequest::into_inner)).await
 }
 
 /// GET `/graphql`: the GraphiQL playground, or a query when one is given.
@@ -109,18 +109,18 @@ pub async fn get(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let has_query =
-        request.uri().query().is_some_and(|q| q.split('&').any(|pair| pair.starts_with("query=")));
-    if !has_query {
+    // A query, or a persisted query's hash alone (Apollo's GET form).
+    let asks = request.uri().query().is_some_and(|q| {
+        q.split('&').any(|pair| pair.starts_with("query=") || pair.starts_with("extensions="))
+    });
+    if !asks {
         return super::playground::page().await.into_response();
     }
     let headers = request.headers().clone();
-    match GraphQLRequest::from_request(request, &state).await {
-        Ok(request) if is_mutation(&request.0) => {
-            refused(AppError::bad_input("mutations are not allowed over GET; send them with POST"))
-        }
-        result => run(state, peer, headers, result).await,
-    }
+    let request = GraphQLRequest::from_request(request, &state)
+        .await
+        .map(|request| request.into_inner().data(ViaGet));
+    run(state, peer, headers, request).await
 }
 
 /// Authenticates, charges and runs a request, then reports its cost.
@@ -128,19 +128,19 @@ async fn run(
     state: AppState,
     peer: SocketAddr,
     headers: HeaderMap,
-    request: Result<GraphQLRequest, GraphQLRejection>,
+    request: Result<async_graphql::Request, GraphQLRejection>,
 ) -> Response {
     let started = Instant::now();
     let ip = protect::client_ip(peer.ip(), &headers, &state.config.trust_proxy);
     let refused_early = |response: Response| {
         // Even a request refused before it ran costs its sender a point.
-        match state.limits.charge(&ClientKey::Ip(ip), 1) {
+        match state.limits.charge(&protect::ip_key(ip), 1) {
             Ok(budget) => with_budget(response, &budget),
             Err(refusal) => too_many(&refusal),
         }
     };
     let request = match request {
-        Ok(request) => request.into_inner(),
+        Ok(request) => request,
         Err(rejection) => return refused_early(unreadable(rejection)),
     };
     let identity = match authenticate(&state, &headers).await {
@@ -149,7 +149,7 @@ async fn run(
     };
     let key = match identity.viewer() {
         Some(viewer) => ClientKey::User(viewer.id()),
-        None => ClientKey::Ip(ip),
+        None => protect::ip_key(ip),
     };
     let budget = match state.limits.charge(&key, 1) {
         Ok(budget) => RequestBudget(Arc::new(std::sync::Mutex::new(budget))),
@@ -159,9 +159,7 @@ async fn run(
         }
     };
     let info = OperationInfo::default();
-    if let Some(name) = &request.operation_name {
-        info.0.lock().unwrap_or_else(|e| e.into_inner()).0 = Some(name.clone());
-    }
+    let requested_name = request.operation_name.clone();
     let request = request.data(key).data(budget.clone()).data(info.clone()).data(ClientIp(ip));
     let mut response = super::loader::execute(&state.schema, request, &state.db, identity).await;
     super::ensure_error_codes(&mut response);
@@ -186,7 +184,14 @@ async fn run(
             _ => 1,
         })
         .max();
-    let operation = telemetry::operation_label(info.name().as_deref());
+    let operation = telemetry::operation_label(info.name(requested_name.as_deref()).as_deref());
+    let wrong_method = response
+        .errors
+        .iter()
+        .any(|e| e.extensions.as_ref().and_then(|x| x.get("allowedMethods")).is_some());
+    // A refusal of the whole request is a 429; a field refused inside a
+    // mutation that otherwise ran is not (retrying it could repeat the rest).
+    let retry_after = retry_after.filter(|_| response.data == async_graphql::Value::Null);
     telemetry::graphql_request(
         &operation,
         &response,
@@ -194,6 +199,10 @@ async fn run(
         state.config.slow_request_ms,
     );
     let mut http = GraphQLResponse::from(response).into_response();
+    if wrong_method {
+        *http.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        http.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
     if let Some(seconds) = retry_after {
         telemetry::rate_limit_refused("cost_or_sign_in");
         *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
@@ -224,21 +233,4 @@ fn too_many(refusal: &Refusal) -> Response {
     let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     with_budget(response, &refusal.budget)
-}
-
-/// Whether the operation the request would run is a mutation. GET must not
-/// change anything: caches, logs and prefetchers replay GETs.
-fn is_mutation(request: &async_graphql::Request) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
-    };
-    let chosen = |ty: OperationType| ty == OperationType::Mutation;
-    match &document.operations {
-        DocumentOperations::Single(operation) => chosen(operation.node.ty),
-        DocumentOperations::Multiple(operations) => match &request.operation_name {
-            Some(name) => operations.get(name.as_str()).is_some_and(|op| chosen(op.node.ty)),
-            None => operations.values().any(|op| chosen(op.node.ty)),
-        },
-    }
 }

@@ -15,7 +15,9 @@ use std::sync::{
 use async_graphql::{
     ErrorExtensionValues, ServerError, ServerResult, ValidationResult, Variables,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation},
-    parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition, Selection},
+    parser::types::{
+        DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+    },
 };
 
 use crate::protect::{ClientKey, Limits, RequestBudget};
@@ -34,14 +36,26 @@ pub fn page_complexity(first: Option<i32>, last: Option<i32>, child: usize) -> u
     1 + child.saturating_mul(usize::try_from(size).unwrap_or(0))
 }
 
+/// Marks a request that came over GET, which must not run a mutation.
+#[derive(Clone, Copy, Debug)]
+pub struct ViaGet;
+
 /// The operation's name and cost as seen by the limits, for logs, metrics
-/// and `extensions.cost`.
+/// and `extensions.cost`: the names the parsed document really has, and the
+/// points charged.
 #[derive(Clone, Debug, Default)]
-pub struct OperationInfo(pub Arc<Mutex<(Option<String>, u32)>>);
+pub struct OperationInfo(pub Arc<Mutex<(Vec<String>, u32)>>);
 
 impl OperationInfo {
-    pub fn name(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
+    /// The name of the operation that ran: `requested` when the document has
+    /// it, the document's only name otherwise.
+    pub fn name(&self, requested: Option<&str>) -> Option<String> {
+        let names = &self.0.lock().unwrap_or_else(|e| e.into_inner()).0;
+        match requested {
+            Some(name) if names.iter().any(|n| n == name) => Some(name.to_owned()),
+            _ if names.len() == 1 => names.first().cloned(),
+            _ => None,
+        }
     }
 
     /// Points this request was charged (1 when it never reached validation).
@@ -97,16 +111,30 @@ impl Extension for Check {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
-        let (introspection, name) = match &document.operations {
-            DocumentOperations::Single(op) => (only_introspection(&op.node), None),
-            DocumentOperations::Multiple(ops) => (
-                ops.values().all(|op| only_introspection(&op.node)),
-                (ops.len() == 1).then(|| ops.keys().next().map(|n| n.to_string())).flatten(),
-            ),
+        let operations: Vec<&OperationDefinition> = match &document.operations {
+            DocumentOperations::Single(op) => vec![&op.node],
+            DocumentOperations::Multiple(ops) => ops.values().map(|op| &op.node).collect(),
         };
-        self.introspection.store(introspection, Ordering::Relaxed);
-        if let (Some(info), Some(name)) = (ctx.data_opt::<OperationInfo>(), name) {
-            info.0.lock().unwrap_or_else(|e| e.into_inner()).0.get_or_insert(name);
+        if ctx.data_opt::<ViaGet>().is_some()
+            && operations.iter().any(|op| op.ty == OperationType::Mutation)
+        {
+            // Caches, logs and prefetchers replay GETs: nothing may change.
+            let mut refused = error(
+                "BAD_USER_INPUT",
+                "mutations are not allowed over GET; send them with POST".to_owned(),
+            );
+            if let Some(extensions) = refused.extensions.as_mut() {
+                extensions.set("allowedMethods", "POST");
+            }
+            return Err(refused);
+        }
+        self.introspection
+            .store(operations.iter().all(|op| only_introspection(op)), Ordering::Relaxed);
+        if let (Some(info), DocumentOperations::Multiple(ops)) =
+            (ctx.data_opt::<OperationInfo>(), &document.operations)
+        {
+            info.0.lock().unwrap_or_else(|e| e.into_inner()).0 =
+                ops.keys().map(|name| name.to_string()).collect();
         }
         Ok(document)
     }
@@ -148,13 +176,21 @@ impl Extension for Check {
         ) {
             match limits.charge(key, cost - 1) {
                 Ok(after) => budget.set(after),
+                Err(refusal) if refusal.impossible => {
+                    return Err(vec![error(
+                        "QUERY_TOO_COMPLEX",
+                        format!(
+                            "this operation costs {cost} points, more than the {} a client may spend at once: ask for smaller pages",
+                            limits.burst()
+                        ),
+                    )]);
+                }
                 Err(refusal) => {
                     budget.set(refusal.budget);
                     let mut refused = error(
                         "RATE_LIMITED",
                         format!(
-                            "this operation costs {cost} points and your budget has {} left; try again in {} s",
-                            refusal.budget.remaining,
+                            "this operation costs {cost} points, more than your budget holds now; try again in {} s",
                             refusal.retry_after.as_secs() + 1
                         ),
                     );

@@ -24,6 +24,8 @@ impl CacheStorage for PersistedQueries {
     }
 
     async fn set(&self, hash: String, query: ExecutableDocument) {
+        // The parsed form keeps every token's position: many times the text.
+        // Cache::put keeps none over a megabyte.
         if let Ok(bytes) = serde_json::to_vec(&query) {
             self.0.put(&key(&hash), &bytes).await;
         }

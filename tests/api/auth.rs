@@ -195,3 +195,35 @@ db_test!(mutations_are_refused_over_get, |app| {
     assert_eq!(first_error(&body).0, "BAD_USER_INPUT");
     assert!(stored_users(&app).await.is_empty(), "nothing written");
 });
+
+db_test!(a_persisted_mutation_does_not_run_over_get, |app| {
+    use sha2::Digest;
+    let owner = app.register("apq@example.com", "password123", "Apq").await;
+    let mutation = r#"mutation { createShop(input: { name: "Via Get", slug: "via-get", timezone: "UTC", address: "1 St" }) { id } }"#;
+    let persisted = json!({ "persistedQuery": { "version": 1,
+        "sha256Hash": format!("{:x}", sha2::Sha256::digest(mutation.as_bytes())) } });
+    // Anonymous, so it is refused, but its hash is learned.
+    let response = app.gql(mutation, json!({})).await;
+    assert_eq!(first_error(&response).0, "UNAUTHENTICATED");
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": mutation, "extensions": persisted }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = app
+        .client
+        .get(app.url("/graphql"))
+        .header("authorization", format!("Bearer {}", owner.token))
+        .query(&[("extensions", persisted.to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(first_error(&body).0, "BAD_USER_INPUT");
+    let shops = app.data("{ shops { totalCount } }", json!({})).await;
+    assert_eq!(shops["shops"]["totalCount"], 0, "nothing was created over GET");
+});
