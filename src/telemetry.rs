@@ -63,6 +63,8 @@ pub async fn render_metrics(
     metrics::gauge!("bookedbarber_db_pool_connections", "state" => "idle").set(f64::from(idle));
     metrics::gauge!("bookedbarber_uptime_seconds").set(state.started.elapsed().as_secs_f64());
     metrics::gauge!("bookedbarber_rate_limit_tracked_clients").set(state.limits.tracked() as f64);
+    let degraded = state.cache.health().problem.is_some();
+    metrics::gauge!("bookedbarber_cache_degraded").set(if degraded { 1.0 } else { 0.0 });
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics().render())
 }
 

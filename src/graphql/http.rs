@@ -136,7 +136,10 @@ async fn run(
         // Even a request refused before it ran costs its sender a point.
         match state.limits.charge(&protect::ip_key(ip), 1) {
             Ok(budget) => with_budget(response, &budget),
-            Err(refusal) => too_many(&refusal),
+            Err(refusal) => {
+                telemetry::rate_limit_refused("requests");
+                too_many(&refusal)
+            }
         }
     };
     let request = match request {

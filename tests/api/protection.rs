@@ -319,8 +319,11 @@ async fn metrics_show_requests_errors_and_the_pool(backend: Backend) {
     assert_eq!(count(&after, &latency) - count(&before, &latency), 1.0);
     let errors = "bookedbarber_graphql_errors_total{code=\"BAD_USER_INPUT\"}";
     assert!(count(&after, errors) - count(&before, errors) >= 1.0);
-    for gauge in ["bookedbarber_db_pool_connections{state=\"idle\"}", "bookedbarber_uptime_seconds"]
-    {
+    for gauge in [
+        "bookedbarber_db_pool_connections{state=\"idle\"}",
+        "bookedbarber_uptime_seconds",
+        "bookedbarber_cache_degraded",
+    ] {
         assert!(after.contains(gauge), "{gauge} missing");
     }
 }
