@@ -125,6 +125,10 @@ impl RedisStore {
         let fresh = new_version();
         let version: Option<u64> = self
             .run(|mut c| async move {
+                // Usually one round trip; the first time, two more.
+                if let Some(version) = c.get(&key).await? {
+                    return Ok(Some(version));
+                }
                 let _: bool = c.set_nx(&key, fresh).await?;
                 c.get(&key).await
             })
