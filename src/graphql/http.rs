@@ -71,11 +71,12 @@ fn unreadable(rejection: GraphQLRejection) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
-/// The response to a request refused before it ran.
+/// The response to a request whose sender could not be authenticated.
 fn refused(error: AppError) -> Response {
+    // Authentication fails either on the credentials (401) or on the
+    // database it needs to look the account up (503).
     let status = match error {
         AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        AppError::BadUserInput(_) => StatusCode::METHOD_NOT_ALLOWED,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     let error = error.extend();
