@@ -237,8 +237,13 @@ db_test!(fifty_clients_race_for_one_slot, |app| {
         .iter()
         .filter(|r| r.get("errors").is_some() && first_error(r).0 == "CONFLICT")
         .count();
-    assert_eq!(won, 1, "exactly one booking wins");
-    assert_eq!(conflicts, 49, "every other attempt is a CONFLICT");
+    let codes: Vec<String> = results
+        .iter()
+        .filter(|r| r.get("errors").is_some())
+        .map(|r| format!("{}: {}", first_error(r).0, first_error(r).1))
+        .collect();
+    assert_eq!(won, 1, "exactly one booking wins; errors: {codes:?}");
+    assert_eq!(conflicts, 49, "every other attempt is a CONFLICT: {codes:?}");
     let barber = row_id(&shop.barber_id);
     let stored = scalar(
         &app,
