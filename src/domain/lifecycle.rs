@@ -45,9 +45,13 @@ pub struct NewBooking {
     pub notes: Option<String>,
 }
 
-/// Whether a database error is the overlap guard refusing a booking.
+/// Whether a database error means the slot was lost to a concurrent
+/// booking: the overlap guard refusing it, or PostgreSQL breaking the
+/// deadlock that two inserts checking the exclusion constraint against
+/// each other can run into.
 fn is_overlap(err: &DbErr) -> bool {
-    err.to_string().contains("bookings_no_overlap")
+    let message = err.to_string();
+    message.contains("bookings_no_overlap") || message.contains("deadlock detected")
 }
 
 fn taken() -> AppError {
