@@ -76,6 +76,7 @@ impl App {
             config.redis_url.as_deref(),
             &config.redis_key_prefix,
             std::time::Duration::from_secs(config.analytics_cache_ttl_secs),
+            std::time::Duration::from_millis(config.redis_timeout_ms),
         )?;
         let limits = Arc::new(Limits::new(&config));
         crate::protect::spawn_pruning(&limits);

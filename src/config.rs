@@ -100,6 +100,10 @@ pub struct Config {
     /// `redis://…` turns on the Redis cache; unset: in-process cache.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
+    /// Longest wait for one Redis command, in milliseconds; past it the
+    /// request is answered from the database.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 100, global = true)]
+    pub redis_timeout_ms: u64,
     /// Prefix of every Redis key, so deployments can share one Redis.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "bb", global = true)]
     pub redis_key_prefix: String,

@@ -120,9 +120,14 @@ impl std::fmt::Debug for Cache {
 impl Cache {
     /// Redis when `redis_url` is given, else in-process; entries live at
     /// most `ttl`.
-    pub fn new(redis_url: Option<&str>, prefix: &str, ttl: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        redis_url: Option<&str>,
+        prefix: &str,
+        ttl: Duration,
+        redis_timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let store = match redis_url {
-            Some(url) => Store::Redis(redis::RedisStore::new(url, prefix)?),
+            Some(url) => Store::Redis(redis::RedisStore::new(url, prefix, redis_timeout)?),
             None => Store::Local {
                 entries: moka::future::Cache::builder()
                     .max_capacity(256 * 1024 * 1024)

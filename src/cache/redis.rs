@@ -17,11 +17,9 @@ use deadpool_redis::{
 
 use super::breaker::Breaker;
 
-/// Longest wait for one Redis command; past it the database answers.
-const COMMAND_TIMEOUT: Duration = Duration::from_millis(100);
-
 pub struct RedisStore {
     pool: Pool,
+    timeout: Duration,
     prefix: String,
     breaker: Breaker,
     /// Counts recoveries: Redis may have lost its data (and so reset its
@@ -38,20 +36,23 @@ pub struct Unavailable;
 impl RedisStore {
     /// A pool for `url`; connections are made on first use, so a Redis that
     /// is down at start-up only degrades the cache.
-    pub fn new(url: &str, prefix: &str) -> anyhow::Result<Self> {
+    /// `timeout` is the longest wait for one command; past it the database
+    /// answers.
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Self> {
         let mut config = Config::from_url(url);
         config.pool = Some(PoolConfig {
             max_size: 32,
             timeouts: Timeouts {
-                wait: Some(Duration::from_millis(100)),
-                create: Some(Duration::from_millis(250)),
-                recycle: Some(Duration::from_millis(100)),
+                wait: Some(timeout),
+                create: Some(timeout * 2),
+                recycle: Some(timeout),
             },
             ..PoolConfig::default()
         });
         let pool = config.create_pool(Some(Runtime::Tokio1))?;
         Ok(Self {
             pool,
+            timeout,
             prefix: prefix.to_owned(),
             breaker: Breaker::default(),
             generation: AtomicU64::new(0),
@@ -76,7 +77,7 @@ impl RedisStore {
             let connection = self.pool.get().await.map_err(|e| e.to_string())?;
             command(connection).await.map_err(|e| e.to_string())
         };
-        match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
+        match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(value)) => {
                 self.recovered_if(self.breaker.succeeded());
                 Ok(value)
@@ -166,7 +167,7 @@ impl RedisStore {
                 .await
                 .map_err(|e| e.to_string())
         };
-        match tokio::time::timeout(COMMAND_TIMEOUT * 5, attempt).await {
+        match tokio::time::timeout(self.timeout * 5, attempt).await {
             Ok(Ok(_)) => {
                 self.recovered_if(self.breaker.succeeded());
                 Ok(())

@@ -72,6 +72,10 @@ pub fn use_test_redis(config: &mut Config) -> bool {
     };
     config.redis_url = Some(url);
     config.redis_key_prefix = format!("bbtest-{}", uuid::Uuid::new_v4().simple());
+    // These tests count hits and misses exactly; on a loaded machine a
+    // 100 ms timeout would turn some into fallbacks. The fault test keeps
+    // the default.
+    config.redis_timeout_ms = 2_000;
     true
 }
 
