@@ -183,6 +183,26 @@ async fn check_client_cutoff(
     Ok(())
 }
 
+/// The CONFIRMED booking `id`, if `viewer` may `action` it now: its shop's
+/// staff at any time, its client until the shop's cut-off.
+async fn changeable(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    id: i64,
+    action: &str,
+    now: DateTime<Utc>,
+) -> AppResult<booking::Model> {
+    let booking = find(db, id).await?;
+    let actor = actor(viewer, &booking)?;
+    if booking.status != BookingStatus::Confirmed {
+        return Err(not_confirmed(action, booking.status));
+    }
+    if let Actor::Client = actor {
+        check_client_cutoff(db, &booking, now).await?;
+    }
+    Ok(booking)
+}
+
 /// Changes the status of a CONFIRMED booking in one conditional statement;
 /// a concurrent change wins and this one reports the status it found.
 async fn transition(
@@ -223,14 +243,7 @@ pub async fn cancel(
     reason: Option<String>,
     now: DateTime<Utc>,
 ) -> AppResult<booking::Model> {
-    let booking = find(db, id).await?;
-    let actor = actor(viewer, &booking)?;
-    if booking.status != BookingStatus::Confirmed {
-        return Err(not_confirmed("cancel", booking.status));
-    }
-    if let Actor::Client = actor {
-        check_client_cutoff(db, &booking, now).await?;
-    }
+    let booking = changeable(db, viewer, id, "cancel", now).await?;
     transition(db, &booking, BookingStatus::Cancelled, reason, "cancel", now).await
 }
 
@@ -269,14 +282,7 @@ pub async fn reschedule(
     starts_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> AppResult<booking::Model> {
-    let booking = find(db, id).await?;
-    let actor = actor(viewer, &booking)?;
-    if booking.status != BookingStatus::Confirmed {
-        return Err(not_confirmed("reschedule", booking.status));
-    }
-    if let Actor::Client = actor {
-        check_client_cutoff(db, &booking, now).await?;
-    }
+    let booking = changeable(db, viewer, id, "reschedule", now).await?;
     let (_, service, shop) = offer(db, booking.barber_id, booking.service_id).await?;
     let rules = Rules::of(&shop);
     let duration = Duration::minutes(i64::from(service.duration_minutes));

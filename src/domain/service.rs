@@ -97,7 +97,16 @@ pub fn parse_currency(raw: &str) -> AppResult<String> {
     }
 }
 
-/// Checks that every barber in `barber_ids` works at `shop_id`.
+/// `ids` without repeats, in order.
+fn distinct(ids: &[i64]) -> Vec<i64> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Checks that every barber in `barber_ids` (without repeats) works at
+/// `shop_id`.
 async fn check_barbers(
     db: &impl ConnectionTrait,
     shop_id: i64,
@@ -108,10 +117,7 @@ async fn check_barbers(
         .filter(barber::Column::ShopId.eq(shop_id))
         .count(db)
         .await?;
-    let mut distinct = barber_ids.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if found != distinct.len() as u64 {
+    if found != barber_ids.len() as u64 {
         return Err(AppError::bad_input("every id in `barberIds` must be a barber of this shop"));
     }
     Ok(())
@@ -126,11 +132,8 @@ async fn set_offers(
         .filter(barber_service::Column::ServiceId.eq(service_id))
         .exec(db)
         .await?;
-    let mut distinct = barber_ids.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if !distinct.is_empty() {
-        barber_service::Entity::insert_many(distinct.into_iter().map(|barber_id| {
+    if !barber_ids.is_empty() {
+        barber_service::Entity::insert_many(barber_ids.iter().map(|&barber_id| {
             barber_service::ActiveModel { barber_id: Set(barber_id), service_id: Set(service_id) }
         }))
         .exec_without_returning(db)
@@ -142,7 +145,8 @@ async fn set_offers(
 /// Adds a service to a shop's menu, offered by `barber_ids`.
 #[tracing::instrument(skip_all, fields(shop.id = new.shop_id))]
 pub async fn create(db: &DatabaseConnection, new: NewService) -> AppResult<service::Model> {
-    check_barbers(db, new.shop_id, &new.barber_ids).await?;
+    let barber_ids = distinct(&new.barber_ids);
+    check_barbers(db, new.shop_id, &barber_ids).await?;
     let currency = match new.currency {
         Some(currency) => currency,
         // The shop's other services tell its currency.
@@ -167,7 +171,7 @@ pub async fn create(db: &DatabaseConnection, new: NewService) -> AppResult<servi
     }
     .insert(&txn)
     .await?;
-    set_offers(&txn, created.id, &new.barber_ids).await?;
+    set_offers(&txn, created.id, &barber_ids).await?;
     txn.commit().await?;
     Ok(created)
 }
@@ -179,7 +183,8 @@ pub async fn update(
     service: service::Model,
     changes: ServiceChanges,
 ) -> AppResult<service::Model> {
-    if let Some(barber_ids) = &changes.barber_ids {
+    let barber_ids = changes.barber_ids.as_deref().map(distinct);
+    if let Some(barber_ids) = &barber_ids {
         check_barbers(db, service.shop_id, barber_ids).await?;
     }
     let service_id = service.id;
@@ -199,7 +204,7 @@ pub async fn update(
     active.updated_at = Set(chrono::Utc::now());
     let txn = db.begin().await?;
     let updated = active.update(&txn).await?;
-    if let Some(barber_ids) = &changes.barber_ids {
+    if let Some(barber_ids) = &barber_ids {
         set_offers(&txn, service_id, barber_ids).await?;
     }
     txn.commit().await?;

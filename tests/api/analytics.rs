@@ -12,7 +12,8 @@ use crate::{
     shop_fixture::{SET_HOURS, ShopFixture},
 };
 
-const DASHBOARD: &str = r#"
+/// Every field of the dashboard.
+pub(crate) const DASHBOARD: &str = r#"
 query($shop: ID!, $from: Date!, $to: Date!) {
   analytics(shopId: $shop, from: $from, to: $to) {
     bookingsCount completedCount cancelledCount noShowCount revenueCents averageTicketCents

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     BookingArgs, BookingConnection, BookingStatus, Service, Shop, TimeOff, WorkingHours, load_one,
+    load_required,
 };
 use crate::{
     auth::policy,
@@ -45,11 +46,7 @@ impl Barber {
 
     /// The shop the barber works at.
     async fn shop(&self, ctx: &Context<'_>) -> async_graphql::Result<Shop> {
-        load_one::<ShopByIdLoader, _>(ctx, self.0.shop_id)
-            .await?
-            .map(Shop)
-            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("barber {} has no shop", self.0.id)))
-            .map_err(Into::into)
+        Ok(Shop(load_required::<ShopByIdLoader, _>(ctx, self.0.shop_id, "shop").await?))
     }
 
     /// The services the barber offers.

@@ -3,13 +3,10 @@
 use async_graphql::{Context, ID, Object};
 use entity::service;
 
-use super::{Barber, Shop, load_one};
-use crate::{
-    error::AppError,
-    graphql::{
-        id::{self, Kind},
-        loader::{BarbersByServiceLoader, ShopByIdLoader},
-    },
+use super::{Barber, Shop, load_one, load_required};
+use crate::graphql::{
+    id::{self, Kind},
+    loader::{BarbersByServiceLoader, ShopByIdLoader},
 };
 
 /// Something a client can book: how long it takes and what it costs.
@@ -46,11 +43,7 @@ impl Service {
 
     /// The shop whose menu this is.
     async fn shop(&self, ctx: &Context<'_>) -> async_graphql::Result<Shop> {
-        load_one::<ShopByIdLoader, _>(ctx, self.0.shop_id)
-            .await?
-            .map(Shop)
-            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("service {} has no shop", self.0.id)))
-            .map_err(Into::into)
+        Ok(Shop(load_required::<ShopByIdLoader, _>(ctx, self.0.shop_id, "shop").await?))
     }
 
     /// The barbers who offer this service.
