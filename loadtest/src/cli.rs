@@ -1,0 +1,114 @@
+//! The command line: what to load, how hard, for how long, and where the
+//! report goes.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+/// Load-tests a running BookedBarber API with realistic user journeys and
+/// writes a Markdown report (plus goose's HTML report) to `--report-dir`.
+///
+/// Every virtual user sends its requests from an address of its own in
+/// `X-Forwarded-For`; start the server with `TRUST_PROXY=127.0.0.1` (as it
+/// would run behind a load balancer) so that per-client rate limits apply per
+/// virtual user. Without it, all users share one budget and the report counts
+/// the resulting 429s.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "bookedbarber-loadtest", version)]
+pub struct Options {
+    /// Base URL of the server under test.
+    #[arg(long, env = "LOADTEST_TARGET", default_value = "http://127.0.0.1:8080")]
+    pub target: String,
+    /// Which users to simulate.
+    #[arg(long, value_enum, default_value_t = Scenario::Mixed)]
+    pub scenario: Scenario,
+    /// Concurrent virtual users at full load.
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// How long to hold full load after the ramp-up (`60s`, `5m`).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Time over which users are started, evenly.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub ramp_up: Duration,
+    /// Shortest pause of a user between two steps.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub think_min: Duration,
+    /// Longest pause of a user between two steps.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub think_max: Duration,
+    /// Shops to prepare through the API; by default one per owner watching
+    /// a dashboard, and enough for the barbers at work (2 to 500).
+    #[arg(long)]
+    pub shops: Option<usize>,
+    /// Where `report.md`, `goose.html` and `goose.json` are written.
+    #[arg(long, default_value = "loadtest-report")]
+    pub report_dir: PathBuf,
+    /// Give up on a request after this long (it then counts as an error).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Leave out the abusive scraper of the `mixed` scenario.
+    #[arg(long)]
+    pub no_abuser: bool,
+    /// Show goose's progress log (each user starting and stopping).
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Print goose's running metrics every this many seconds.
+    #[arg(long)]
+    pub running_metrics: Option<usize>,
+}
+
+/// A kind of user, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Anonymous visitors: shops, a shop's barbers and services, free slots.
+    Browse,
+    /// Clients who register or sign in, book, look at and change their
+    /// bookings; barbers who take payments and close bookings.
+    Book,
+    /// Owners opening their shop's analytics for varied ranges.
+    Dashboard,
+    /// A scraper that ignores think time; expects 429s.
+    Abuse,
+    /// All of them: mostly browsing.
+    Mixed,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Browse => "browse",
+            Scenario::Book => "book",
+            Scenario::Dashboard => "dashboard",
+            Scenario::Abuse => "abuse",
+            Scenario::Mixed => "mixed",
+        }
+    }
+
+    /// Whether clients book, so the no-loss check has something to check.
+    pub fn books(self) -> bool {
+        matches!(self, Scenario::Book | Scenario::Mixed)
+    }
+}
+
+impl Options {
+    /// Options for a run against `target`, with every other default.
+    pub fn new(target: impl Into<String>) -> Self {
+        let mut options = Options::parse_from(["bookedbarber-loadtest"]);
+        options.target = target.into();
+        options
+    }
+
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.users > 0, "--users must be at least 1");
+        anyhow::ensure!(
+            self.think_min <= self.think_max,
+            "--think-min must not exceed --think-max"
+        );
+        anyhow::ensure!(!self.duration.is_zero(), "--duration must be positive");
+        url::Url::parse(&self.target)
+            .map_err(|e| anyhow::anyhow!("--target {:?} is not a URL: {e}", self.target))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! Measured GraphQL calls from virtual users, and the count of how they
+//! failed, by operation and error code.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use goose::prelude::*;
+use serde_json::{Value, json};
+
+use crate::api::Identity;
+
+/// What a virtual user got back.
+#[derive(Debug)]
+pub enum Reply {
+    /// The operation's `data`.
+    Data(Value),
+    /// A refusal or failure, by code: the GraphQL error code, `RATE_LIMITED`
+    /// for a 429, `HTTP_<status>`, `TIMEOUT` or `TRANSPORT`.
+    Failed(String),
+}
+
+impl Reply {
+    pub fn data(self) -> Option<Value> {
+        match self {
+            Reply::Data(data) => Some(data),
+            Reply::Failed(_) => None,
+        }
+    }
+}
+
+/// Whether a failure of `scenario` is the system working as promised rather
+/// than failing: a client who lost a race for a slot or an email
+/// (`CONFLICT`), and the abusive scraper over its budget (`RATE_LIMITED`).
+/// A 429 to a well-behaved user is an error: its limits are too tight.
+pub fn is_expected_refusal(scenario: &str, code: &str) -> bool {
+    code == "CONFLICT" || (scenario == ABUSIVE_SCENARIO && code == "RATE_LIMITED")
+}
+
+/// The scenario that is meant to be refused.
+pub const ABUSIVE_SCENARIO: &str = "abuse";
+
+/// How often one operation failed with one code.
+#[derive(Debug, Default, Clone)]
+pub struct Failures {
+    pub count: u64,
+    /// The first message seen with it.
+    pub example: String,
+}
+
+/// Operation -> code -> failures.
+pub type FailureTable = BTreeMap<String, BTreeMap<String, Failures>>;
+
+/// Failed requests by operation and code.
+#[derive(Debug, Default, Clone)]
+pub struct Tally(Arc<Mutex<FailureTable>>);
+
+impl Tally {
+    fn count(&self, operation: &str, code: &str, message: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry =
+            map.entry(operation.to_owned()).or_default().entry(code.to_owned()).or_default();
+        entry.count += 1;
+        if entry.example.is_empty() {
+            entry.example = message.chars().take(160).collect();
+        }
+    }
+
+    pub fn snapshot(&self) -> FailureTable {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+/// Runs `query` as `who`, measured by goose under `name` (`scenario op`).
+/// Only goose's own trouble is an `Err`; the server's answers are replies.
+pub async fn call(
+    user: &mut GooseUser,
+    tally: &Tally,
+    who: &Identity,
+    name: &str,
+    query: &str,
+    variables: Value,
+) -> Result<Reply, Box<TransactionError>> {
+    let mut builder = user
+        .get_request_builder(&GooseMethod::Post, "/graphql")?
+        .header("x-forwarded-for", &who.ip)
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(token) = &who.token {
+        builder = builder.bearer_auth(token);
+    }
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path("/graphql")
+        .name(name)
+        .set_request_builder(builder)
+        .build();
+    let mut goose = user.request(request).await?;
+    let response = match goose.response {
+        Ok(response) => response,
+        Err(error) => {
+            let code = if error.is_timeout() { "TIMEOUT" } else { "TRANSPORT" };
+            tally.count(name, code, &error.to_string());
+            return Ok(Reply::Failed(code.to_owned()));
+        }
+    };
+    let status = response.status();
+    let body: Option<Value> = response.json().await.ok();
+    let first_error = body.as_ref().and_then(|b| b["errors"].as_array()?.first().cloned());
+    let message = first_error.as_ref().and_then(|e| e["message"].as_str()).unwrap_or("");
+    let error_code = match &first_error {
+        _ if status == reqwest::StatusCode::TOO_MANY_REQUESTS => Some("RATE_LIMITED".to_owned()),
+        Some(error) => Some(error["extensions"]["code"].as_str().unwrap_or("NO_CODE").to_owned()),
+        None => None,
+    };
+    let code = match (error_code, body) {
+        (None, Some(mut body)) if status.is_success() => {
+            return Ok(Reply::Data(body["data"].take()));
+        }
+        (Some(code), _) => code,
+        (None, _) => format!("HTTP_{}", status.as_u16()),
+    };
+    tally.count(name, &code, message);
+    // A GraphQL error arrives with 200; goose should count it as failed too.
+    if status.is_success() {
+        let _ = user.set_failure(&code, &mut goose.request, None, None);
+    }
+    Ok(Reply::Failed(code))
+}
