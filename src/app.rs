@@ -16,7 +16,7 @@ use crate::{
     config::Config,
     db::{self, StatementCounter},
     graphql::{self, AppSchema},
-    protect::Limits,
+    protect::{Admission, Limits},
     router, seed,
 };
 
@@ -29,6 +29,8 @@ pub struct AppState {
     pub schema: AppSchema,
     /// Rate limiters, per client and for sign-ins.
     pub limits: Arc<Limits>,
+    /// Turns for running GraphQL requests.
+    pub admission: Admission,
     /// When the process started serving.
     pub started: std::time::Instant,
     /// The analytics cache (Redis or in-process).
@@ -89,6 +91,7 @@ impl App {
                 &config,
             ),
             limits,
+            admission: Admission::new(&config),
             cache,
             tokens,
             db,

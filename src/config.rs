@@ -125,6 +125,15 @@ pub struct Config {
     /// `login`/`register` attempts per IP and per email per minute.
     #[arg(long, env = "LOGIN_RATE_LIMIT_PER_MINUTE", default_value_t = 10, global = true)]
     pub login_rate_limit_per_minute: u32,
+    /// GraphQL requests run at once; more wait for a turn (admission
+    /// control, so an overloaded server refuses fast instead of timing out
+    /// halfway through).
+    #[arg(long, env = "MAX_IN_FLIGHT_REQUESTS", default_value_t = 128, global = true)]
+    pub max_in_flight_requests: u32,
+    /// How long a request waits for a turn before it is refused with 503
+    /// and `OVERLOADED`, in milliseconds.
+    #[arg(long, env = "ADMISSION_TIMEOUT_MS", default_value_t = 1000, global = true)]
+    pub admission_timeout_ms: u64,
     /// Proxies whose `X-Forwarded-For` is believed: comma-separated IPs or
     /// CIDRs. Unset: the client is the socket peer.
     #[arg(long, env = "TRUST_PROXY", value_delimiter = ',', value_parser = parse_net, global = true)]

@@ -168,6 +168,39 @@ impl Limits {
 }
 
 /// Prunes `limits` every minute for as long as they live.
+/// Admission control: at most a set number of GraphQL requests run at once,
+/// and one that cannot get a turn within the wait is refused before it does
+/// any work. Past its capacity the server then answers a fast 503 rather
+/// than queueing every request into database pool timeouts, where a write
+/// can commit and still answer an error.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    turns: Arc<tokio::sync::Semaphore>,
+    capacity: usize,
+    wait: Duration,
+}
+
+impl Admission {
+    pub fn new(config: &Config) -> Self {
+        let capacity = usize::try_from(config.max_in_flight_requests.max(1)).unwrap_or(1);
+        Self {
+            turns: Arc::new(tokio::sync::Semaphore::new(capacity)),
+            capacity,
+            wait: Duration::from_millis(config.admission_timeout_ms),
+        }
+    }
+
+    /// A turn, held until dropped; `None` when none came free in time.
+    pub async fn enter(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        tokio::time::timeout(self.wait, Arc::clone(&self.turns).acquire_owned()).await.ok()?.ok()
+    }
+
+    /// Requests running now.
+    pub fn in_flight(&self) -> usize {
+        self.capacity.saturating_sub(self.turns.available_permits())
+    }
+}
+
 pub fn spawn_pruning(limits: &Arc<Limits>) {
     let limits = Arc::downgrade(limits);
     tokio::spawn(async move {

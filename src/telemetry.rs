@@ -63,6 +63,7 @@ pub async fn render_metrics(
     metrics::gauge!("bookedbarber_db_pool_connections", "state" => "idle").set(f64::from(idle));
     metrics::gauge!("bookedbarber_uptime_seconds").set(state.started.elapsed().as_secs_f64());
     metrics::gauge!("bookedbarber_rate_limit_tracked_clients").set(state.limits.tracked() as f64);
+    metrics::gauge!("bookedbarber_graphql_in_flight").set(state.admission.in_flight() as f64);
     let degraded = state.cache.health().problem.is_some();
     metrics::gauge!("bookedbarber_cache_degraded").set(if degraded { 1.0 } else { 0.0 });
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics().render())
@@ -111,6 +112,11 @@ pub fn graphql_request(
     if duration_ms >= slow_ms {
         tracing::warn!(operation, duration_ms, outcome, "slow GraphQL operation");
     }
+}
+
+/// Counts a request refused because the server was at capacity.
+pub fn overloaded() {
+    metrics::counter!("bookedbarber_overload_refusals_total").increment(1);
 }
 
 /// Counts a request refused by a rate limiter.

@@ -147,6 +147,12 @@ async fn run(
         Ok(request) => request,
         Err(rejection) => return refused_early(unreadable(rejection)),
     };
+    // Held to the end of the request: signing in and running both use the
+    // database.
+    let Some(_turn) = state.admission.enter().await else {
+        telemetry::overloaded();
+        return overloaded();
+    };
     let identity = match authenticate(&state, &headers).await {
         Ok(identity) => identity,
         Err(error) => return refused_early(refused(error)),
@@ -221,6 +227,21 @@ fn with_budget(mut response: Response, budget: &Budget) -> Response {
     headers.insert("ratelimit-limit", HeaderValue::from(budget.limit));
     headers.insert("ratelimit-remaining", HeaderValue::from(budget.remaining));
     headers.insert("ratelimit-reset", HeaderValue::from(budget.reset_secs()));
+    response
+}
+
+/// 503 with `Retry-After` and an `OVERLOADED` error: no turn came free, and
+/// nothing of the request was done.
+fn overloaded() -> Response {
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{
+            "message": "the server is at capacity; nothing was done; try again in 1 s",
+            "extensions": { "code": "OVERLOADED", "retryAfter": 1 },
+        }],
+    });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
     response
 }
 

@@ -18,6 +18,7 @@ mod errors;
 mod health;
 mod lifecycle;
 mod manage;
+mod overload;
 mod protection;
 mod roles;
 mod schema;
