@@ -36,14 +36,15 @@ struct Expected {
     starts_at: DateTime<Utc>,
     status: Status,
     paid_cents: i64,
-    /// A change whose answer never arrived: its outcome is unknown.
+    /// A change whose outcome is unknown (answer lost, or internal error).
     uncertain: bool,
 }
 
 #[derive(Debug, Default)]
 struct Book {
     bookings: HashMap<String, Expected>,
-    /// `createBooking` calls whose answer never arrived.
+    /// `createBooking` calls that may or may not have booked: the answer
+    /// was lost, or was an internal error.
     unknown_creates: u64,
 }
 
@@ -81,7 +82,7 @@ impl Ledger {
         self.update(id, |expected| expected.paid_cents += amount_cents);
     }
 
-    /// A change to `id` was sent and its answer lost.
+    /// A change to `id` was sent and its outcome is unknown.
     pub fn uncertain(&self, id: &str) {
         self.update(id, |expected| expected.uncertain = true);
     }
@@ -119,7 +120,8 @@ pub struct Verdict {
     pub stored: usize,
     /// Told made, not stored.
     pub lost: Vec<String>,
-    /// Stored but never reported to a user (beyond unanswered creates).
+    /// Stored but never reported to a user (beyond creates of unknown
+    /// outcome).
     pub unexplained: usize,
     pub unknown_creates: u64,
     pub uncertain: usize,

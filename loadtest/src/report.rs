@@ -354,7 +354,7 @@ pub fn render(facts: &Facts<'_>) -> String {
             let _ = writeln!(w, "| Lost (confirmed, not stored) | {} |", v.lost.len());
             let _ = writeln!(
                 w,
-                "| Doubled or unexplained (stored, never confirmed; beyond {} unanswered creates) | {} |",
+                "| Doubled or unexplained (stored, never confirmed; beyond {} creates of unknown outcome) | {} |",
                 v.unknown_creates, v.unexplained
             );
             let _ = writeln!(

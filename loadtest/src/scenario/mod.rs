@@ -116,9 +116,12 @@ fn op(scenario: &str, operation: &str) -> String {
     format!("{scenario} {operation}")
 }
 
-/// Whether a reply failed for a reason the user sees as "try again later".
+/// Whether a failed write may still have happened: its answer was lost, or
+/// the server failed somewhere it does not say. (`OVERLOADED` and every
+/// other code mean nothing was done.)
 fn lost_answer(code: &str) -> bool {
-    matches!(code, "TIMEOUT" | "TRANSPORT")
+    matches!(code, "TIMEOUT" | "TRANSPORT" | "INTERNAL_SERVER_ERROR")
+        || (code.starts_with("HTTP_5") && code != "HTTP_503")
 }
 
 const SLOTS: &str = "query($barber: ID!, $service: ID!, $date: Date!) {
