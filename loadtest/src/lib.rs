@@ -62,7 +62,12 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
     let fixture = fixture::prepare(&api, &run_id, shop_count, accounts).await?;
     let prepare_secs = clock.elapsed().as_secs_f64();
     let (shops, barbers) = (fixture.shops.len(), fixture.barbers_with_accounts().count());
-    let run = Arc::new(Run { fixture, ledger: Ledger::default(), tally: Tally::default() });
+    let run = Arc::new(Run {
+        fixture,
+        ledger: Ledger::default(),
+        tally: Tally::default(),
+        seats: scenario::Seats::default(),
+    });
 
     let before = api.get_text("/metrics").await.ok();
     let metrics = attack(&options, &mix, &run).await?;

@@ -20,7 +20,8 @@ struct Journey {
 fn visitor<'u>(user: &'u mut GooseUser, run: &Run) -> &'u mut Visitor<Journey> {
     Visitor::of(user, |index, _| {
         let shops = &run.fixture.shops;
-        let shop = (!shops.is_empty()).then(|| &shops[index % shops.len()]);
+        let seat = run.seats.next_owner();
+        let shop = (!shops.is_empty()).then(|| &shops[seat % shops.len()]);
         let who = Identity {
             ip: address_of(index),
             token: shop.and_then(|shop| shop.owner.token.clone()),

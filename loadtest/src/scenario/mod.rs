@@ -28,6 +28,27 @@ pub struct Run {
     pub fixture: Fixture,
     pub ledger: Ledger,
     pub tally: Tally,
+    /// Hands out the prepared barbers' and owners' accounts in turn, so
+    /// that two users share one only when there are more users than
+    /// accounts.
+    pub seats: Seats,
+}
+
+/// Turn counters for handing out accounts.
+#[derive(Debug, Default)]
+pub struct Seats {
+    barbers: std::sync::atomic::AtomicUsize,
+    owners: std::sync::atomic::AtomicUsize,
+}
+
+impl Seats {
+    fn next_barber(&self) -> usize {
+        self.barbers.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn next_owner(&self) -> usize {
+        self.owners.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// A virtual user's own state between steps: who it is, its dice, and what

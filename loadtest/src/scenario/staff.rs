@@ -23,7 +23,8 @@ struct Journey {
 fn visitor<'u>(user: &'u mut GooseUser, run: &Run) -> &'u mut Visitor<Journey> {
     Visitor::of(user, |index, _| {
         let barbers: Vec<_> = run.fixture.barbers_with_accounts().collect();
-        let chosen = (!barbers.is_empty()).then(|| barbers[index % barbers.len()].1);
+        let seat = run.seats.next_barber();
+        let chosen = (!barbers.is_empty()).then(|| barbers[seat % barbers.len()].1);
         let who = Identity {
             ip: address_of(index),
             token: chosen.and_then(|barber| barber.account.as_ref()?.token.clone()),
