@@ -317,6 +317,11 @@ pub fn render(facts: &Facts<'_>) -> String {
             let _ = writeln!(w, "| GraphQL requests by outcome | {} |", list(&view.requests));
             let _ = writeln!(w, "| GraphQL errors by code | {} |", list(&view.errors));
             let _ = writeln!(w, "| Rate-limit refusals by limiter | {} |", list(&view.refusals));
+            let _ = writeln!(
+                w,
+                "| Refused as `OVERLOADED` (no turn came free) | {} |",
+                view.overloaded
+            );
             let ratio = view
                 .cache_hit_ratio()
                 .map_or("no analytics lookups".to_owned(), |r| format!("{:.1} %", r * 100.0));

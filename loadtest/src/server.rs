@@ -13,6 +13,8 @@ pub struct ServerView {
     pub errors: BTreeMap<String, f64>,
     /// Rate-limit refusals by limiter.
     pub refusals: BTreeMap<String, f64>,
+    /// Requests refused with 503 `OVERLOADED` (no turn came free).
+    pub overloaded: f64,
     /// Analytics cache lookups by outcome (`hit`, `miss`, `error`, `fallback`).
     pub cache: BTreeMap<String, f64>,
     /// Mean time the server spent on a GraphQL request, in seconds.
@@ -79,6 +81,8 @@ impl ServerView {
             requests: moved("bookedbarber_graphql_requests_total", "outcome"),
             errors: moved("bookedbarber_graphql_errors_total", "code"),
             refusals: moved("bookedbarber_rate_limit_refusals_total", "limiter"),
+            overloaded: total(&after, "bookedbarber_overload_refusals_total")
+                - total(&before, "bookedbarber_overload_refusals_total"),
             cache: moved("bookedbarber_analytics_cache_total", "outcome"),
             mean_request_secs: (count > 0.0).then(|| sum / count),
             pool: by_label(&after, "bookedbarber_db_pool_connections", "state"),
@@ -107,11 +111,14 @@ mod tests {
             bookedbarber_analytics_cache_total{section=\"peaks\",outcome=\"hit\"} 1\n\
             bookedbarber_analytics_cache_total{section=\"summary\",outcome=\"miss\"} 4\n\
             # TYPE bookedbarber_rate_limit_refusals_total counter\n\
-            bookedbarber_rate_limit_refusals_total{limiter=\"request\"} 3\n";
+            bookedbarber_rate_limit_refusals_total{limiter=\"request\"} 3\n\
+            # TYPE bookedbarber_overload_refusals_total counter\n\
+            bookedbarber_overload_refusals_total 7\n";
         let view = ServerView::between(before, after).unwrap();
         assert_eq!(view.cache.get("hit"), Some(&10.0));
         assert_eq!(view.cache.get("miss"), Some(&2.0));
         assert_eq!(view.cache_hit_ratio(), Some(10.0 / 12.0));
         assert_eq!(view.refusals.get("request"), Some(&3.0));
+        assert_eq!(view.overloaded, 7.0);
     }
 }
