@@ -233,8 +233,9 @@ fn compare(book: &Book, stored: &[Stored], buffer: Duration) -> Verdict {
         unexplained.saturating_sub(usize::try_from(book.unknown_creates).unwrap_or(usize::MAX));
 
     let mut by_barber: BTreeMap<&str, Vec<&Stored>> = BTreeMap::new();
-    for booking in stored.iter().filter(|s| matches!(s.status.as_str(), "CONFIRMED" | "COMPLETED"))
-    {
+    // Every booking but a cancelled one holds the barber's time, as in the
+    // database's own guard.
+    for booking in stored.iter().filter(|s| s.status != "CANCELLED") {
         by_barber.entry(booking.barber.as_str()).or_default().push(booking);
     }
     for (barber, mut bookings) in by_barber {
@@ -295,6 +296,18 @@ mod tests {
         );
         assert!(verdict.mismatched.is_empty());
         assert!(!verdict.passed());
+    }
+
+    #[test]
+    fn a_no_show_still_holds_the_barbers_time() {
+        let ledger = Ledger::default();
+        let rows = [stored("gone", 0, 30, "NO_SHOW"), stored("late", 10, 40, "CANCELLED")];
+        let mut clash = rows.to_vec();
+        clash.push(stored("clash", 15, 45, "CONFIRMED"));
+        let clean = ledger.with(|book| compare(book, &rows, Duration::minutes(5)));
+        assert!(clean.overlaps.is_empty(), "a cancelled booking holds nothing");
+        let verdict = ledger.with(|book| compare(book, &clash, Duration::minutes(5)));
+        assert_eq!(verdict.overlaps, [("b".to_owned(), "gone".to_owned(), "clash".to_owned())]);
     }
 
     #[test]
