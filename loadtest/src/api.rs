@@ -45,7 +45,8 @@ impl Api {
     }
 
     /// Runs one operation and returns its `data`; a GraphQL error is an
-    /// error here. A 429 is waited out (this traffic is not measured).
+    /// error here. A 429 or a 503 is waited out (this traffic is not
+    /// measured).
     pub async fn gql(
         &self,
         who: &Identity,
@@ -63,7 +64,10 @@ impl Api {
                 request = request.bearer_auth(token);
             }
             let response = request.send().await.with_context(|| format!("POST {}", self.base))?;
-            if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let status = response.status();
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            {
                 let retry = response
                     .headers()
                     .get("retry-after")
@@ -73,12 +77,12 @@ impl Api {
                     .max(1);
                 if waited >= MAX_RATE_LIMIT_WAIT {
                     bail!(
-                        "the server kept refusing with 429 for {}s; start it with \
-                         TRUST_PROXY=127.0.0.1 so each virtual user has a budget of its own",
+                        "the server kept refusing with {status} for {}s (with 429: start it \
+                         with TRUST_PROXY=127.0.0.1 so each virtual user has a budget of its own)",
                         waited.as_secs()
                     );
                 }
-                if waited.is_zero() {
+                if waited.is_zero() && status == reqwest::StatusCode::TOO_MANY_REQUESTS {
                     eprintln!(
                         "rate limited outside the measurement, waiting {retry}s (does the \
                          server trust X-Forwarded-For from this host? TRUST_PROXY=127.0.0.1)"
@@ -88,7 +92,6 @@ impl Api {
                 waited += Duration::from_secs(retry);
                 continue;
             }
-            let status = response.status();
             let body: Value = response
                 .json()
                 .await

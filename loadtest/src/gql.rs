@@ -30,12 +30,17 @@ impl Reply {
     }
 }
 
-/// Whether a failure of `scenario` is the system working as promised rather
-/// than failing: a client who lost a race for a slot or an email
-/// (`CONFLICT`), and the abusive scraper over its budget (`RATE_LIMITED`).
-/// A 429 to a well-behaved user is an error: its limits are too tight.
-pub fn is_expected_refusal(scenario: &str, code: &str) -> bool {
-    code == "CONFLICT" || (scenario == ABUSIVE_SCENARIO && code == "RATE_LIMITED")
+/// Whether a failure of operation `name` (`scenario op`) is the system
+/// working as promised rather than failing: a client who lost a race for a
+/// slot or an email (`CONFLICT`), a barber paying for a booking changed
+/// since the screen loaded (cancelled or paid meanwhile: `BAD_USER_INPUT`),
+/// and the abusive scraper over its budget (`RATE_LIMITED`). A 429 to a
+/// well-behaved user is an error: its limits are too tight.
+pub fn is_expected_refusal(name: &str, code: &str) -> bool {
+    code == "CONFLICT"
+        || (name == "staff recordPayment" && code == "BAD_USER_INPUT")
+        || (name.split_once(' ').map(|(scenario, _)| scenario) == Some(ABUSIVE_SCENARIO)
+            && code == "RATE_LIMITED")
 }
 
 /// The scenario that is meant to be refused.
@@ -105,7 +110,17 @@ pub async fn call(
         }
     };
     let status = response.status();
-    let body: Option<Value> = response.json().await.ok();
+    let body: Value = match response.json().await {
+        Ok(body) => body,
+        Err(error) => {
+            // The status came, the answer did not: what happened is unknown.
+            let code = if error.is_timeout() { "TIMEOUT" } else { "TRANSPORT" };
+            tally.count(name, code, &format!("HTTP {status}, unreadable body: {error}"));
+            let _ = user.set_failure(code, &mut goose.request, None, None);
+            return Ok(Reply::Failed(code.to_owned()));
+        }
+    };
+    let body = Some(body);
     let first_error = body.as_ref().and_then(|b| b["errors"].as_array()?.first().cloned());
     let message = first_error.as_ref().and_then(|e| e["message"].as_str()).unwrap_or("");
     let error_code = match &first_error {

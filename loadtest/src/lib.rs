@@ -125,7 +125,10 @@ async fn attack(options: &Options, mix: &mix::Mix, run: &Arc<Run>) -> anyhow::Re
         .set_default(GooseDefault::Host, options.target.as_str())?
         .set_default(GooseDefault::Users, options.users)?
         .set_default(GooseDefault::RunTime, hold)?
-        .set_default(GooseDefault::Timeout, options.request_timeout.as_secs().to_string().as_str())?
+        .set_default(
+            GooseDefault::Timeout,
+            options.request_timeout.as_secs().max(1).to_string().as_str(),
+        )?
         // The ramp-up is part of the measurement: sign-ups happen there.
         .set_default(GooseDefault::NoResetMetrics, true)?
         .set_default(GooseDefault::NoTelnet, true)?

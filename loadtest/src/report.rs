@@ -93,7 +93,7 @@ pub fn rows(metrics: &GooseMetrics, failures: &FailureTable) -> Vec<Row> {
             let (scenario, operation) = name.split_once(' ').unwrap_or(("", name));
             let (mut errors, mut refusals) = (0, 0);
             for (code, failures) in failures.get(name).into_iter().flatten() {
-                if is_expected_refusal(scenario, code) {
+                if is_expected_refusal(name, code) {
                     refusals += failures.count;
                 } else {
                     errors += failures.count;
@@ -210,8 +210,9 @@ pub fn render(facts: &Facts<'_>) -> String {
         w,
         "\nLatency is measured by goose from sending a request to its response's headers; it rounds \
          times over 100 ms to 10 ms and over 500 ms to 100 ms. The error rate leaves out refusals \
-         that are the system keeping its promises: `CONFLICT` (a slot or email just taken) and the \
-         scraper's `RATE_LIMITED`; a 429 to any other user counts as an error. The scraper's \
+         that are the system keeping its promises: `CONFLICT` (a slot or email just taken), a barber's \
+         payment refused because the booking changed since their screen loaded, and the scraper's \
+         `RATE_LIMITED`; a 429 to any other user counts as an error. The scraper's \
          requests are left out of the KPIs."
     );
 

@@ -137,12 +137,21 @@ fn op(scenario: &str, operation: &str) -> String {
     format!("{scenario} {operation}")
 }
 
-/// Whether a failed write may still have happened: its answer was lost, or
-/// the server failed somewhere it does not say. (`OVERLOADED` and every
-/// other code mean nothing was done.)
+/// Whether a failed write may still have happened: only a refusal with one
+/// of the API's own codes for "not done" says for sure that it did not (a
+/// lost answer, a cut-off request or an internal error does not).
 fn lost_answer(code: &str) -> bool {
-    matches!(code, "TIMEOUT" | "TRANSPORT" | "INTERNAL_SERVER_ERROR")
-        || (code.starts_with("HTTP_5") && code != "HTTP_503")
+    !matches!(
+        code,
+        "OVERLOADED"
+            | "RATE_LIMITED"
+            | "CONFLICT"
+            | "BAD_USER_INPUT"
+            | "NOT_FOUND"
+            | "FORBIDDEN"
+            | "UNAUTHENTICATED"
+            | "QUERY_TOO_COMPLEX"
+    )
 }
 
 const SLOTS: &str = "query($barber: ID!, $service: ID!, $date: Date!) {
