@@ -167,12 +167,13 @@ impl Limits {
     }
 }
 
-/// Prunes `limits` every minute for as long as they live.
 /// Admission control: at most a set number of GraphQL requests run at once,
 /// and one that cannot get a turn within the wait is refused before it does
 /// any work. Past its capacity the server then answers a fast 503 rather
 /// than queueing every request into database pool timeouts, where a write
-/// can commit and still answer an error.
+/// can commit and still answer an error. The turns should stay within what
+/// the pool serves inside its acquire timeout (128 turns over 20
+/// connections is about 6 queued a connection, each held for milliseconds).
 #[derive(Clone, Debug)]
 pub struct Admission {
     turns: Arc<tokio::sync::Semaphore>,
@@ -201,6 +202,7 @@ impl Admission {
     }
 }
 
+/// Prunes `limits` every minute for as long as they live.
 pub fn spawn_pruning(limits: &Arc<Limits>) {
     let limits = Arc::downgrade(limits);
     tokio::spawn(async move {
