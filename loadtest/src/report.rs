@@ -375,8 +375,11 @@ pub fn render(facts: &Facts<'_>) -> String {
                 "| Active bookings inside the shop's buffer | {} |",
                 v.buffer_violations.len()
             );
-            let _ =
-                writeln!(w, "| Changes whose answer was lost (not compared) | {} |", v.uncertain);
+            let _ = writeln!(
+                w,
+                "| Changes of unknown outcome (lost, cut off or internal error; not compared) | {} |",
+                v.uncertain
+            );
             for (id, told, has) in v.mismatched.iter().take(10) {
                 let _ = writeln!(w, "\n- `{id}`: told {told}, stored {has}");
             }
