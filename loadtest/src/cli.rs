@@ -11,8 +11,8 @@ use clap::{Parser, ValueEnum};
 /// Every virtual user sends its requests from an address of its own in
 /// `X-Forwarded-For`; start the server with `TRUST_PROXY=127.0.0.1` (as it
 /// would run behind a load balancer) so that per-client rate limits apply per
-/// virtual user. Without it, all users share one budget and the report counts
-/// the resulting 429s.
+/// virtual user. Without it, all users share one budget, and even preparing
+/// the shops' accounts crawls at the sign-up limit.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bookedbarber-loadtest", version)]
 pub struct Options {
@@ -75,14 +75,9 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::Browse => "browse",
-            Scenario::Book => "book",
-            Scenario::Dashboard => "dashboard",
-            Scenario::Abuse => "abuse",
-            Scenario::Mixed => "mixed",
-        }
+    /// The name on the command line.
+    pub fn name(self) -> String {
+        self.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
     }
 
     /// Whether clients book, so the no-loss check has something to check.

@@ -110,7 +110,7 @@ pub async fn call(
         }
     };
     let status = response.status();
-    let body: Value = match response.json().await {
+    let mut body: Value = match response.json().await {
         Ok(body) => body,
         Err(error) => {
             // The status came, the answer did not: what happened is unknown.
@@ -120,22 +120,15 @@ pub async fn call(
             return Ok(Reply::Failed(code.to_owned()));
         }
     };
-    let body = Some(body);
-    let first_error = body.as_ref().and_then(|b| b["errors"].as_array()?.first().cloned());
-    let message = first_error.as_ref().and_then(|e| e["message"].as_str()).unwrap_or("");
-    let error_code = match &first_error {
-        _ if status == reqwest::StatusCode::TOO_MANY_REQUESTS => Some("RATE_LIMITED".to_owned()),
-        Some(error) => Some(error["extensions"]["code"].as_str().unwrap_or("NO_CODE").to_owned()),
-        None => None,
+    let error = body["errors"].as_array().and_then(|errors| errors.first());
+    let message = error.and_then(|e| e["message"].as_str()).unwrap_or("").to_owned();
+    let code = match error {
+        _ if status == reqwest::StatusCode::TOO_MANY_REQUESTS => "RATE_LIMITED".to_owned(),
+        Some(error) => error["extensions"]["code"].as_str().unwrap_or("NO_CODE").to_owned(),
+        None if status.is_success() => return Ok(Reply::Data(body["data"].take())),
+        None => format!("HTTP_{}", status.as_u16()),
     };
-    let code = match (error_code, body) {
-        (None, Some(mut body)) if status.is_success() => {
-            return Ok(Reply::Data(body["data"].take()));
-        }
-        (Some(code), _) => code,
-        (None, _) => format!("HTTP_{}", status.as_u16()),
-    };
-    tally.count(name, &code, message);
+    tally.count(name, &code, &message);
     // A GraphQL error arrives with 200; goose should count it as failed too.
     if status.is_success() {
         let _ = user.set_failure(&code, &mut goose.request, None, None);

@@ -81,6 +81,8 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
         None
     };
     let server = before.zip(after).and_then(|(b, a)| server::ServerView::between(&b, &a));
+    let failures = run.tally.snapshot();
+    let rows = report::rows(&metrics, &failures);
     let facts = report::Facts {
         options: &options,
         started,
@@ -88,7 +90,8 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
         shops,
         barbers,
         metrics: &metrics,
-        failures: run.tally.snapshot(),
+        failures,
+        rows,
         server,
         ready,
         verdict,
@@ -96,9 +99,8 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
     let text = report::render(&facts);
     let path = options.report_dir.join("report.md");
     std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
-    let rows = report::rows(&metrics, &facts.failures);
-    let (kpis_passed, check_passed) = report::passed(&rows, facts.verdict.as_ref());
-    let all = report::overall(&rows);
+    let (kpis_passed, check_passed) = report::passed(&facts.rows, facts.verdict.as_ref());
+    let all = report::overall(&facts.rows);
     Ok(Outcome {
         report: path,
         kpis_passed,

@@ -28,6 +28,8 @@ pub struct Facts<'a> {
     pub barbers: usize,
     pub metrics: &'a GooseMetrics,
     pub failures: FailureTable,
+    /// The measured operations ([`rows`] of the metrics and failures).
+    pub rows: Vec<Row>,
     pub server: Option<ServerView>,
     pub ready: Option<String>,
     /// `None` when the scenario does not book.
@@ -143,8 +145,8 @@ fn percent(rate: f64) -> String {
 /// Writes the report.
 pub fn render(facts: &Facts<'_>) -> String {
     let o = facts.options;
-    let rows = rows(facts.metrics, &facts.failures);
-    let all = overall(&rows);
+    let rows = &facts.rows;
+    let all = overall(rows);
     let secs = facts.metrics.duration.max(1) as f64;
     let mut out = String::new();
     let w = &mut out;
@@ -178,7 +180,7 @@ pub fn render(facts: &Facts<'_>) -> String {
         let _ = writeln!(w, "| Server `/ready` at the start | `{}` |", ready.trim());
     }
 
-    let (kpis_ok, check_ok) = passed(&rows, facts.verdict.as_ref());
+    let (kpis_ok, check_ok) = passed(rows, facts.verdict.as_ref());
     let _ = writeln!(w, "\n## KPIs: {}\n", verdict_word(kpis_ok && check_ok));
     let _ = writeln!(w, "| KPI | Target | Measured | Result |\n|---|---|---|---|");
     let p95 = all.percentile(0.95);
@@ -223,7 +225,7 @@ pub fn render(facts: &Facts<'_>) -> String {
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
     let mut by_scenario: BTreeMap<&str, Row> = BTreeMap::new();
-    for row in &rows {
+    for row in rows {
         by_scenario.entry(row.scenario.as_str()).or_default().merge(row);
     }
     for (name, row) in &by_scenario {
@@ -259,7 +261,7 @@ pub fn render(facts: &Facts<'_>) -> String {
         "| Scenario | Operation | Requests | Requests/s | p50 | p95 | p99 | Max | Error rate |"
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
-    for row in &rows {
+    for row in rows {
         let _ = writeln!(
             w,
             "| {} | `{}` | {} | {:.1} | {} ms | {} ms | {} ms | {} ms | {} |",

@@ -18,7 +18,7 @@ struct Journey {
 }
 
 fn visitor(user: &mut GooseUser) -> &mut Visitor<Journey> {
-    Visitor::of(user, |index, _| (Identity::anonymous(address_of(index)), Journey::default()))
+    Visitor::of(user, |index| (Identity::anonymous(address_of(index)), Journey::default()))
 }
 
 const SHOPS: &str = "query($search: String) {

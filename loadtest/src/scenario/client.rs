@@ -23,9 +23,7 @@ const NAME: &str = "book";
 
 #[derive(Default)]
 struct Journey {
-    email: String,
     registered: bool,
-    slug: Option<String>,
     /// `(barber, service)` the client chose.
     choice: Option<(String, String)>,
     slots: Vec<DateTime<Utc>>,
@@ -34,7 +32,7 @@ struct Journey {
 }
 
 fn visitor(user: &mut GooseUser) -> &mut Visitor<Journey> {
-    Visitor::of(user, |index, _| (Identity::anonymous(address_of(index)), Journey::default()))
+    Visitor::of(user, |index| (Identity::anonymous(address_of(index)), Journey::default()))
 }
 
 fn email_of(run: &Run, index: usize) -> String {
@@ -50,9 +48,6 @@ async fn sign_in(user: &mut GooseUser, run: Arc<Run>) -> TransactionResult {
     let index = user.weighted_users_index;
     let (mut who, registered, again) = {
         let v = visitor(user);
-        if v.journey.email.is_empty() {
-            v.journey.email = email_of(&run, index);
-        }
         let again = v.rng.random_bool(0.1);
         (v.who.clone(), v.journey.registered, again)
     };
@@ -89,7 +84,6 @@ async fn shop(user: &mut GooseUser, run: Arc<Run>) -> TransactionResult {
     let (who, slug) = {
         let v = visitor(user);
         let slug = pick(&mut v.rng, &run.fixture.shops).map(|shop| shop.slug.clone());
-        v.journey.slug = slug.clone();
         (v.who.clone(), slug)
     };
     let Some(slug) = slug else { return Ok(()) };

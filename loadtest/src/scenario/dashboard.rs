@@ -18,7 +18,7 @@ struct Journey {
 }
 
 fn visitor<'u>(user: &'u mut GooseUser, run: &Run) -> &'u mut Visitor<Journey> {
-    Visitor::of(user, |index, _| {
+    Visitor::of(user, |index| {
         let shops = &run.fixture.shops;
         let seat = run.seats.next_owner();
         let shop = (!shops.is_empty()).then(|| &shops[seat % shops.len()]);

@@ -61,14 +61,11 @@ struct Visitor<S> {
 
 impl<S: Send + Sync + 'static> Visitor<S> {
     /// The state of `user`, made on first use from its index.
-    fn of(
-        user: &mut GooseUser,
-        start: impl FnOnce(usize, &mut StdRng) -> (Identity, S),
-    ) -> &mut Self {
+    fn of(user: &mut GooseUser, start: impl FnOnce(usize) -> (Identity, S)) -> &mut Self {
         if user.get_session_data::<Self>().is_none() {
             let index = user.weighted_users_index;
-            let mut rng = StdRng::seed_from_u64(index as u64 ^ 0x5EED);
-            let (who, journey) = start(index, &mut rng);
+            let rng = StdRng::seed_from_u64(index as u64 ^ 0x5EED);
+            let (who, journey) = start(index);
             user.set_session_data(Self { who, rng, journey });
         }
         user.get_session_data_unchecked_mut::<Self>()

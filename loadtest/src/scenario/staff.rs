@@ -21,7 +21,7 @@ struct Journey {
 }
 
 fn visitor<'u>(user: &'u mut GooseUser, run: &Run) -> &'u mut Visitor<Journey> {
-    Visitor::of(user, |index, _| {
+    Visitor::of(user, |index| {
         let barbers: Vec<_> = run.fixture.barbers_with_accounts().collect();
         let seat = run.seats.next_barber();
         let chosen = (!barbers.is_empty()).then(|| barbers[seat % barbers.len()].1);
