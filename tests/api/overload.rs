@@ -7,14 +7,10 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, first_error, spawn_app_with};
-
-async fn post(app: &TestApp, body: Value) -> (u16, reqwest::header::HeaderMap, Value) {
-    let response = app.client.post(app.url("/graphql")).json(&body).send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (status, headers, response.json().await.unwrap())
-}
+use crate::{
+    helpers::{Backend, first_error, spawn_app_with},
+    protection::post,
+};
 
 async fn a_server_at_capacity_refuses_at_once_and_does_nothing(backend: Backend) {
     let Some(app) = spawn_app_with(backend, |c| {
@@ -55,7 +51,8 @@ async fn a_server_at_capacity_refuses_at_once_and_does_nothing(backend: Backend)
     }
     assert_eq!(app.state.admission.in_flight(), 1, "the sign-up never started");
 
-    let (status, headers, body) = post(&app, json!({ "query": "{ shops { totalCount } }" })).await;
+    let (status, headers, body) =
+        post(&app, json!({ "query": "{ shops { totalCount } }" }), None).await;
     assert_eq!(status, 503, "{body:#}");
     assert_eq!(headers["retry-after"], "1");
     let (code, message) = first_error(&body);
@@ -68,7 +65,7 @@ async fn a_server_at_capacity_refuses_at_once_and_does_nothing(backend: Backend)
     lock.rollback().await.unwrap();
     let signed_up = signup.await.unwrap();
     assert!(signed_up["data"]["register"]["token"].is_string(), "{signed_up:#}");
-    let (status, _, body) = post(&app, json!({ "query": "{ shops { totalCount } }" })).await;
+    let (status, _, body) = post(&app, json!({ "query": "{ shops { totalCount } }" }), None).await;
     assert_eq!((status, &body["data"]["shops"]["totalCount"]), (200, &json!(0)), "{body:#}");
 }
 

@@ -11,7 +11,7 @@ use crate::{
     helpers::{Backend, TestApp, first_error, spawn_app_with},
 };
 
-async fn post(
+pub(crate) async fn post(
     app: &TestApp,
     body: Value,
     forwarded_for: Option<&str>,
