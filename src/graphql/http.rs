@@ -56,19 +56,31 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Identity,
     Ok(Identity::User(Arc::new(viewer)))
 }
 
-/// A body that is not a GraphQL request: 400 with a JSON error.
-fn unreadable(rejection: GraphQLRejection) -> Response {
+/// A GraphQL-shaped answer to a request refused before it ran: no data,
+/// one error.
+fn error_response(
+    status: StatusCode,
+    message: impl serde::Serialize,
+    extensions: impl serde::Serialize,
+) -> Response {
     let body = serde_json::json!({
         "data": null,
-        "errors": [{
-            "message": format!(
-                "the request is not a GraphQL request ({}); send JSON like {{\"query\": \"{{ shops {{ totalCount }} }}\"}}",
-                rejection.0
-            ),
-            "extensions": { "code": "BAD_USER_INPUT" },
-        }],
+        "errors": [{ "message": message, "extensions": extensions }],
     });
-    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+    (status, Json(body)).into_response()
+}
+
+/// A body that is not a GraphQL request: 400 with a JSON error.
+fn unreadable(rejection: GraphQLRejection) -> Response {
+    let message = format!(
+        "the request is not a GraphQL request ({}); send JSON like {{\"query\": \"{{ shops {{ totalCount }} }}\"}}",
+        rejection.0
+    );
+    error_response(
+        StatusCode::BAD_REQUEST,
+        message,
+        serde_json::json!({ "code": "BAD_USER_INPUT" }),
+    )
 }
 
 /// The response to a request whose sender could not be authenticated.
@@ -80,11 +92,7 @@ fn refused(error: AppError) -> Response {
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     let error = error.extend();
-    let body = serde_json::json!({
-        "data": null,
-        "errors": [{ "message": error.message, "extensions": error.extensions }],
-    });
-    let mut response = (status, Json(body)).into_response();
+    let mut response = error_response(status, error.message, error.extensions);
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -233,14 +241,11 @@ fn with_budget(mut response: Response, budget: &Budget) -> Response {
 /// 503 with `Retry-After` and an `OVERLOADED` error: no turn came free, and
 /// nothing of the request was done.
 fn overloaded() -> Response {
-    let body = serde_json::json!({
-        "data": null,
-        "errors": [{
-            "message": "the server is at capacity; nothing was done; try again in 1 s",
-            "extensions": { "code": "OVERLOADED", "retryAfter": 1 },
-        }],
-    });
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    let mut response = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is at capacity; nothing was done; try again in 1 s",
+        serde_json::json!({ "code": "OVERLOADED", "retryAfter": 1 }),
+    );
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
     response
 }
@@ -248,14 +253,11 @@ fn overloaded() -> Response {
 /// 429 with `Retry-After` and a `RATE_LIMITED` error.
 fn too_many(refusal: &Refusal) -> Response {
     let seconds = refusal.retry_after.as_secs() + 1;
-    let body = serde_json::json!({
-        "data": null,
-        "errors": [{
-            "message": format!("too many requests: your budget is spent; try again in {seconds} s"),
-            "extensions": { "code": "RATE_LIMITED", "retryAfter": seconds },
-        }],
-    });
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    let mut response = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many requests: your budget is spent; try again in {seconds} s"),
+        serde_json::json!({ "code": "RATE_LIMITED", "retryAfter": seconds }),
+    );
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     with_budget(response, &refusal.budget)
 }
