@@ -283,11 +283,6 @@ impl RequestBudget {
     }
 }
 
-/// Remembers a peer address for callers that know one.
-pub fn peer_ip(addr: Option<SocketAddr>) -> IpAddr {
-    addr.map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -201,14 +201,8 @@ pub(crate) async fn offer(
     barber_id: i64,
     service_id: i64,
 ) -> AppResult<(barber::Model, service::Model, shop::Model)> {
-    let barber = barber::Entity::find_by_id(barber_id)
-        .one(db)
-        .await?
-        .ok_or_else(|| AppError::not_found("no barber has this `barberId`"))?;
-    let service = service::Entity::find_by_id(service_id)
-        .one(db)
-        .await?
-        .ok_or_else(|| AppError::not_found("no service has this `serviceId`"))?;
+    let barber = super::barber::find(db, barber_id, "barberId").await?;
+    let service = super::service::find(db, service_id, "serviceId").await?;
     let offered =
         barber_service::Entity::find_by_id((barber_id, service_id)).one(db).await?.is_some();
     if service.shop_id != barber.shop_id || !offered {

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Duration, Utc};
 use entity::{BookingStatus, PaymentMethod, booking, payment, shop};
 use sea_orm::{
-    ActiveModelTrait,
+    ActiveEnum, ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, NotSet, QueryFilter,
     QuerySelect, TransactionTrait,
@@ -147,19 +147,10 @@ fn actor(viewer: &Viewer, booking: &booking::Model) -> AppResult<Actor> {
     }
 }
 
-fn status_name(status: BookingStatus) -> &'static str {
-    match status {
-        BookingStatus::Confirmed => "CONFIRMED",
-        BookingStatus::Cancelled => "CANCELLED",
-        BookingStatus::Completed => "COMPLETED",
-        BookingStatus::NoShow => "NO_SHOW",
-    }
-}
-
 fn not_confirmed(action: &str, status: BookingStatus) -> AppError {
     AppError::bad_input(format!(
         "cannot {action} a booking that is {}; only CONFIRMED bookings can be",
-        status_name(status)
+        status.to_value()
     ))
 }
 
@@ -227,7 +218,7 @@ async fn transition(
         // It was CONFIRMED when read: someone changed it in between.
         return Err(AppError::Conflict(format!(
             "cannot {action} this booking: it was changed at the same moment and is now {}",
-            status_name(current.status)
+            current.status.to_value()
         )));
     }
     Ok(current)
