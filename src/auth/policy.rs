@@ -24,11 +24,15 @@ fn forbidden(what: &str) -> AppError {
     AppError::Forbidden(format!("you may not see {what}"))
 }
 
+/// Whether `viewer` runs barber `barber_id`'s schedule at `shop_id`: the
+/// shop's owner, or that barber.
+fn runs_schedule(viewer: &Viewer, shop_id: i64, barber_id: i64) -> bool {
+    viewer.owns(shop_id) || viewer.barber_at(shop_id) == Some(barber_id)
+}
+
 /// Whether `viewer` may read `booking`.
 pub fn can_read_booking(viewer: &Viewer, booking: &booking::Model) -> bool {
-    booking.client_id == viewer.id()
-        || viewer.owns(booking.shop_id)
-        || viewer.barber_at(booking.shop_id) == Some(booking.barber_id)
+    booking.client_id == viewer.id() || manages_booking(viewer, booking)
 }
 
 /// `Ok` when `viewer` may read `booking`, else `FORBIDDEN`.
@@ -63,7 +67,7 @@ pub fn shop_bookings_scope(
 /// `Ok` when `viewer` may list the bookings of `barber`: its shop's owner,
 /// or the barber themself.
 pub fn check_barber_bookings(viewer: &Viewer, barber: &barber::Model) -> AppResult<()> {
-    if viewer.owns(barber.shop_id) || viewer.barber_at(barber.shop_id) == Some(barber.id) {
+    if runs_schedule(viewer, barber.shop_id, barber.id) {
         Ok(())
     } else {
         Err(forbidden("this barber's bookings: only the barber and the shop's owner may"))
@@ -90,7 +94,7 @@ pub fn can_see_client(identity: &Identity, client_id: i64, shop_id: i64) -> bool
 /// Whether `viewer` runs the schedule `booking` is in: the shop's owner, or
 /// the booking's barber.
 pub fn manages_booking(viewer: &Viewer, booking: &booking::Model) -> bool {
-    viewer.owns(booking.shop_id) || viewer.barber_at(booking.shop_id) == Some(booking.barber_id)
+    runs_schedule(viewer, booking.shop_id, booking.barber_id)
 }
 
 /// `Ok` when `viewer` runs `booking`'s schedule, else `FORBIDDEN`.
@@ -115,7 +119,7 @@ pub fn check_owner(viewer: &Viewer, shop_id: i64) -> AppResult<()> {
 
 /// `Ok` when `viewer` owns `barber`'s shop or is that barber.
 pub fn check_owner_or_barber(viewer: &Viewer, barber: &barber::Model) -> AppResult<()> {
-    if viewer.owns(barber.shop_id) || viewer.barber_at(barber.shop_id) == Some(barber.id) {
+    if runs_schedule(viewer, barber.shop_id, barber.id) {
         Ok(())
     } else {
         Err(AppError::Forbidden("only the shop's owner and the barber may do this".to_owned()))
