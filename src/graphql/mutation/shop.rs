@@ -22,7 +22,7 @@ use crate::{
         guard::{SignedIn, identity},
         id::{self, Kind},
         loader::{BarberByIdLoader, ServiceByIdLoader, ShopByIdLoader, WorkingHoursByBarberLoader},
-        object::{Barber, Service, Shop, TimeOff, loader},
+        object::{Barber, Service, Shop, TimeOff, load_one, loader},
         shop_changed,
     },
 };
@@ -213,10 +213,9 @@ impl ShopMutation {
         let viewer = policy::require_viewer(identity(ctx))?;
         policy::check_owner(viewer, shop_id)?;
         let changes = ShopChanges::try_from(input)?;
-        let shop = domain::shop::by_ids(db(ctx)?, &[shop_id])
-            .await
-            .map_err(AppError::from)?
-            .remove(&shop_id)
+        // The owner's memberships primed the loader: no query.
+        let shop = load_one::<ShopByIdLoader, _>(ctx, shop_id)
+            .await?
             .ok_or_else(|| AppError::not_found("no shop has this id"))?;
         let updated = domain::shop::update(db(ctx)?, shop, changes).await?;
         shop_changed(ctx, updated.id).await;
