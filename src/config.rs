@@ -145,6 +145,10 @@ pub struct Config {
     /// connection's child counted `first` (or `last`, default 20) times.
     #[arg(long, env = "MAX_QUERY_COMPLEXITY", default_value_t = 10_000, global = true)]
     pub max_query_complexity: usize,
+    /// Fields an operation may execute once every fragment spread is
+    /// expanded, `__typename` included.
+    #[arg(long, env = "MAX_QUERY_FIELDS", default_value_t = 5_000, global = true)]
+    pub max_query_fields: usize,
     /// Requests slower than this are logged with their operation name.
     #[arg(long, env = "SLOW_REQUEST_MS", default_value_t = 500, global = true)]
     pub slow_request_ms: u64,
@@ -157,6 +161,14 @@ pub struct Config {
     /// `pretty` for people, `json` for machine-read logs.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,
+    /// Open HTTP connections at most; lowered to what the process's file
+    /// limit leaves room for.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, global = true)]
+    pub max_connections: usize,
+    /// A connection that has not sent a request's headers this many seconds
+    /// after connecting, or after its last response, is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10, global = true)]
+    pub header_read_timeout_secs: u64,
     /// Longest time one HTTP request may take, in seconds.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30, global = true)]
     pub request_timeout_secs: u64,

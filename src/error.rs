@@ -23,6 +23,8 @@ pub enum AppError {
     Conflict(String),
     RateLimited(String),
     QueryTooComplex(String),
+    /// A persisted query's hash the server does not know (yet).
+    PersistedQueryNotFound,
     /// Something went wrong on our side; the source stays in the logs.
     Internal(anyhow::Error),
 }
@@ -50,6 +52,7 @@ impl AppError {
             Self::Conflict(m) => Self::Conflict(m.clone()),
             Self::RateLimited(m) => Self::RateLimited(m.clone()),
             Self::QueryTooComplex(m) => Self::QueryTooComplex(m.clone()),
+            Self::PersistedQueryNotFound => Self::PersistedQueryNotFound,
             Self::Internal(source) => Self::Internal(anyhow::anyhow!("{source:#}")),
         }
     }
@@ -64,6 +67,7 @@ impl AppError {
             Self::Conflict(_) => "CONFLICT",
             Self::RateLimited(_) => "RATE_LIMITED",
             Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -95,6 +99,8 @@ impl ErrorExtensions for AppError {
                 tracing::error!(error = format!("{source:#}"), "internal error");
                 INTERNAL_MESSAGE.to_owned()
             }
+            // Apollo clients look for exactly this message.
+            Self::PersistedQueryNotFound => "PersistedQueryNotFound".to_owned(),
             Self::Unauthenticated(message)
             | Self::Forbidden(message)
             | Self::NotFound(message)

@@ -52,7 +52,7 @@ impl Outcome {
 /// two releases sharing one Redis never read each other's entries.
 const FORMAT: u32 = 1;
 
-/// Largest value kept (a persisted query of absurd size is not).
+/// Largest value kept.
 const MAX_VALUE_BYTES: usize = 1024 * 1024;
 
 /// `value` with its expiry in front, so that no copy of it (in Redis or in
@@ -103,6 +103,9 @@ struct Inner {
     near: moka::future::Cache<String, Arc<Vec<u8>>>,
     /// Computations in flight, so that concurrent misses share one.
     flights: moka::future::Cache<String, Arc<Vec<u8>>>,
+    /// Bytes spent per budget name in the current window (in-process
+    /// store only; Redis keeps its own counters).
+    windows: Mutex<HashMap<String, (u64, u64)>>,
     /// Counts by (section, outcome), for tests and `/metrics`.
     stats: Mutex<HashMap<(&'static str, Outcome), u64>>,
 }
@@ -153,6 +156,7 @@ impl Cache {
             ttl,
             near,
             flights,
+            windows: Mutex::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
         })))
     }
@@ -325,6 +329,30 @@ impl Cache {
         if value.len() <= MAX_VALUE_BYTES {
             let _ = self.write(&format!("{}:{name}", self.0.prefix), value).await;
         }
+    }
+
+    /// Spends `bytes` of `budget` for `name` in the current TTL-long window
+    /// (shared by every replica with Redis); `false` when the window's
+    /// budget is spent or the cache cannot tell.
+    pub async fn spend_window_bytes(&self, name: &str, bytes: u64, budget: u64) -> bool {
+        let window_secs = self.0.ttl.as_secs().max(1);
+        let window = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0) / window_secs;
+        let spent = match &self.0.store {
+            Store::Local { .. } => {
+                let mut windows = self.0.windows.lock().unwrap_or_else(|e| e.into_inner());
+                let entry = windows.entry(name.to_owned()).or_insert((window, 0));
+                if entry.0 != window {
+                    *entry = (window, 0);
+                }
+                entry.1 = entry.1.saturating_add(bytes);
+                Some(entry.1)
+            }
+            Store::Redis(redis) => {
+                let key = format!("{}:{name}:window:{window}", self.0.prefix);
+                redis.add(&key, bytes, self.0.ttl * 2).await.ok()
+            }
+        };
+        spent.is_some_and(|spent| spent <= budget)
     }
 
     /// Makes every entry of `shop_id` stale at once.

@@ -158,6 +158,23 @@ impl RedisStore {
         self.run(|mut c| async move { c.set_ex(key, value, ttl.as_secs().max(1)).await }).await
     }
 
+    /// Adds `amount` to the counter `key`, which expires `ttl` after it was
+    /// made; the new total.
+    pub async fn add(&self, key: &str, amount: u64, ttl: Duration) -> Result<u64, Unavailable> {
+        let key = key.to_owned();
+        let ttl = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        self.run(|mut c| async move {
+            let (total, _): (u64, i64) = deadpool_redis::redis::pipe()
+                .atomic()
+                .incr(&key, amount)
+                .expire(&key, ttl)
+                .query_async(&mut c)
+                .await?;
+            Ok(total)
+        })
+        .await
+    }
+
     /// Asks Redis directly, whatever the breaker says; a success closes it.
     pub async fn ping(&self) -> Result<(), String> {
         let attempt = async {

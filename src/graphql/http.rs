@@ -12,7 +12,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::limits::{OperationInfo, ViaGet};
+use super::{
+    limits::{OperationInfo, ViaGet},
+    persisted::{self, Asked},
+};
 use crate::{
     app::AppState,
     auth::{Identity, identity::load_viewer, token::TokenError},
@@ -176,11 +179,39 @@ async fn run(
             return too_many(&refusal);
         }
     };
+    let mut request = request;
+    let registration = match persisted::resolve(&state.cache, &mut request).await {
+        Ok(Asked::Register { hash }) => {
+            match state.limits.charge(&key, persisted::REGISTRATION_COST) {
+                Ok(after) => budget.set(after),
+                Err(refusal) => {
+                    telemetry::rate_limit_refused("requests");
+                    return too_many(&refusal);
+                }
+            }
+            Some((hash, request.query.clone()))
+        }
+        Ok(Asked::Nothing | Asked::Known) => None,
+        Err(error) => {
+            let error = error.extend();
+            let response = error_response(StatusCode::OK, error.message, error.extensions);
+            return with_budget(response, &budget.get());
+        }
+    };
     let info = OperationInfo::default();
     let requested_name = request.operation_name.clone();
     let request = request.data(key).data(budget.clone()).data(info.clone()).data(ClientIp(ip));
     let mut response = super::loader::execute(&state.schema, request, &state.db, identity).await;
     super::ensure_error_codes(&mut response);
+    // Kept once it parsed and validated (a field's error has a path; an
+    // error of the whole request has none).
+    let request_refused = response.data == async_graphql::Value::Null
+        && response.errors.iter().any(|e| e.path.is_empty());
+    if let Some((hash, query)) = registration
+        && !request_refused
+    {
+        persisted::register(&state.cache, &hash, &query).await;
+    }
 
     let spent = budget.get();
     let cost = serde_json::json!({

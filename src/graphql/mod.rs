@@ -3,6 +3,7 @@
 //! Types here are thin: they decode arguments at the edge, call `domain`
 //! functions and wrap the entity models they get back.
 
+pub mod expansion;
 pub mod guard;
 pub mod http;
 pub mod id;
@@ -17,10 +18,7 @@ pub mod scalar;
 
 use std::sync::Arc;
 
-use async_graphql::{
-    Context, EmptySubscription, Response, Schema, ServerError,
-    extensions::apollo_persisted_queries::ApolloPersistedQueries,
-};
+use async_graphql::{Context, EmptySubscription, Response, Schema, ServerError};
 use sea_orm::DatabaseConnection;
 
 use crate::{
@@ -44,10 +42,10 @@ pub fn build_schema(
     config: &Config,
 ) -> AppSchema {
     Schema::build(query::Query::default(), mutation::Mutation::default(), EmptySubscription)
-        .extension(ApolloPersistedQueries::new(persisted::PersistedQueries(cache.clone())))
         .extension(limits::QueryLimits {
             max_depth: config.max_query_depth,
             max_complexity: config.max_query_complexity,
+            max_fields: config.max_query_fields,
         })
         .data(db)
         .data(tokens)
@@ -86,9 +84,6 @@ pub fn ensure_error_codes(response: &mut Response) {
 }
 
 fn set_default_code(error: &mut ServerError, code: &str) {
-    // Apollo clients look for exactly this message, and we give it a code.
-    let code =
-        if error.message == "PersistedQueryNotFound" { "PERSISTED_QUERY_NOT_FOUND" } else { code };
     let extensions = error.extensions.get_or_insert_with(Default::default);
     if extensions.get("code").is_none() {
         extensions.set("code", code);

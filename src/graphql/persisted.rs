@@ -1,33 +1,109 @@
-//! Automatic persisted queries (Apollo's protocol, async-graphql's
-//! extension), kept in the same cache as analytics: Redis when configured,
-//! so every replica knows a hash another one learned.
+//! Automatic persisted queries, Apollo's protocol: a client sends
+//! `extensions.persistedQuery { version: 1, sha256Hash }`, with the query the
+//! first time and the hash alone after that.
+//!
+//! The query text is kept in the shared cache (Redis when configured, so
+//! every replica knows a hash another one learned). Anyone may register, so
+//! registration is bounded three ways: a query of at most
+//! [`MAX_QUERY_BYTES`], a price in budget points ([`REGISTRATION_COST`]),
+//! and [`MAX_BYTES_PER_WINDOW`] of new queries per cache TTL across all
+//! clients. Past that a query still runs; it is just not kept, and the
+//! client sends it again next time, as the protocol allows.
 
-use async_graphql::{
-    extensions::apollo_persisted_queries::CacheStorage, parser::types::ExecutableDocument,
-};
+use async_graphql::Request;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
-use crate::cache::Cache;
+use crate::{cache::Cache, error::AppError};
 
-/// The persisted-query store.
-#[derive(Clone)]
-pub struct PersistedQueries(pub Cache);
+/// Largest query that may be registered.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+/// Points a registration costs beyond the request's own.
+pub const REGISTRATION_COST: u32 = 5;
+/// Bytes of new queries stored per cache TTL, by all clients together; as
+/// entries live one TTL, at most twice this is ever held.
+pub const MAX_BYTES_PER_WINDOW: u64 = 32 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PersistedQuery {
+    version: i64,
+    sha256_hash: String,
+}
+
+/// What a request asked of the persisted-query store.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Asked {
+    /// Nothing: a plain request.
+    Nothing,
+    /// To run a query known by its hash; it has been filled in.
+    Known,
+    /// To register its query under its hash (which matched); charge it and
+    /// then [`register`].
+    Register { hash: String },
+}
+
+/// The contract's answer to an unknown hash, word for word as Apollo
+/// clients expect it.
+fn not_found() -> AppError {
+    AppError::PersistedQueryNotFound
+}
 
 fn key(hash: &str) -> String {
     format!("apq:{hash}")
 }
 
-#[async_trait::async_trait]
-impl CacheStorage for PersistedQueries {
-    async fn get(&self, hash: String) -> Option<ExecutableDocument> {
-        let bytes = self.0.fetch(&key(&hash)).await?;
-        serde_json::from_slice(&bytes).ok()
+/// Reads `extensions.persistedQuery` of `request`: fills in the query of a
+/// known hash, or checks a query that is to be registered.
+pub async fn resolve(cache: &Cache, request: &mut Request) -> Result<Asked, AppError> {
+    let Some(value) = request.extensions.remove("persistedQuery") else {
+        return Ok(Asked::Nothing);
+    };
+    let persisted: PersistedQuery =
+        value.into_json().ok().and_then(|json| serde_json::from_value(json).ok()).ok_or_else(
+            || {
+                AppError::bad_input(
+                    "`extensions.persistedQuery` must be `{ \"version\": 1, \"sha256Hash\": \"<hex>\" }`",
+                )
+            },
+        )?;
+    if persisted.version != 1 {
+        return Err(AppError::bad_input(format!(
+            "persisted queries of version {} are not supported; use version 1",
+            persisted.version
+        )));
     }
+    let hash = persisted.sha256_hash.to_ascii_lowercase();
+    if request.query.is_empty() {
+        let valid_hash = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        let text = match valid_hash {
+            true => cache.fetch(&key(&hash)).await.and_then(|bytes| String::from_utf8(bytes).ok()),
+            false => None,
+        };
+        request.query = text.ok_or_else(not_found)?;
+        return Ok(Asked::Known);
+    }
+    if request.query.len() > MAX_QUERY_BYTES {
+        return Err(AppError::bad_input(format!(
+            "a persisted query may be at most {} KiB, this one is {} KiB; send it as a plain query",
+            MAX_QUERY_BYTES / 1024,
+            request.query.len().div_ceil(1024)
+        )));
+    }
+    if format!("{:x}", Sha256::digest(request.query.as_bytes())) != hash {
+        return Err(AppError::bad_input(
+            "`sha256Hash` is not the SHA-256 of the query; hash the exact query text you send",
+        ));
+    }
+    Ok(Asked::Register { hash })
+}
 
-    async fn set(&self, hash: String, query: ExecutableDocument) {
-        // The parsed form keeps every token's position: many times the text.
-        // Cache::put keeps none over a megabyte.
-        if let Ok(bytes) = serde_json::to_vec(&query) {
-            self.0.put(&key(&hash), &bytes).await;
-        }
+/// Keeps `query` under `hash`, unless this window's bytes are spent (then
+/// it is simply not kept). Best effort: a cache that fails keeps nothing.
+pub async fn register(cache: &Cache, hash: &str, query: &str) {
+    if cache.spend_window_bytes("apq", query.len() as u64, MAX_BYTES_PER_WINDOW).await {
+        cache.put(&key(hash), query.as_bytes()).await;
+    } else {
+        tracing::warn!("persisted-query registrations over their budget this window; not kept");
     }
 }

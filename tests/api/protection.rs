@@ -293,8 +293,55 @@ cache_test!(persisted_queries_register_then_run_by_hash, |app| {
     let wrong =
         json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256("something else") } });
     let (_, _, body) = post(&app, json!({ "query": query, "extensions": wrong }), None).await;
-    assert!(body.get("errors").is_some());
+    assert_eq!(first_error(&body).0, "BAD_USER_INPUT", "{body:#}");
 });
+
+cache_test!(persisted_queries_are_bounded_in_size_budget_and_total, |app| {
+    // Over 64 KiB: refused, and not kept.
+    let padding = "a: __typename ".repeat(5_000);
+    let big = format!("query Big {{ {padding} }}");
+    assert!(big.len() > 64 * 1024);
+    let persisted = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(&big) } });
+    let (status, _, body) =
+        post(&app, json!({ "query": big, "extensions": persisted }), None).await;
+    assert_eq!(status, 200);
+    let (code, message) = first_error(&body);
+    assert_eq!(code, "BAD_USER_INPUT");
+    assert!(message.contains("at most 64 KiB"), "{message}");
+    let (_, _, body) = post(&app, json!({ "extensions": persisted }), None).await;
+    assert_eq!(first_error(&body).0, "PERSISTED_QUERY_NOT_FOUND");
+
+    // The bytes all clients may register per window are bounded.
+    let cache = &app.state.cache;
+    assert!(cache.spend_window_bytes("apq-test", 600, 1_000).await);
+    assert!(!cache.spend_window_bytes("apq-test", 600, 1_000).await, "the window is spent");
+});
+
+on_both!(registering_a_persisted_query_costs_points);
+
+async fn registering_a_persisted_query_costs_points(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| {
+        c.rate_limit_per_minute = 1;
+        c.rate_limit_burst = 100;
+    })
+    .await
+    else {
+        return;
+    };
+    let (_, headers, _) = post(&app, json!({ "query": PLAIN }), None).await;
+    let before = header(&headers, "ratelimit-remaining");
+    let small = "query Small { shops { totalCount } }";
+    let persisted = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(small) } });
+    let (_, headers, body) =
+        post(&app, json!({ "query": small, "extensions": persisted }), None).await;
+    assert_eq!(body["data"]["shops"]["totalCount"], 0, "{body:#}");
+    let spent = before - header(&headers, "ratelimit-remaining");
+    assert_eq!(spent, 1 + 5, "the request's point and the registration's");
+    // Running it by hash costs a plain request's point.
+    let (_, headers, body) = post(&app, json!({ "extensions": persisted }), None).await;
+    assert_eq!(body["data"]["shops"]["totalCount"], 0, "{body:#}");
+    assert_eq!(before - 6 - header(&headers, "ratelimit-remaining"), 1);
+}
 
 on_both!(metrics_show_requests_errors_and_the_pool);
 

@@ -132,7 +132,10 @@ impl Shop {
 
     /// The shop's dashboard over the shop-local dates `from..=to` (at most
     /// 366 days); for its owner.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(
+        guard = "SignedIn",
+        complexity = "crate::graphql::limits::ANALYTICS_WEIGHT + child_complexity"
+    )]
     async fn analytics(
         &self,
         ctx: &Context<'_>,

@@ -24,7 +24,10 @@ impl AnalyticsQuery {
     /// days), by booking start; for the shop's owner. Cached per section and
     /// fresh after every change to the shop's bookings, payments, hours or
     /// time off.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(
+        guard = "SignedIn",
+        complexity = "crate::graphql::limits::ANALYTICS_WEIGHT + child_complexity"
+    )]
     async fn analytics(
         &self,
         ctx: &Context<'_>,

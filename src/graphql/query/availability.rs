@@ -22,6 +22,7 @@ impl AvailabilityQuery {
     /// take the service: inside working hours, outside time off and other
     /// bookings, on the shop's slot step, and inside its notice and advance
     /// window. Needs no sign-in.
+    #[graphql(complexity = "crate::graphql::limits::AVAILABLE_SLOTS_WEIGHT + child_complexity")]
     async fn available_slots(
         &self,
         ctx: &Context<'_>,
