@@ -18,6 +18,7 @@ use crate::{
     graphql::{self, AppSchema},
     protect::{Admission, Limits},
     router, seed,
+    server::{ConnectionLimits, fitting_connection_cap},
 };
 
 /// State shared by every request; cheap to clone.
@@ -113,38 +114,44 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Serves until `shutdown` resolves, then gives in-flight requests the
+    /// configured grace and closes the pools: all of it within the grace.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let db = self.state.db.clone();
-        let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
-        let app = router::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        // Stop accepting at the signal; give in-flight requests `grace` to
-        // finish, then stop anyway.
-        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            let _ = stopping.send(());
+        let config = Arc::clone(&self.state.config);
+        let grace = Duration::from_secs(config.shutdown_timeout_secs);
+        let pooled = u64::from(config.database_max_connections) + 32;
+        let limits = ConnectionLimits {
+            max_connections: fitting_connection_cap(config.max_connections, pooled),
+            header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
         };
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(signal);
-        let deadline = async move {
-            if stopped.await.is_ok() {
-                tokio::time::sleep(grace).await;
-                tracing::warn!(
-                    grace_secs = grace.as_secs(),
-                    "requests still running; stopping anyway"
-                );
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            served = serve => served.context("serving HTTP")?,
-            () = deadline => {}
+        if limits.max_connections < config.max_connections {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                "MAX_CONNECTIONS lowered to what the process's file limit leaves room for"
+            );
         }
-        db.close().await.context("closing the database pool")?;
+        // The moment the signal came, for the hard limit below.
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = signalled_tx.send(tokio::time::Instant::now());
+        };
+        let router = router::router(self.state);
+        // Connections get the grace less a moment to close the pools in.
+        let close_time = (grace / 4).min(Duration::from_secs(1));
+        crate::server::serve(self.listener, router, limits, shutdown, grace - close_time).await;
+        let deadline = signalled_rx.await.unwrap_or_else(|_| tokio::time::Instant::now()) + grace;
+        // Closing waits for connections still checked out; past the
+        // deadline, the process ends without waiting further.
+        let close = db.close();
+        match tokio::time::timeout_at(deadline.max(tokio::time::Instant::now()), close).await {
+            Ok(closed) => closed.context("closing the database pool")?,
+            Err(_) => tracing::warn!("the database pool did not close within the grace"),
+        }
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ pub mod health;
 pub mod protect;
 pub mod router;
 pub mod seed;
+pub mod server;
 pub mod telemetry;
 
 use config::{Cli, Command};
