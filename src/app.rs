@@ -44,6 +44,8 @@ pub struct AppState {
     pub statements: StatementCounter,
     /// Set once readiness saw no pending migration.
     pub migrations_applied: Arc<AtomicBool>,
+    /// Whether the database takes requests (a breaker fed by a prober).
+    pub db_health: db::health::DbHealth,
 }
 
 /// A built application, bound to its port but not yet serving.
@@ -81,6 +83,8 @@ impl App {
             std::time::Duration::from_secs(config.analytics_cache_ttl_secs),
             std::time::Duration::from_millis(config.redis_timeout_ms),
         )?;
+        let db_health = db::health::DbHealth::default();
+        db_health.spawn_prober(db::connect_probe(&config).await?);
         let limits = Arc::new(Limits::new(&config));
         crate::protect::spawn_pruning(&limits);
         let state = AppState {
@@ -99,6 +103,7 @@ impl App {
             config: Arc::new(config),
             statements,
             migrations_applied: Arc::new(AtomicBool::new(false)),
+            db_health,
             started: std::time::Instant::now(),
         };
         Ok(Self { listener, state, seeded_demo })

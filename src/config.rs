@@ -97,6 +97,11 @@ pub struct Config {
     /// An idle pooled connection is closed after this many seconds.
     #[arg(long, env = "DATABASE_IDLE_TIMEOUT_SECS", default_value_t = 300, global = true)]
     pub database_idle_timeout_secs: u64,
+    /// Longest a single statement may run while serving, in milliseconds
+    /// (PostgreSQL `statement_timeout`; SQLite's lock wait); kept below the
+    /// request timeout. 0 turns it off. `migrate` and `seed` run without it.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 5_000, global = true)]
+    pub database_statement_timeout_ms: u64,
     /// `redis://…` turns on the Redis cache; unset: in-process cache.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
@@ -198,6 +203,20 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// The statement timeout, kept at least a second below the request
+    /// timeout, so a statement always ends before its request is cut off;
+    /// `None` when off.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        if self.database_statement_timeout_ms == 0 {
+            return None;
+        }
+        let below_request = self
+            .request_timeout()
+            .saturating_sub(Duration::from_secs(1))
+            .max(Duration::from_millis(100));
+        Some(Duration::from_millis(self.database_statement_timeout_ms).min(below_request))
     }
 }
 

@@ -1,5 +1,8 @@
 //! The database: connecting with the configured pool, applying migrations,
-//! and counting the statements the application sends.
+//! counting the statements the application sends, and telling a database in
+//! trouble (timeouts, outages) from other errors.
+
+pub mod health;
 
 use std::sync::{
     Arc,
@@ -40,13 +43,28 @@ pub async fn connect(config: &Config) -> anyhow::Result<(DatabaseConnection, Sta
         .acquire_timeout(config.acquire_timeout())
         .idle_timeout(config.idle_timeout())
         .sqlx_logging(false);
+    let statement_timeout = config.statement_timeout();
+    if let Some(timeout) = statement_timeout {
+        // Per connection, set at connect time: no extra round trip. A
+        // statement past it is cancelled by PostgreSQL itself (freeing its
+        // locks and the connection), and so is a transaction left idle.
+        let millis = timeout.as_millis().to_string();
+        let idle = (timeout * 2).as_millis().to_string();
+        options.map_sqlx_postgres_opts(move |opts| {
+            opts.options([
+                ("statement_timeout", millis.as_str()),
+                ("idle_in_transaction_session_timeout", idle.as_str()),
+            ])
+        });
+    }
     if config.is_embedded_database() {
+        let busy = statement_timeout.unwrap_or(std::time::Duration::from_secs(10));
         // WAL lets readers go on while one writer writes; a writer waits for
         // the lock instead of failing at once.
-        options.map_sqlx_sqlite_opts(|opts| {
+        options.map_sqlx_sqlite_opts(move |opts| {
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(std::time::Duration::from_secs(10))
+                .busy_timeout(busy)
                 .foreign_keys(true)
         });
     }
@@ -57,6 +75,66 @@ pub async fn connect(config: &Config) -> anyhow::Result<(DatabaseConnection, Sta
     let for_callback = counter.clone();
     db.set_metric_callback(move |_info| for_callback.increment());
     Ok((db, counter))
+}
+
+/// What a database error says about the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A statement ran past its timeout, or waited too long for a lock.
+    Timeout,
+    /// The database cannot be reached (or no connection came free).
+    Unavailable,
+    /// Anything else: a bug, a constraint, bad data.
+    Other,
+}
+
+/// Tells timeouts and outages from other errors, on both databases.
+pub fn classify(err: &sea_orm::DbErr) -> Failure {
+    use sea_orm::{DbErr, RuntimeErr, sqlx::Error};
+    let sqlx_error = match err {
+        DbErr::ConnectionAcquire(_) => return Failure::Unavailable,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        DbErr::Conn(_) => return Failure::Unavailable,
+        _ => return Failure::Other,
+    };
+    match sqlx_error.as_ref() {
+        Error::Io(_)
+        | Error::Tls(_)
+        | Error::Protocol(_)
+        | Error::PoolTimedOut
+        | Error::PoolClosed
+        | Error::WorkerCrashed => Failure::Unavailable,
+        Error::Database(database) => match database.code().as_deref() {
+            // PostgreSQL: statement_timeout (query_canceled), lock_timeout.
+            Some("57014" | "55P03") => Failure::Timeout,
+            // PostgreSQL: shutting down, starting up, too many connections,
+            // and the connection exceptions (class 08).
+            Some("57P01" | "57P02" | "57P03" | "53300") => Failure::Unavailable,
+            Some(code) if code.starts_with("08") => Failure::Unavailable,
+            // SQLite: SQLITE_BUSY and SQLITE_LOCKED, with their extended
+            // codes: the busy timeout ran out.
+            Some("5" | "6" | "261" | "262" | "517") => Failure::Timeout,
+            _ => Failure::Other,
+        },
+        _ => Failure::Other,
+    }
+}
+
+/// A pool of one connection, opened lazily, for the health prober: its
+/// pings do not wait behind requests for a connection, and are not counted
+/// as the application's statements.
+pub async fn connect_probe(config: &Config) -> anyhow::Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(config.database_url.clone());
+    options
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(health::PROBE_TIMEOUT)
+        .connect_timeout(health::PROBE_TIMEOUT)
+        .connect_lazy(true)
+        .sqlx_logging(false);
+    Ok(Database::connect(options).await?)
 }
 
 /// Applies every pending migration.

@@ -25,6 +25,11 @@ pub enum AppError {
     QueryTooComplex(String),
     /// A persisted query's hash the server does not know (yet).
     PersistedQueryNotFound,
+    /// The database took longer than its statement timeout (or waited too
+    /// long for a lock); the request may be retried.
+    Timeout(String),
+    /// The database cannot be reached; nothing more was done.
+    ServiceUnavailable(String),
     /// Something went wrong on our side; the source stays in the logs.
     Internal(anyhow::Error),
 }
@@ -53,6 +58,8 @@ impl AppError {
             Self::RateLimited(m) => Self::RateLimited(m.clone()),
             Self::QueryTooComplex(m) => Self::QueryTooComplex(m.clone()),
             Self::PersistedQueryNotFound => Self::PersistedQueryNotFound,
+            Self::Timeout(m) => Self::Timeout(m.clone()),
+            Self::ServiceUnavailable(m) => Self::ServiceUnavailable(m.clone()),
             Self::Internal(source) => Self::Internal(anyhow::anyhow!("{source:#}")),
         }
     }
@@ -68,9 +75,48 @@ impl AppError {
             Self::RateLimited(_) => "RATE_LIMITED",
             Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
             Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::Timeout(_) => "TIMEOUT",
+            Self::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
+}
+
+impl AppError {
+    /// What kind of error this is, without its message.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Timeout(_) => ErrorKind::Timeout,
+            Self::ServiceUnavailable(_) => ErrorKind::Unavailable,
+            Self::Internal(_) => ErrorKind::Internal,
+            _ => ErrorKind::Refused,
+        }
+    }
+
+    fn database_timeout() -> Self {
+        Self::Timeout(
+            "the database took too long to answer (a statement timeout or a lock wait); try again"
+                .to_owned(),
+        )
+    }
+
+    /// The answer while the database cannot be reached.
+    pub fn database_unavailable() -> Self {
+        Self::ServiceUnavailable(
+            "the database is unavailable; try again in a few seconds".to_owned(),
+        )
+    }
+}
+
+/// What kind of error a GraphQL error is, kept as its `source` so that the
+/// HTTP layer reads it typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request was refused for what it asked: the client's to fix.
+    Refused,
+    Timeout,
+    Unavailable,
+    Internal,
 }
 
 impl From<anyhow::Error> for AppError {
@@ -81,13 +127,23 @@ impl From<anyhow::Error> for AppError {
 
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
-        Self::Internal(anyhow::Error::new(err))
+        match crate::db::classify(&err) {
+            crate::db::Failure::Timeout => Self::database_timeout(),
+            crate::db::Failure::Unavailable => {
+                tracing::warn!(error = %err, "the database is unavailable");
+                Self::database_unavailable()
+            }
+            crate::db::Failure::Other => Self::Internal(anyhow::Error::new(err)),
+        }
     }
 }
 
 impl From<std::sync::Arc<DbErr>> for AppError {
     fn from(err: std::sync::Arc<DbErr>) -> Self {
-        Self::Internal(anyhow::anyhow!("{err}"))
+        match crate::db::classify(&err) {
+            crate::db::Failure::Other => Self::Internal(anyhow::anyhow!("{err}")),
+            _ => Self::from(DbErr::clone(&err)),
+        }
     }
 }
 
@@ -101,6 +157,7 @@ impl ErrorExtensions for AppError {
             }
             // Apollo clients look for exactly this message.
             Self::PersistedQueryNotFound => "PersistedQueryNotFound".to_owned(),
+            Self::Timeout(message) | Self::ServiceUnavailable(message) => message.clone(),
             Self::Unauthenticated(message)
             | Self::Forbidden(message)
             | Self::NotFound(message)
@@ -109,7 +166,9 @@ impl ErrorExtensions for AppError {
             | Self::RateLimited(message)
             | Self::QueryTooComplex(message) => message.clone(),
         };
-        FieldError::new(message).extend_with(|_, ext| ext.set("code", self.code()))
+        let mut error = FieldError::new(message).extend_with(|_, ext| ext.set("code", self.code()));
+        error.source = Some(std::sync::Arc::new(self.kind()));
+        error
     }
 }
 

@@ -12,29 +12,60 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Longest `/ready` waits for any one dependency.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
+
 /// `GET /ready`: 200 when the database answers and every migration is
-/// applied, 503 otherwise; the body names each dependency's state.
+/// applied, 503 otherwise; the body names each dependency's state. It
+/// answers within a second, and its reasons are for the public: causes go
+/// to the log.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let database = match db::ping(&state.db).await {
-        Ok(()) => Ok(()),
-        Err(err) => Err(format!("{err:#}")),
+    let database = async {
+        if state.db_health.is_open() {
+            return Err("unavailable: the database does not answer".to_owned());
+        }
+        match tokio::time::timeout(READY_TIMEOUT, db::ping(&state.db)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => {
+                tracing::warn!(error = format!("{err:#}"), "readiness: the database failed");
+                Err("unavailable: the database does not answer".to_owned())
+            }
+            Err(_) => Err(format!(
+                "unavailable: the database did not answer within {} ms",
+                READY_TIMEOUT.as_millis()
+            )),
+        }
     };
+    let cache = tokio::time::timeout(READY_TIMEOUT, state.cache.check());
+    let (database, cache) = tokio::join!(database, cache);
     let migrations = if database.is_err() {
         Err("unknown: the database does not answer".to_owned())
     } else if state.migrations_applied.load(Ordering::Relaxed) {
         Ok(())
     } else {
-        match db::pending_migrations(&state.db).await {
-            Ok(0) => {
+        match tokio::time::timeout(READY_TIMEOUT, db::pending_migrations(&state.db)).await {
+            Ok(Ok(0)) => {
                 // Applied migrations stay applied: no need to ask again.
                 state.migrations_applied.store(true, Ordering::Relaxed);
                 Ok(())
             }
-            Ok(n) => Err(format!("{n} pending; run `bookedbarber migrate`")),
-            Err(err) => Err(format!("{err:#}")),
+            Ok(Ok(n)) => Err(format!("{n} pending; run `bookedbarber migrate`")),
+            Ok(Err(err)) => {
+                tracing::warn!(error = format!("{err:#}"), "readiness: reading migrations failed");
+                Err("unknown: the applied migrations could not be read".to_owned())
+            }
+            Err(_) => Err("unknown: the applied migrations could not be read in time".to_owned()),
         }
     };
-    let cache = state.cache.check().await;
+    let cache = match cache {
+        Ok(health) => {
+            if let Some(problem) = &health.problem {
+                tracing::warn!(error = problem, "readiness: the cache is degraded");
+            }
+            (health.backend, health.problem.is_some())
+        }
+        Err(_) => (state.cache.health().backend, true),
+    };
     // The database is the hard dependency: a degraded cache leaves the API
     // answering (from the database), so it does not make us unready.
     let ready = database.is_ok() && migrations.is_ok();
@@ -47,9 +78,13 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         "checks": {
             "database": state_of(&database),
             "migrations": state_of(&migrations),
-            "cache": match &cache.problem {
-                None => json!({ "status": "ok", "backend": cache.backend }),
-                Some(reason) => json!({ "status": "degraded", "backend": cache.backend, "reason": reason }),
+            "cache": match cache {
+                (backend, false) => json!({ "status": "ok", "backend": backend }),
+                (backend, true) => json!({
+                    "status": "degraded",
+                    "backend": backend,
+                    "reason": "the cache does not answer; answers come from the database",
+                }),
             },
         },
     });

@@ -22,8 +22,13 @@ use config::{Cli, Command};
 
 /// Runs one command of the `bookedbarber` binary.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = cli.config;
-    match cli.command.unwrap_or(Command::Serve) {
+    let mut config = cli.config;
+    let command = cli.command.unwrap_or(Command::Serve);
+    if !matches!(command, Command::Serve) {
+        // Migrations and bulk seeding run long statements on purpose.
+        config.database_statement_timeout_ms = 0;
+    }
+    match command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
             let (db, _) = db::connect(&config).await?;

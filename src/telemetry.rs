@@ -123,3 +123,8 @@ pub fn overloaded() {
 pub fn rate_limit_refused(limiter: &'static str) {
     metrics::counter!("bookedbarber_rate_limit_refusals_total", "limiter" => limiter).increment(1);
 }
+
+/// Counts a request refused at once because the database is away.
+pub fn db_unavailable_refused() {
+    metrics::counter!("bookedbarber_db_unavailable_refusals_total").increment(1);
+}

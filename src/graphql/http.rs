@@ -19,7 +19,7 @@ use super::{
 use crate::{
     app::AppState,
     auth::{Identity, identity::load_viewer, token::TokenError},
-    error::AppError,
+    error::{AppError, ErrorKind},
     protect::{self, Budget, ClientIp, ClientKey, Refusal, RequestBudget},
     telemetry,
 };
@@ -86,6 +86,18 @@ fn unreadable(rejection: GraphQLRejection) -> Response {
     )
 }
 
+/// 503 with `Retry-After` and a `SERVICE_UNAVAILABLE` error: the database
+/// is away, and nothing of the request was done.
+fn unavailable() -> Response {
+    let mut response = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database is unavailable; nothing was done; try again in a few seconds",
+        serde_json::json!({ "code": "SERVICE_UNAVAILABLE", "retryAfter": 2 }),
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(2));
+    response
+}
+
 /// The response to a request whose sender could not be authenticated.
 fn refused(error: AppError) -> Response {
     // Authentication fails either on the credentials (401) or on the
@@ -94,6 +106,9 @@ fn refused(error: AppError) -> Response {
         AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
+    if matches!(error, AppError::ServiceUnavailable(_)) {
+        return unavailable();
+    }
     let error = error.extend();
     let mut response = error_response(status, error.message, error.extensions);
     if status == StatusCode::UNAUTHORIZED {
@@ -158,6 +173,12 @@ async fn run(
         Ok(request) => request,
         Err(rejection) => return refused_early(unreadable(rejection)),
     };
+    if state.db_health.is_open() {
+        // The database is away: refuse at once, every path alike, rather
+        // than queue for a connection that will not come.
+        telemetry::db_unavailable_refused();
+        return refused_early(unavailable());
+    }
     // Held to the end of the request: signing in and running both use the
     // database.
     let Some(_turn) = state.admission.enter().await else {
@@ -247,7 +268,15 @@ async fn run(
         started.elapsed(),
         state.config.slow_request_ms,
     );
+    // A request that failed as a whole because the database is away is a
+    // 503 on every path, as the breaker's refusals are.
+    let database_away = response.data == async_graphql::Value::Null
+        && response.errors.iter().any(|e| e.source::<ErrorKind>() == Some(&ErrorKind::Unavailable));
     let mut http = GraphQLResponse::from(response).into_response();
+    if database_away {
+        *http.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        http.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(2));
+    }
     if wrong_method {
         *http.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
         http.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
