@@ -56,6 +56,30 @@ pub struct Options {
     /// Print goose's running metrics every this many seconds.
     #[arg(long)]
     pub running_metrics: Option<usize>,
+    /// A fault to inject while the load runs (see `--fault-proxy`).
+    #[arg(long, value_enum)]
+    pub fault: Option<Fault>,
+    /// For `--fault db-outage`: `LISTEN=UPSTREAM`, a TCP proxy this suite
+    /// runs from the database (`UPSTREAM`, e.g. `127.0.0.1:5432`) to where
+    /// the server connects (`LISTEN`, e.g. `127.0.0.1:6432`). The suite
+    /// starts it first and waits up to two minutes for the server.
+    #[arg(long, value_parser = crate::fault::parse_proxy)]
+    pub fault_proxy: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// When the fault starts, after the load has started.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub fault_at: Duration,
+    /// How long the fault lasts.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub fault_for: Duration,
+}
+
+/// A fault to inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fault {
+    /// The database goes away (every connection cut, new ones refused) and
+    /// comes back, as in a restart or a network failure.
+    #[value(alias = "db-restart")]
+    DbOutage,
 }
 
 /// A kind of user, or all of them.
@@ -104,6 +128,10 @@ impl Options {
         anyhow::ensure!(!self.duration.is_zero(), "--duration must be positive");
         url::Url::parse(&self.target)
             .map_err(|e| anyhow::anyhow!("--target {:?} is not a URL: {e}", self.target))?;
+        anyhow::ensure!(
+            self.fault.is_none() || self.fault_proxy.is_some(),
+            "--fault db-outage needs --fault-proxy LISTEN=UPSTREAM"
+        );
         Ok(())
     }
 }

@@ -57,12 +57,13 @@ pub struct Failures {
 /// Operation -> code -> failures.
 pub type FailureTable = BTreeMap<String, BTreeMap<String, Failures>>;
 
-/// Failed requests by operation and code.
+/// Failed requests by operation and code, and every answer over time.
 #[derive(Debug, Default, Clone)]
-pub struct Tally(Arc<Mutex<FailureTable>>);
+pub struct Tally(Arc<Mutex<FailureTable>>, pub Arc<crate::fault::Timeline>);
 
 impl Tally {
     fn count(&self, operation: &str, code: &str, message: &str) {
+        self.1.record(Some(code));
         let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let entry =
             map.entry(operation.to_owned()).or_default().entry(code.to_owned()).or_default();
@@ -125,7 +126,10 @@ pub async fn call(
     let code = match error {
         _ if status == reqwest::StatusCode::TOO_MANY_REQUESTS => "RATE_LIMITED".to_owned(),
         Some(error) => error["extensions"]["code"].as_str().unwrap_or("NO_CODE").to_owned(),
-        None if status.is_success() => return Ok(Reply::Data(body["data"].take())),
+        None if status.is_success() => {
+            tally.1.record(None);
+            return Ok(Reply::Data(body["data"].take()));
+        }
         None => format!("HTTP_{}", status.as_u16()),
     };
     tally.count(name, &code, &message);

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod fault;
 pub mod fixture;
 pub mod gql;
 pub mod ledger;
@@ -47,9 +48,25 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(&options.report_dir)
         .with_context(|| format!("creating {}", options.report_dir.display()))?;
     let api = Api::new(&options.target, options.request_timeout)?;
-    api.get_text("/health")
-        .await
-        .with_context(|| format!("{} does not answer /health", options.target))?;
+    // The fault's proxy first: the server connects to its database through it.
+    let proxy = match options.fault_proxy {
+        Some((listen, upstream)) => {
+            let proxy = fault::Proxy::start(listen, upstream).await?;
+            eprintln!("fault proxy: {listen} -> {upstream}; waiting for the server");
+            Some(Arc::new(proxy))
+        }
+        None => None,
+    };
+    let patience = if proxy.is_some() { 120 } else { 0 };
+    let mut waited = 0;
+    while let Err(error) = api.get_text("/health").await {
+        if waited >= patience {
+            return Err(error)
+                .with_context(|| format!("{} does not answer /health", options.target));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        waited += 1;
+    }
     let ready = api.get_text("/ready").await.ok();
 
     let run_id = format!("{:06x}", rand::rng().random_range(0..0x100_0000));
@@ -70,7 +87,15 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
     });
 
     let before = api.get_text("/metrics").await.ok();
+    let outage = proxy.map(|proxy| {
+        let epoch = run.tally.1.epoch();
+        tokio::spawn(fault::outage(proxy, options.fault_at, options.fault_for, epoch))
+    });
     let metrics = attack(&options, &mix, &run).await?;
+    let fault = match outage {
+        Some(outage) => Some(run.tally.1.around(outage.await?)),
+        None => None,
+    };
     let after = api.get_text("/metrics").await.ok();
 
     let verdict = if options.scenario.books() {
@@ -95,6 +120,7 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
         server,
         ready,
         verdict,
+        fault,
     };
     let text = report::render(&facts);
     let path = options.report_dir.join("report.md");

@@ -8,6 +8,7 @@ use goose::metrics::GooseMetrics;
 
 use crate::{
     cli::Options,
+    fault::{Bucket, Effect},
     gql::{ABUSIVE_SCENARIO, FailureTable, is_expected_refusal},
     ledger::Verdict,
     server::ServerView,
@@ -34,6 +35,8 @@ pub struct Facts<'a> {
     pub ready: Option<String>,
     /// `None` when the scenario does not book.
     pub verdict: Option<Verdict>,
+    /// What the injected fault did, when there was one.
+    pub fault: Option<Effect>,
 }
 
 /// One measured operation.
@@ -286,13 +289,9 @@ pub fn render(facts: &Facts<'_>) -> String {
             "| Operation | Code | Count | Counted as | First message |\n|---|---|---|---|---|"
         );
         for (name, codes) in &facts.failures {
-            let scenario = name.split_once(' ').map_or("", |(s, _)| s);
             for (code, failures) in codes {
-                let kind = if is_expected_refusal(scenario, code) {
-                    "refusal (expected)"
-                } else {
-                    "error"
-                };
+                let kind =
+                    if is_expected_refusal(name, code) { "refusal (expected)" } else { "error" };
                 let example = failures.example.replace('|', "\\|");
                 let _ = writeln!(
                     w,
@@ -342,6 +341,10 @@ pub fn render(facts: &Facts<'_>) -> String {
                 );
             }
         }
+    }
+
+    if let Some(effect) = &facts.fault {
+        render_fault(w, effect);
     }
 
     let _ = writeln!(w, "\n## Correctness after the run\n");
@@ -399,6 +402,42 @@ pub fn render(facts: &Facts<'_>) -> String {
         "\n## Files\n\n- `goose.html`: goose's report, with charts over time\n- `goose.json`: goose's metrics"
     );
     out
+}
+
+/// The fault section: the window, what users got around it, the recovery.
+fn render_fault(w: &mut String, effect: &Effect) {
+    let window = effect.window;
+    let _ = writeln!(w, "\n## Fault: the database cut off\n");
+    let _ = writeln!(
+        w,
+        "Every connection between the server and its database was cut, and new ones refused, from \
+         {:.1} s to {:.1} s after the load started ({:.1} s).\n",
+        window.from.as_secs_f64(),
+        window.to.as_secs_f64(),
+        (window.to - window.from).as_secs_f64()
+    );
+    let line = |bucket: &Bucket| {
+        let failed: u64 = bucket.failed.values().sum();
+        let codes = if bucket.failed.is_empty() {
+            "none".to_owned()
+        } else {
+            bucket.failed.iter().map(|(c, n)| format!("`{c}` {n}")).collect::<Vec<_>>().join(", ")
+        };
+        format!("{} | {failed} | {codes}", bucket.ok)
+    };
+    let _ = writeln!(w, "| When | Answered | Failed | Failures by code |\n|---|---|---|---|");
+    let _ = writeln!(w, "| Before the cut | {} |", line(&effect.before));
+    let _ = writeln!(w, "| While cut off | {} |", line(&effect.during));
+    let _ = writeln!(w, "| After it came back | {} |", line(&effect.after));
+    let recovered = effect.recovered_after.map_or("never, within the run".to_owned(), |d| {
+        format!("{:.1} s after the database came back", d.as_secs_f64())
+    });
+    let _ = writeln!(
+        w,
+        "\nServing again (the first tenth of a second with answers and no outage failures): \
+         {recovered}. The KPIs above include the outage; the promise under test is the bookings \
+         check below: nothing lost or doubled, whatever the users were told."
+    );
 }
 
 #[cfg(test)]
