@@ -75,7 +75,8 @@ impl App {
             .with_context(|| format!("binding {}", config.bind_addr))?;
         let tokens = TokenKeys::new(
             config.jwt_secret.as_deref(),
-            std::time::Duration::from_secs(config.jwt_ttl_secs),
+            Duration::from_secs(config.access_token_ttl_secs.max(1)),
+            Duration::from_secs(config.refresh_token_ttl_days.max(1) * 86_400),
         );
         let cache = Cache::new(
             config.redis_url.as_deref(),

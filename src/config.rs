@@ -118,9 +118,13 @@ pub struct Config {
     /// HS256 secret for tokens; unset: a random one per process.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
     pub jwt_secret: Option<String>,
-    /// How long a token from `login` or `register` stays valid, in seconds.
-    #[arg(long, env = "JWT_TTL_SECS", default_value_t = 86_400, global = true)]
-    pub jwt_ttl_secs: u64,
+    /// How long an access token stays valid, in seconds; `refreshToken`
+    /// gets a new one.
+    #[arg(long, env = "ACCESS_TOKEN_TTL_SECS", default_value_t = 900, global = true)]
+    pub access_token_ttl_secs: u64,
+    /// How long a refresh token stays valid after it was issued, in days.
+    #[arg(long, env = "REFRESH_TOKEN_TTL_DAYS", default_value_t = 30, global = true)]
+    pub refresh_token_ttl_days: u64,
     /// Cost points per client per minute (a plain request costs 1).
     #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 600, global = true)]
     pub rate_limit_per_minute: u32,

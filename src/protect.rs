@@ -134,22 +134,30 @@ impl Limits {
         }
     }
 
-    /// Counts one sign-in attempt from `ip` for `email`; refused when either
-    /// has tried too often.
-    pub fn sign_in_attempt(&self, ip: Option<IpAddr>, email: &str) -> Result<(), Duration> {
-        // The address first: a client refused for its address spends none
-        // of the email's attempts.
-        let mut keys = Vec::new();
-        if let Some(ip) = ip {
-            keys.push(format!("ip:{ip}"));
-        }
-        keys.push(format!("email:{}", email.trim().to_lowercase()));
-        for key in keys {
-            if let Err(not_until) = self.sign_ins.check_key(&key) {
-                return Err(not_until.wait_time_from(self.clock.now()));
-            }
-        }
-        Ok(())
+    /// Charges one sign-in attempt (`login`, `register`, `changePassword`)
+    /// to the client's address, keyed as the request budget is (IPv6 by its
+    /// /64); refused when the address has tried too often.
+    pub fn sign_in_from(&self, ip: IpAddr) -> Result<(), Duration> {
+        let key = match ip_key(ip) {
+            ClientKey::Ip(ip) => format!("ip:{ip}"),
+            ClientKey::User(id) => format!("user:{id}"),
+        };
+        self.sign_ins
+            .check_key(&key)
+            .map(|_| ())
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// Charges a failed sign-in to `email`. Only failures count, so that a
+    /// stranger's wrong guesses cannot keep the owner out: the owner's
+    /// correct password is let through even while this budget is spent.
+    /// `Err` when it is spent: the failure is then answered as a rate limit.
+    pub fn sign_in_failed(&self, email: &str) -> Result<(), Duration> {
+        let key = format!("email:{}", email.trim().to_lowercase());
+        self.sign_ins
+            .check_key(&key)
+            .map(|_| ())
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
     /// Forgets clients whose budgets are full again, so memory stays bounded

@@ -12,6 +12,9 @@ pub struct Model {
     pub user_id: Option<i64>,
     pub display_name: String,
     pub bio: Option<String>,
+    /// Lower-cased email of the person invited to sign in as this barber,
+    /// until they accept (then `user_id` is set and this is cleared).
+    pub invited_email: Option<String>,
     /// Inactive barbers stay in the history but take no new bookings.
     pub active: bool,
     pub created_at: DateTimeUtc,

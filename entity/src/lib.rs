@@ -8,6 +8,7 @@ pub mod barber_service;
 pub mod booking;
 pub mod payment;
 pub mod service;
+pub mod session;
 pub mod shop;
 pub mod time_off;
 pub mod user;

@@ -165,6 +165,15 @@ async fn prepare_shop(api: &Api, run_id: &str, n: usize, accounts: usize) -> any
             .await
             .context("adding a barber")?;
         let id = id_of(&data["addBarber"])?;
+        if let Some(account) = &account {
+            api.gql(
+                account,
+                "mutation($id: ID!) { acceptBarberInvite(id: $id) { id } }",
+                json!({ "id": id }),
+            )
+            .await
+            .context("accepting the barber invitation")?;
+        }
         let hours: Vec<Value> = (1..=7)
             .map(|weekday| json!({ "weekday": weekday, "opensAt": "08:00", "closesAt": "20:00" }))
             .collect();

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_create_tables;
 mod m20261128_000002_booking_overlap_guard;
 mod m20261128_000003_booking_busy_index;
+mod m20261129_000004_sessions_and_invites;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_create_tables::Migration),
             Box::new(m20261128_000002_booking_overlap_guard::Migration),
             Box::new(m20261128_000003_booking_busy_index::Migration),
+            Box::new(m20261129_000004_sessions_and_invites::Migration),
         ]
     }
 }

@@ -29,6 +29,8 @@ pub struct Membership {
 pub struct Viewer {
     pub user: user::Model,
     pub memberships: Vec<Membership>,
+    /// The session the request's token belongs to (its public id).
+    pub session: Option<String>,
 }
 
 impl Viewer {
@@ -73,16 +75,39 @@ fn prefixed<C: Iterable + IdenStatic>(table: &str, prefix: &str) -> String {
         .join(", ")
 }
 
-/// The user `user_id` with their memberships, in one statement; `None` when
-/// the user no longer exists.
-pub async fn load_viewer(db: &impl ConnectionTrait, user_id: i64) -> Result<Option<Viewer>, DbErr> {
+/// What became of the account and session a token names.
+#[derive(Debug)]
+pub enum Loaded {
+    Viewer(Viewer),
+    /// The account no longer exists.
+    NoAccount,
+    /// The session was ended (logout, password change, a reused refresh
+    /// token).
+    SessionEnded,
+}
+
+/// The user `user_id` with their memberships, in one statement. With a
+/// `session`, the same statement checks that it is still open, so a session
+/// that ends ends its access tokens at once, on every replica.
+pub async fn load_viewer(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    session: Option<&str>,
+) -> Result<Loaded, DbErr> {
     let backend = db.get_database_backend();
-    let param = match backend {
-        sea_orm::DbBackend::Postgres => "$1",
-        _ => "?1",
+    let (param, session_param) = match backend {
+        sea_orm::DbBackend::Postgres => ("$1", "$2"),
+        _ => ("?1", "?2"),
+    };
+    let live = match session {
+        Some(_) => format!(
+            "CASE WHEN EXISTS (SELECT 1 FROM sessions ss WHERE ss.public_id = {session_param} \
+             AND ss.user_id = u.id AND ss.revoked_at IS NULL) THEN 1 ELSE 0 END"
+        ),
+        None => "1".to_owned(),
     };
     let sql = format!(
-        "SELECT {users}, m.role AS m_role, m.barber_id AS m_barber_id, {shops} \
+        "SELECT {users}, {live} AS session_live, m.role AS m_role, m.barber_id AS m_barber_id, {shops} \
          FROM users u \
          LEFT JOIN ( \
              SELECT 'OWNER' AS role, id AS shop_id, CAST(NULL AS BIGINT) AS barber_id \
@@ -96,12 +121,19 @@ pub async fn load_viewer(db: &impl ConnectionTrait, user_id: i64) -> Result<Opti
         users = prefixed::<user::Column>("u", "u_"),
         shops = prefixed::<shop::Column>("s", "s_"),
     );
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, [Value::from(user_id)]))
-        .await?;
+    let mut values = vec![Value::from(user_id)];
+    if let Some(session) = session {
+        values.push(Value::from(session.to_owned()));
+    }
+    let rows = db.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
     let Some(first) = rows.first() else {
-        return Ok(None);
+        return Ok(Loaded::NoAccount);
     };
+    if first.try_get::<i32>("", "session_live").map(|live| live == 0).unwrap_or(false)
+        || first.try_get::<i64>("", "session_live").map(|live| live == 0).unwrap_or(false)
+    {
+        return Ok(Loaded::SessionEnded);
+    }
     let user = user::Model::from_query_result(first, "u_")?;
     let mut memberships = Vec::new();
     for row in &rows {
@@ -116,5 +148,5 @@ pub async fn load_viewer(db: &impl ConnectionTrait, user_id: i64) -> Result<Opti
         let barber_id = row.try_get::<Option<i64>>("", "m_barber_id")?;
         memberships.push(Membership { shop, role, barber_id });
     }
-    Ok(Some(Viewer { user, memberships }))
+    Ok(Loaded::Viewer(Viewer { user, memberships, session: session.map(str::to_owned) }))
 }

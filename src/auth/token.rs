@@ -1,4 +1,7 @@
 //! Signed access tokens (JWT, HS256) carried as `Authorization: Bearer`.
+//!
+//! An access token is short-lived and names its session (`sid`), so that
+//! ending the session ends the token at once; `jti` makes each one unique.
 
 use std::time::Duration;
 
@@ -15,6 +18,10 @@ const ISSUER: &str = "bookedbarber";
 pub struct Claims {
     /// The user's row id, as a string (JWT convention).
     pub sub: String,
+    /// The session's public id.
+    pub sid: String,
+    /// This token's own id.
+    pub jti: String,
     pub iat: i64,
     pub exp: i64,
     pub iss: String,
@@ -33,6 +40,15 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     ttl: Duration,
+    /// How long a refresh token stays valid after it was issued.
+    pub refresh_ttl: Duration,
+}
+
+/// What a valid access token says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub user_id: i64,
+    pub session: String,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -49,7 +65,7 @@ pub struct IssuedToken {
 
 impl TokenKeys {
     /// Keys from `secret`, or from a random secret when none is configured.
-    pub fn new(secret: Option<&str>, ttl: Duration) -> Self {
+    pub fn new(secret: Option<&str>, ttl: Duration, refresh_ttl: Duration) -> Self {
         let secret = match secret {
             Some(secret) => secret.as_bytes().to_vec(),
             None => {
@@ -62,11 +78,13 @@ impl TokenKeys {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
             ttl,
+            refresh_ttl,
         }
     }
 
-    /// Signs a token for `user_id`, valid for the configured lifetime.
-    pub fn issue(&self, user_id: i64) -> anyhow::Result<IssuedToken> {
+    /// Signs a token for `user_id` in `session`, valid for the configured
+    /// lifetime.
+    pub fn issue(&self, user_id: i64, session: &str) -> anyhow::Result<IssuedToken> {
         let now = Utc::now();
         // Whole seconds, as the token's `exp` claim says.
         let expires_at =
@@ -74,6 +92,8 @@ impl TokenKeys {
                 .ok_or_else(|| anyhow::anyhow!("token expiry out of range"))?;
         let claims = Claims {
             sub: user_id.to_string(),
+            sid: session.to_owned(),
+            jti: uuid::Uuid::new_v4().simple().to_string(),
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
             iss: ISSUER.to_owned(),
@@ -82,8 +102,8 @@ impl TokenKeys {
         Ok(IssuedToken { token, expires_at })
     }
 
-    /// The user id of a valid, unexpired token signed with our key.
-    pub fn verify(&self, token: &str) -> Result<i64, TokenError> {
+    /// The user and session of a valid, unexpired token signed with our key.
+    pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
@@ -95,7 +115,8 @@ impl TokenKeys {
                     _ => TokenError::Invalid,
                 }
             })?;
-        data.claims.sub.parse().map_err(|_| TokenError::Invalid)
+        let user_id = data.claims.sub.parse().map_err(|_| TokenError::Invalid)?;
+        Ok(Verified { user_id, session: data.claims.sid })
     }
 }
 
@@ -105,10 +126,11 @@ mod tests {
 
     #[test]
     fn issued_tokens_verify_and_others_do_not() {
-        let keys = TokenKeys::new(Some("secret"), Duration::from_secs(60));
-        let issued = keys.issue(42).unwrap();
-        assert_eq!(keys.verify(&issued.token), Ok(42));
-        let other = TokenKeys::new(Some("another secret"), Duration::from_secs(60));
+        let day = Duration::from_secs(86_400);
+        let keys = TokenKeys::new(Some("secret"), Duration::from_secs(60), day);
+        let issued = keys.issue(42, "s1").unwrap();
+        assert_eq!(keys.verify(&issued.token), Ok(Verified { user_id: 42, session: "s1".into() }));
+        let other = TokenKeys::new(Some("another secret"), Duration::from_secs(60), day);
         assert_eq!(other.verify(&issued.token), Err(TokenError::Invalid));
         assert_eq!(keys.verify("not.a.token"), Err(TokenError::Invalid));
     }

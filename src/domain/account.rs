@@ -46,24 +46,63 @@ impl Email {
     }
 }
 
-/// A password long enough to be worth hashing.
+/// A password worth hashing: 8 to 128 characters, not one of the most
+/// commonly breached passwords, not the account's email (or the part before
+/// the `@`), and not one character repeated.
 pub struct Password(String);
+
+/// The 10,000 most common passwords of breach corpora (SecLists'
+/// `10-million-password-list-top-10000.txt`, MIT; see `assets/`).
+const COMMON_PASSWORDS: &str = include_str!("../../assets/common-passwords.txt");
+
+fn is_common(password: &str) -> bool {
+    static COMMON: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    COMMON
+        .get_or_init(|| COMMON_PASSWORDS.lines().map(str::to_lowercase).collect())
+        .contains(&password.to_lowercase())
+}
 
 impl Password {
     pub const MIN_CHARS: usize = 8;
     pub const MAX_CHARS: usize = 128;
 
-    pub fn parse(raw: String) -> AppResult<Self> {
+    /// `raw` as the password of the account `email`; `field` names it in
+    /// messages.
+    pub fn parse(raw: String, email: &Email, field: &str) -> AppResult<Self> {
         let chars = raw.chars().count();
-        if (Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
-            Ok(Self(raw))
-        } else {
-            Err(AppError::bad_input(format!(
-                "`password` must be {} to {} characters long, got {chars}",
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
+            return Err(AppError::bad_input(format!(
+                "`{field}` must be {} to {} characters long, got {chars}",
                 Self::MIN_CHARS,
                 Self::MAX_CHARS
-            )))
+            )));
         }
+        let lower = raw.to_lowercase();
+        let local = email.as_str().split('@').next().unwrap_or_default();
+        if lower == email.as_str() || lower == local {
+            return Err(AppError::bad_input(format!(
+                "`{field}` must not be your email address or its name part; choose something only you know"
+            )));
+        }
+        let mut characters = raw.chars();
+        if let Some(first) = characters.next()
+            && characters.all(|c| c == first)
+        {
+            return Err(AppError::bad_input(format!(
+                "`{field}` must not be one character repeated; a short phrase of a few words is easy to remember and hard to guess"
+            )));
+        }
+        if is_common(&raw) {
+            return Err(AppError::bad_input(format!(
+                "`{field}` is one of the most commonly used passwords, which attackers try first; choose another, such as a phrase of a few unrelated words"
+            )));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
     }
 }
 
@@ -92,7 +131,7 @@ pub struct NewAccount {
 /// Opens an account; an email already in use is `CONFLICT`.
 #[tracing::instrument(skip_all)]
 pub async fn register(db: &impl ConnectionTrait, account: NewAccount) -> AppResult<user::Model> {
-    let hash = password::hash(account.password.0).await?;
+    let hash = password::hash(account.password.into_inner()).await?;
     let now = Utc::now();
     let inserted = user::ActiveModel {
         id: NotSet,
@@ -153,6 +192,28 @@ pub async fn login(
     }
 }
 
+/// Whether `password` is `user`'s.
+pub async fn verify_password(user: &user::Model, password: String) -> AppResult<bool> {
+    Ok(password::verify(password, user.password_hash.clone()).await?)
+}
+
+/// Sets `user`'s password to `new`.
+#[tracing::instrument(skip_all, fields(user.id = user.id))]
+pub async fn set_password(
+    db: &impl ConnectionTrait,
+    user: &user::Model,
+    new: Password,
+) -> AppResult<()> {
+    let hash = password::hash(new.into_inner()).await?;
+    user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, sea_orm::sea_query::Expr::value(hash))
+        .col_expr(user::Column::UpdatedAt, sea_orm::sea_query::Expr::value(Utc::now()))
+        .filter(user::Column::Id.eq(user.id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Users by id.
 pub async fn users_by_ids(
     db: &impl ConnectionTrait,
@@ -178,9 +239,31 @@ mod tests {
     }
 
     #[test]
-    fn passwords_have_a_length_range() {
-        assert!(Password::parse("short".into()).is_err());
-        assert!(Password::parse("long enough".into()).is_ok());
-        assert!(Password::parse("x".repeat(129)).is_err());
+    fn passwords_have_a_length_range_and_are_not_easily_guessed() {
+        let email = Email::parse("ann.lee@example.com").unwrap();
+        let parse = |raw: &str| Password::parse(raw.to_owned(), &email, "password");
+        assert!(parse("short").is_err());
+        assert!(parse("plenty of words").is_ok());
+        assert!(parse(&"xy".repeat(65)).is_err());
+        for weak in ["password", "Password1", "12345678", "qwertyuiop", "iloveyou"] {
+            let message = match parse(weak) {
+                Err(AppError::BadUserInput(message)) => message,
+                _ => panic!("{weak} was accepted"),
+            };
+            assert!(message.contains("commonly used"), "{weak}: {message}");
+        }
+        assert!(parse("ANN.LEE@example.com").is_err());
+        assert!(parse("ann.lee1").is_ok());
+        assert!(parse("ann.lee").is_err(), "too short anyway");
+        assert!(
+            Password::parse(
+                "annleeexample".into(),
+                &Email::parse("annleeexample@x.io").unwrap(),
+                "p"
+            )
+            .is_err()
+        );
+        assert!(parse("aaaaaaaaaa").is_err());
+        assert!(parse("ééééééééé").is_err());
     }
 }

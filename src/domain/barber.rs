@@ -95,8 +95,9 @@ pub struct NewBarber {
     pub shop_id: i64,
     pub display_name: String,
     pub bio: Option<String>,
-    /// The account that signs in as this barber.
-    pub user_id: Option<i64>,
+    /// Whom to invite to sign in as this barber (they accept with
+    /// `acceptBarberInvite`); lower-cased.
+    pub invited_email: Option<String>,
 }
 
 /// Changes to a barber; `None` leaves a field as it is.
@@ -108,14 +109,15 @@ pub struct BarberChanges {
     pub active: Option<bool>,
 }
 
-/// Adds a barber to a shop; a user who already is one there is `CONFLICT`.
+/// Adds a barber to a shop, inviting `invited_email` to sign in as them.
 #[tracing::instrument(skip_all, fields(shop.id = new.shop_id))]
 pub async fn add(db: &impl ConnectionTrait, new: NewBarber) -> AppResult<barber::Model> {
     let now = chrono::Utc::now();
     let inserted = barber::ActiveModel {
         id: NotSet,
         shop_id: Set(new.shop_id),
-        user_id: Set(new.user_id),
+        user_id: Set(None),
+        invited_email: Set(new.invited_email),
         display_name: Set(new.display_name),
         bio: Set(new.bio),
         active: Set(true),
@@ -131,6 +133,47 @@ pub async fn add(db: &impl ConnectionTrait, new: NewBarber) -> AppResult<barber:
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// Links `user` (whose email was invited) to barber `barber_id`. An
+/// invitation that is not theirs is `NOT_FOUND`, as one that does not exist
+/// is; a user who already is a barber of that shop is `CONFLICT`.
+#[tracing::instrument(skip_all, fields(barber.id = barber_id, user.id = user.id))]
+pub async fn accept_invite(
+    db: &impl ConnectionTrait,
+    barber_id: i64,
+    user: &entity::user::Model,
+) -> AppResult<barber::Model> {
+    let accepted = barber::Entity::update_many()
+        .col_expr(barber::Column::UserId, sea_orm::sea_query::Expr::value(user.id))
+        .col_expr(
+            barber::Column::InvitedEmail,
+            sea_orm::sea_query::Expr::value(Option::<String>::None),
+        )
+        .col_expr(barber::Column::UpdatedAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
+        .filter(barber::Column::Id.eq(barber_id))
+        .filter(barber::Column::InvitedEmail.eq(user.email.as_str()))
+        .exec(db)
+        .await;
+    match accepted {
+        Ok(done) if done.rows_affected == 1 => find(db, barber_id, "id").await,
+        Ok(_) => Err(AppError::not_found(
+            "you have no invitation with this `id`; see `viewer { barberInvites }`",
+        )),
+        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            Err(AppError::Conflict("you already are a barber at this shop".to_owned()))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The barbers `email` is invited to be, by id.
+pub async fn invites_for(db: &impl ConnectionTrait, email: &str) -> AppResult<Vec<barber::Model>> {
+    Ok(barber::Entity::find()
+        .filter(barber::Column::InvitedEmail.eq(email))
+        .order_by_asc(barber::Column::Id)
+        .all(db)
+        .await?)
 }
 
 /// Applies `changes` to `barber`.

@@ -12,6 +12,7 @@ pub mod booking;
 pub mod lifecycle;
 pub mod page;
 pub mod service;
+pub mod session;
 pub mod shop;
 pub mod working_hours;
 

@@ -18,7 +18,11 @@ use super::{
 };
 use crate::{
     app::AppState,
-    auth::{Identity, identity::load_viewer, token::TokenError},
+    auth::{
+        Identity,
+        identity::{Loaded, load_viewer},
+        token::TokenError,
+    },
     error::{AppError, ErrorKind},
     protect::{self, Budget, ClientIp, ClientKey, Refusal, RequestBudget},
     telemetry,
@@ -45,17 +49,29 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Identity,
                     .to_owned(),
             )
         })?;
-    let user_id = state.tokens.verify(token).map_err(|err| {
+    let verified = state.tokens.verify(token).map_err(|err| {
         AppError::Unauthenticated(match err {
-            TokenError::Expired => "your token has expired; sign in again with `login`".to_owned(),
+            TokenError::Expired => {
+                "your token has expired; get a new one with `refreshToken`, or sign in again with `login`"
+                    .to_owned()
+            }
             TokenError::Invalid => "your token is not valid; sign in again with `login`".to_owned(),
         })
     })?;
-    let viewer = load_viewer(&state.db, user_id).await?.ok_or_else(|| {
-        AppError::Unauthenticated(
-            "the account of this token no longer exists; register or sign in again".to_owned(),
-        )
-    })?;
+    let viewer = match load_viewer(&state.db, verified.user_id, Some(&verified.session)).await? {
+        Loaded::Viewer(viewer) => viewer,
+        Loaded::NoAccount => {
+            return Err(AppError::Unauthenticated(
+                "the account of this token no longer exists; register or sign in again".to_owned(),
+            ));
+        }
+        Loaded::SessionEnded => {
+            return Err(AppError::Unauthenticated(
+                "the session of this token has ended (signed out or password changed); sign in again with `login`"
+                    .to_owned(),
+            ));
+        }
+    };
     Ok(Identity::User(Arc::new(viewer)))
 }
 

@@ -164,6 +164,7 @@ pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<Se
                 id: NotSet,
                 shop_id: Set(shop_id(b.shop)?),
                 user_id: Set(Some(id_of(&plan.barber_users[b.user].email)?)),
+                invited_email: Set(None),
                 display_name: Set(b.display_name.clone()),
                 bio: Set(b.bio.clone()),
                 active: Set(true),

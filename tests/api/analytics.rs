@@ -120,9 +120,9 @@ pub(crate) async fn dataset(app: &TestApp) -> Dataset {
         )
         .await;
     }
-    let c1 = app.register("c1@numbers.test", "password123", "C1").await;
-    let c2 = app.register("c2@numbers.test", "password123", "C2").await;
-    let c3 = app.register("c3@numbers.test", "password123", "C3").await;
+    let c1 = app.register("c1@numbers.test", "correct horse battery", "C1").await;
+    let c2 = app.register("c2@numbers.test", "correct horse battery", "C2").await;
+    let c3 = app.register("c3@numbers.test", "correct horse battery", "C3").await;
     let (a, b, short, long) = (&shop.barber_id, &barber_b, &shop.service_id, &service_long);
     for (barber, service, client, start, minutes, status, price) in [
         (a, short, &c1, local((2026, 6, 1), 10, 0), 30, Completed, 2000),
@@ -273,7 +273,7 @@ cache_test!(concurrent_misses_compute_once, |app| {
 
 cache_test!(every_kind_of_write_shows_up_in_the_next_query, |app| {
     let shop = ShopFixture::open(&app, "fresh", "UTC", "09:00", "17:00").await;
-    let client = app.register("client@fresh.test", "password123", "Client").await;
+    let client = app.register("client@fresh.test", "correct horse battery", "Client").await;
     let date = shop.upcoming_weekday();
     let (from, to) = (date - Duration::days(1), date + Duration::days(1));
     let vars = json!({ "shop": shop.shop_id, "from": from.to_string(), "to": to.to_string() });
@@ -326,7 +326,7 @@ cache_test!(every_kind_of_write_shows_up_in_the_next_query, |app| {
 
 cache_test!(only_the_owner_and_only_sensible_ranges, |app| {
     let shop = ShopFixture::open(&app, "private", "UTC", "09:00", "17:00").await;
-    let client = app.register("client@private.test", "password123", "Client").await;
+    let client = app.register("client@private.test", "correct horse battery", "Client").await;
     let query = "query($shop: ID!, $from: Date!, $to: Date!) { analytics(shopId: $shop, from: $from, to: $to) { bookingsCount } }";
     let vars = |from: &str, to: &str| json!({ "shop": shop.shop_id, "from": from, "to": to });
     for (user, code) in [(&shop.barber_user, "FORBIDDEN"), (&client, "FORBIDDEN")] {

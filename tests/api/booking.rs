@@ -24,7 +24,7 @@ db_test!(slots_follow_hours_step_bookings_and_time_off, |app| {
     assert_eq!(slots[0], at(9, 0));
     assert_eq!(*slots.last().unwrap(), at(11, 30));
 
-    let client = app.register("client@slots.test", "password123", "Client").await;
+    let client = app.register("client@slots.test", "correct horse battery", "Client").await;
     let booked = shop.book(&app, &client, at(10, 0)).await;
     assert!(booked.get("errors").is_none(), "{booked:#}");
     assert_eq!(booked["data"]["createBooking"]["status"], "CONFIRMED");
@@ -99,7 +99,7 @@ db_test!(daylight_saving_days, |app| {
             second_one_am.with_timezone(&shop.tz).format("%H:%M %Z").to_string(),
             "01:00 EST"
         );
-        let client = app.register("client@dst.test", "password123", "Client").await;
+        let client = app.register("client@dst.test", "correct horse battery", "Client").await;
         let booked = shop.book(&app, &client, second_one_am).await;
         assert!(booked.get("errors").is_none(), "{booked:#}");
         assert_eq!(shop.slots(&app, fall).await.len(), 24);
@@ -108,7 +108,7 @@ db_test!(daylight_saving_days, |app| {
 
 db_test!(every_booking_rule_and_nothing_half_written, |app| {
     let shop = ShopFixture::open(&app, "rules", "Europe/Berlin", "09:00", "17:00").await;
-    let client = app.register("client@rules.test", "password123", "Client").await;
+    let client = app.register("client@rules.test", "correct horse battery", "Client").await;
     let date = shop.upcoming_weekday();
     let now = Utc::now();
     let input = |start: chrono::DateTime<Utc>| json!({ "input": { "barberId": shop.barber_id, "serviceId": shop.service_id, "startsAt": start.to_rfc3339() } });
@@ -223,7 +223,9 @@ db_test!(fifty_clients_race_for_one_slot, |app| {
     let start = shop.at(date, 11, 0);
     let mut clients = Vec::new();
     for i in 0..10 {
-        clients.push(app.register(&format!("racer{i}@race.test"), "password123", "Racer").await);
+        clients.push(
+            app.register(&format!("racer{i}@race.test"), "correct horse battery", "Racer").await,
+        );
     }
     let attempts = (0..50).map(|i| {
         let client = &clients[i % clients.len()];
@@ -266,7 +268,7 @@ db_test!(fifty_clients_race_for_one_slot, |app| {
 db_test!(the_database_itself_refuses_overlapping_bookings, |app| {
     use sea_orm::{ActiveModelTrait, ActiveValue::Set, NotSet};
     let shop = ShopFixture::open(&app, "guard", "UTC", "00:00", "24:00").await;
-    let client = app.register("client@guard.test", "password123", "Client").await;
+    let client = app.register("client@guard.test", "correct horse battery", "Client").await;
     let start = shop.at(shop.upcoming_weekday(), 10, 0);
     let booked = shop.book(&app, &client, start).await;
     assert!(booked.get("errors").is_none(), "{booked:#}");

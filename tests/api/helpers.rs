@@ -171,6 +171,20 @@ impl TestApp {
         }
     }
 
+    /// A second server on the same database and secret, as another replica
+    /// behind a load balancer would be (its state is its own).
+    pub async fn replica(&self) -> TestApp {
+        let mut config = (*self.state.config).clone();
+        config.bind_addr = "127.0.0.1:0".parse().unwrap();
+        let app = App::build(config).await.expect("the replica builds");
+        let addr = app.local_addr().unwrap();
+        let state = app.state().clone();
+        tokio::spawn(app.run_until(std::future::pending()));
+        let mut replica = TestApp::attach(addr, state);
+        replica.backend = self.backend;
+        replica
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -47,8 +47,8 @@ async fn let_time_pass(app: &TestApp, id: &Value, hours_ago: i64) {
 
 db_test!(cancel_by_client_until_the_cutoff_and_by_staff_any_time, |app| {
     let shop = ShopFixture::open(&app, "cancel", "UTC", "00:00", "24:00").await;
-    let client = app.register("client@cancel.test", "password123", "Client").await;
-    let stranger = app.register("stranger@cancel.test", "password123", "Stranger").await;
+    let client = app.register("client@cancel.test", "correct horse battery", "Client").await;
+    let stranger = app.register("stranger@cancel.test", "correct horse battery", "Stranger").await;
     let date = shop.upcoming_weekday();
     let id = booked(&app, &shop, &client, shop.at(date, 10, 0)).await;
 
@@ -84,7 +84,7 @@ db_test!(cancel_by_client_until_the_cutoff_and_by_staff_any_time, |app| {
 
 db_test!(complete_and_no_show_only_after_the_start_and_only_once, |app| {
     let shop = ShopFixture::open(&app, "close", "UTC", "00:00", "24:00").await;
-    let client = app.register("client@close.test", "password123", "Client").await;
+    let client = app.register("client@close.test", "correct horse battery", "Client").await;
     let date = shop.upcoming_weekday();
     let first = booked(&app, &shop, &client, shop.at(date, 10, 0)).await;
     let second = booked(&app, &shop, &client, shop.at(date, 11, 0)).await;
@@ -117,8 +117,8 @@ db_test!(complete_and_no_show_only_after_the_start_and_only_once, |app| {
 
 db_test!(reschedule_frees_the_old_time_under_the_same_rules, |app| {
     let shop = ShopFixture::open(&app, "move", "Europe/London", "09:00", "17:00").await;
-    let client = app.register("client@move.test", "password123", "Client").await;
-    let other = app.register("other@move.test", "password123", "Other").await;
+    let client = app.register("client@move.test", "correct horse battery", "Client").await;
+    let other = app.register("other@move.test", "correct horse battery", "Other").await;
     let date = shop.upcoming_weekday();
     let id = booked(&app, &shop, &client, shop.at(date, 10, 0)).await;
     booked(&app, &shop, &other, shop.at(date, 14, 0)).await;
@@ -158,7 +158,7 @@ db_test!(reschedule_frees_the_old_time_under_the_same_rules, |app| {
 
 db_test!(payments_add_up_to_the_price_and_never_more, |app| {
     let shop = ShopFixture::open(&app, "pay", "UTC", "00:00", "24:00").await;
-    let client = app.register("client@pay.test", "password123", "Client").await;
+    let client = app.register("client@pay.test", "correct horse battery", "Client").await;
     let date = shop.upcoming_weekday();
     let id = booked(&app, &shop, &client, shop.at(date, 10, 0)).await;
     let pay = |amount: i64, method: &str| json!({ "input": { "bookingId": id, "amountCents": amount, "method": method } });

@@ -27,5 +27,6 @@ mod proxy;
 mod roles;
 mod schema;
 mod seed;
+mod sessions;
 mod shop_fixture;
 mod statements;

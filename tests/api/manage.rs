@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use crate::{
     db_test,
     helpers::{first_error, scalar},
-    shop_fixture::{SET_HOURS, ShopFixture},
+    shop_fixture::{ACCEPT_INVITE, SET_HOURS, ShopFixture},
 };
 
 const CREATE_SHOP: &str = "mutation($input: CreateShopInput!) { createShop(input: $input) { id slug timezone slotStepMinutes minNoticeMinutes maxAdvanceDays cancellationCutoffMinutes bufferMinutes } }";
@@ -19,7 +19,7 @@ fn failure(response: &Value) -> (String, String) {
 }
 
 db_test!(creating_and_changing_a_shop, |app| {
-    let owner = app.register("owner@new.test", "password123", "Owner").await;
+    let owner = app.register("owner@new.test", "correct horse battery", "Owner").await;
     let input = |slug: &str, tz: &str| json!({ "input": { "name": "New Cuts", "slug": slug, "timezone": tz, "address": "2 High St" } });
     assert_eq!(
         failure(&app.gql(CREATE_SHOP, input("new-cuts", "Europe/Paris")).await).0,
@@ -84,7 +84,7 @@ db_test!(creating_and_changing_a_shop, |app| {
         assert_eq!(code, "BAD_USER_INPUT");
         assert!(message.contains(field), "{field}: {message}");
     }
-    let stranger = app.register("stranger@new.test", "password123", "Stranger").await;
+    let stranger = app.register("stranger@new.test", "correct horse battery", "Stranger").await;
     assert_eq!(
         failure(&app.gql_as(&stranger, UPDATE_SHOP, update(json!({ "name": "Mine" }))).await).0,
         "FORBIDDEN"
@@ -96,13 +96,31 @@ db_test!(creating_and_changing_a_shop, |app| {
 db_test!(staffing_a_shop, |app| {
     let shop = ShopFixture::open(&app, "staff", "UTC", "09:00", "17:00").await;
     let add = |email: Option<&str>| json!({ "input": { "shopId": shop.shop_id, "displayName": "Kim", "userEmail": email } });
-    let (code, message) =
-        failure(&app.gql_as(&shop.owner, ADD_BARBER, add(Some("nobody@staff.test"))).await);
-    assert_eq!(code, "NOT_FOUND");
-    assert!(message.contains("register"), "{message}");
-    // The fixture's barber already works here.
+    // An invitation: the same answer whether the email has an account or
+    // not, and nobody is linked until they accept.
+    let unknown = app.data_as(&shop.owner, ADD_BARBER, add(Some("nobody@staff.test"))).await;
+    let kim = app.register("kim@staff.test", "correct horse battery", "Kim").await;
+    let known = app.data_as(&shop.owner, ADD_BARBER, add(Some(&kim.email))).await;
+    assert_eq!(unknown["addBarber"]["displayName"], known["addBarber"]["displayName"]);
+    let invite = known["addBarber"]["id"].as_str().unwrap().to_owned();
+    let memberships = "{ viewer { memberships { role } barberInvites { id displayName } } }";
+    let before = app.data_as(&kim, memberships, json!({})).await;
+    assert_eq!(before["viewer"]["memberships"], json!([]), "not linked before accepting");
+    assert_eq!(before["viewer"]["barberInvites"], json!([{ "id": invite, "displayName": "Kim" }]));
+    // Nobody else can accept it, and it reads as if it did not exist.
     let (code, _) =
-        failure(&app.gql_as(&shop.owner, ADD_BARBER, add(Some(&shop.barber_user.email))).await);
+        failure(&app.gql_as(&shop.barber_user, ACCEPT_INVITE, json!({ "id": invite })).await);
+    assert_eq!(code, "NOT_FOUND");
+    app.data_as(&kim, ACCEPT_INVITE, json!({ "id": invite })).await;
+    let after = app.data_as(&kim, memberships, json!({})).await;
+    assert_eq!(after["viewer"]["memberships"], json!([{ "role": "BARBER" }]));
+    assert_eq!(after["viewer"]["barberInvites"], json!([]));
+    // The fixture's barber already works here: inviting again is fine, but
+    // accepting a second barber record of the same shop is a conflict.
+    let again = app.data_as(&shop.owner, ADD_BARBER, add(Some(&shop.barber_user.email))).await;
+    let again = again["addBarber"]["id"].as_str().unwrap();
+    let (code, _) =
+        failure(&app.gql_as(&shop.barber_user, ACCEPT_INVITE, json!({ "id": again })).await);
     assert_eq!(code, "CONFLICT");
     assert_eq!(failure(&app.gql_as(&shop.barber_user, ADD_BARBER, add(None)).await).0, "FORBIDDEN");
     let data = app.data_as(&shop.owner, ADD_BARBER, add(None)).await;
@@ -174,7 +192,7 @@ db_test!(working_hours_are_replaced_whole_or_not_at_all, |app| {
         before,
         "nothing changed"
     );
-    let stranger = app.register("stranger@hours.test", "password123", "Stranger").await;
+    let stranger = app.register("stranger@hours.test", "correct horse battery", "Stranger").await;
     assert_eq!(failure(&app.gql_as(&stranger, SET_HOURS, set(json!([]))).await).0, "FORBIDDEN");
 });
 

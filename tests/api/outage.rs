@@ -91,7 +91,9 @@ async fn a_database_outage_fails_fast_and_recovers_without_losing_a_booking() {
     let shop = Arc::new(ShopFixture::open(&app, "outage", "UTC", "08:00", "20:00").await);
     let mut clients = Vec::new();
     for n in 0..4 {
-        clients.push(app.register(&format!("client{n}@outage.test"), "password123", "C").await);
+        clients.push(
+            app.register(&format!("client{n}@outage.test"), "correct horse battery", "C").await,
+        );
     }
 
     // Clients book distinct slots, each attempt with a note of its own.

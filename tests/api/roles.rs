@@ -30,7 +30,7 @@ async fn world(app: &TestApp) -> World {
     let colleague = app.login_seeded("barber3@demo.test").await;
     let client = app.login_seeded("client@demo.test").await;
     let other_owner = app.login_seeded("owner2@demo.test").await;
-    let stranger = app.register("stranger@example.com", "password123", "Stranger").await;
+    let stranger = app.register("stranger@example.com", "correct horse battery", "Stranger").await;
     let membership = "{ viewer { memberships { role shop { id slug } barber { id } } } }";
     let mine = app.data_as(&barber, membership, json!({})).await;
     let shop_a = mine["viewer"]["memberships"][0]["shop"]["id"].as_str().unwrap().to_owned();

@@ -18,6 +18,7 @@ pub struct ShopFixture {
 
 const CREATE_SHOP: &str = "mutation($input: CreateShopInput!) { createShop(input: $input) { id } }";
 const ADD_BARBER: &str = "mutation($input: AddBarberInput!) { addBarber(input: $input) { id } }";
+pub const ACCEPT_INVITE: &str = "mutation($id: ID!) { acceptBarberInvite(id: $id) { id } }";
 const CREATE_SERVICE: &str =
     "mutation($input: CreateServiceInput!) { createService(input: $input) { id } }";
 pub const SET_HOURS: &str = "mutation($barber: ID!, $hours: [WorkingHoursInput!]!) { setWorkingHours(barberId: $barber, hours: $hours) { workingHours { weekday opensAt closesAt } } }";
@@ -34,7 +35,8 @@ impl ShopFixture {
         opens: &str,
         closes: &str,
     ) -> Self {
-        let owner = app.register(&format!("owner@{slug}.test"), "password123", "Owner").await;
+        let owner =
+            app.register(&format!("owner@{slug}.test"), "correct horse battery", "Owner").await;
         let data = app
             .data_as(
                 &owner,
@@ -44,7 +46,7 @@ impl ShopFixture {
             .await;
         let shop_id = data["createShop"]["id"].as_str().unwrap().to_owned();
         let barber_user =
-            app.register(&format!("barber@{slug}.test"), "password123", "Barber").await;
+            app.register(&format!("barber@{slug}.test"), "correct horse battery", "Barber").await;
         let data = app
             .data_as(
                 &owner,
@@ -53,6 +55,7 @@ impl ShopFixture {
             )
             .await;
         let barber_id = data["addBarber"]["id"].as_str().unwrap().to_owned();
+        app.data_as(&barber_user, ACCEPT_INVITE, json!({ "id": barber_id })).await;
         let data = app
             .data_as(
                 &owner,

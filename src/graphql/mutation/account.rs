@@ -1,15 +1,20 @@
-//! Opening an account and signing in.
+//! Accounts and sessions: registering, signing in and out, refreshing an
+//! access token, changing the password.
 
 use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use sea_orm::{EntityTrait, TransactionTrait};
 
 use crate::{
-    auth::token::TokenKeys,
-    domain::account::{self, Email, NewAccount, Password, PersonName},
+    auth::{policy, token::TokenKeys},
+    domain::{
+        account::{self, Email, NewAccount, Password, PersonName},
+        session,
+    },
     error::{AppError, AppResult},
-    graphql::{db, object::User},
+    graphql::{db, guard::identity, object::User},
     protect::{ClientIp, Limits},
 };
 
@@ -17,7 +22,7 @@ use crate::{
 #[derive(InputObject)]
 pub struct RegisterInput {
     pub email: String,
-    /// 8 to 128 characters.
+    /// 8 to 128 characters; not a commonly used password, not the email.
     pub password: String,
     pub name: String,
 }
@@ -26,45 +31,84 @@ impl TryFrom<RegisterInput> for NewAccount {
     type Error = AppError;
 
     fn try_from(input: RegisterInput) -> AppResult<Self> {
+        let email = Email::parse(&input.email)?;
         Ok(NewAccount {
-            email: Email::parse(&input.email)?,
-            password: Password::parse(input.password)?,
+            password: Password::parse(input.password, &email, "password")?,
+            email,
             name: PersonName::parse(&input.name)?,
         })
     }
 }
 
-/// A signed-in session: send `token` as `Authorization: Bearer <token>`.
+/// A signed-in session: send `token` as `Authorization: Bearer <token>`;
+/// before it expires, trade `refreshToken` for a new pair with
+/// `refreshToken`.
 #[derive(SimpleObject)]
 pub struct AuthPayload {
+    /// The access token: short-lived.
     pub token: String,
-    /// When the token stops working; sign in again after it.
+    /// When the access token stops working.
     pub expires_at: DateTime<Utc>,
+    /// Trades for a new pair once, with `refreshToken`; keep it secret.
+    pub refresh_token: String,
+    /// When the refresh token stops working; sign in again after it.
+    pub refresh_expires_at: DateTime<Utc>,
     pub user: User,
 }
 
-fn payload(ctx: &Context<'_>, user: entity::user::Model) -> AppResult<AuthPayload> {
-    let keys = ctx
-        .data::<TokenKeys>()
-        .map_err(|_| AppError::Internal(anyhow::anyhow!("schema built without token keys")))?;
-    let issued = keys.issue(user.id)?;
-    Ok(AuthPayload { token: issued.token, expires_at: issued.expires_at, user: User::own(user) })
+fn keys<'a>(ctx: &'a Context<'_>) -> AppResult<&'a TokenKeys> {
+    ctx.data::<TokenKeys>()
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("schema built without token keys")))
 }
 
-/// Counts a sign-in attempt against the stricter limiter, by IP and email.
-fn check_sign_in(ctx: &Context<'_>, email: &str) -> async_graphql::Result<()> {
-    let Ok(limits) = ctx.data::<Arc<Limits>>() else { return Ok(()) };
-    let ip = ctx.data_opt::<ClientIp>().map(|ip| ip.0);
-    limits.sign_in_attempt(ip, email).map_err(|wait| {
-        let seconds = wait.as_secs() + 1;
-        async_graphql::Error::new(format!(
-            "too many sign-in attempts from here or for this email; try again in {seconds} s"
-        ))
-        .extend_with(|_, e| {
-            e.set("code", "RATE_LIMITED");
-            e.set("retryAfter", seconds);
-        })
+/// The access token of `issued`'s session, with its refresh token.
+fn payload(
+    keys: &TokenKeys,
+    user: entity::user::Model,
+    issued: session::Issued,
+) -> AppResult<AuthPayload> {
+    let access = keys.issue(user.id, &issued.session.public_id)?;
+    Ok(AuthPayload {
+        token: access.token,
+        expires_at: access.expires_at,
+        refresh_token: issued.refresh_token,
+        refresh_expires_at: issued.session.expires_at,
+        user: User::own(user),
     })
+}
+
+/// Opens a session for `user`.
+async fn signed_in(ctx: &Context<'_>, user: entity::user::Model) -> AppResult<AuthPayload> {
+    let keys = keys(ctx)?;
+    let issued = session::open(db(ctx)?, user.id, keys.refresh_ttl).await?;
+    payload(keys, user, issued)
+}
+
+/// `RATE_LIMITED` with `retryAfter`, for the sign-in limiter.
+fn too_many(wait: std::time::Duration, what: &str) -> async_graphql::Error {
+    let seconds = wait.as_secs() + 1;
+    async_graphql::Error::new(format!("{what}; try again in {seconds} s")).extend_with(|_, e| {
+        e.set("code", "RATE_LIMITED");
+        e.set("retryAfter", seconds);
+    })
+}
+
+/// Charges a sign-in attempt to the client's address.
+fn check_address(ctx: &Context<'_>) -> async_graphql::Result<()> {
+    let (Ok(limits), Some(ClientIp(ip))) = (ctx.data::<Arc<Limits>>(), ctx.data_opt::<ClientIp>())
+    else {
+        return Ok(());
+    };
+    limits.sign_in_from(*ip).map_err(|wait| too_many(wait, "too many sign-in attempts from here"))
+}
+
+/// Answers a failed sign-in for `email`: as itself, or as a rate limit once
+/// the email's failures are spent.
+fn failed_for(ctx: &Context<'_>, email: &str, error: AppError) -> async_graphql::Error {
+    match ctx.data::<Arc<Limits>>().map(|limits| limits.sign_in_failed(email)) {
+        Ok(Err(wait)) => too_many(wait, "too many failed sign-ins for this email"),
+        _ => error.extend(),
+    }
 }
 
 #[derive(Default)]
@@ -78,21 +122,83 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: RegisterInput,
     ) -> async_graphql::Result<AuthPayload> {
-        check_sign_in(ctx, &input.email)?;
+        check_address(ctx)?;
         let account = NewAccount::try_from(input)?;
         let user = account::register(db(ctx)?, account).await?;
-        Ok(payload(ctx, user)?)
+        Ok(signed_in(ctx, user).await?)
     }
 
-    /// Signs in with email and password.
+    /// Signs in with email and password. Wrong passwords for one email are
+    /// limited; the right one is let through even then.
     async fn login(
         &self,
         ctx: &Context<'_>,
         email: String,
         password: String,
     ) -> async_graphql::Result<AuthPayload> {
-        check_sign_in(ctx, &email)?;
-        let user = account::login(db(ctx)?, &email, password).await?;
-        Ok(payload(ctx, user)?)
+        check_address(ctx)?;
+        let user = match account::login(db(ctx)?, &email, password).await {
+            Ok(user) => user,
+            Err(error @ AppError::Unauthenticated(_)) => {
+                return Err(failed_for(ctx, &email, error));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        Ok(signed_in(ctx, user).await?)
+    }
+
+    /// Trades a refresh token for a new access token and a new refresh
+    /// token; the one traded stops working. Using it again ends the session.
+    async fn refresh_token(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        let keys = keys(ctx)?;
+        let issued = session::refresh(db(ctx)?, &refresh_token, keys.refresh_ttl).await?;
+        let user = entity::user::Entity::find_by_id(issued.session.user_id)
+            .one(db(ctx)?)
+            .await
+            .map_err(AppError::from)?
+            .ok_or_else(|| AppError::Unauthenticated("this account no longer exists".to_owned()))?;
+        Ok(payload(keys, user, issued)?)
+    }
+
+    /// Ends this session: its access and refresh tokens stop working.
+    async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let viewer = policy::require_viewer(identity(ctx))?;
+        if let Some(public_id) = &viewer.session {
+            session::revoke(db(ctx)?, public_id).await?;
+        }
+        Ok(true)
+    }
+
+    /// Ends every session of this account, this one included.
+    async fn logout_everywhere(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let viewer = policy::require_viewer(identity(ctx))?;
+        session::revoke_all(db(ctx)?, viewer.id(), None).await?;
+        Ok(true)
+    }
+
+    /// Changes the password, and ends every other session of the account.
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        current: String,
+        #[graphql(name = "new")] new_password: String,
+    ) -> async_graphql::Result<bool> {
+        let viewer = policy::require_viewer(identity(ctx))?;
+        check_address(ctx)?;
+        let email = Email::parse(&viewer.user.email)?;
+        if !account::verify_password(&viewer.user, current).await? {
+            let wrong = AppError::bad_input("`current` is not your password");
+            return Err(failed_for(ctx, email.as_str(), wrong));
+        }
+        let new = Password::parse(new_password, &email, "new")?;
+        let txn = db(ctx)?.begin().await.map_err(AppError::from)?;
+        account::set_password(&txn, &viewer.user, new).await?;
+        session::revoke_all(&txn, viewer.id(), viewer.session.as_deref()).await?;
+        txn.commit().await.map_err(AppError::from)?;
+        Ok(true)
     }
 }

@@ -3,9 +3,15 @@
 mod account;
 mod booking;
 mod shop;
+mod staff;
 
 use async_graphql::MergedObject;
 
 /// Every write of the API.
 #[derive(MergedObject, Default)]
-pub struct Mutation(account::AccountMutation, shop::ShopMutation, booking::BookingMutation);
+pub struct Mutation(
+    account::AccountMutation,
+    shop::ShopMutation,
+    staff::StaffMutation,
+    booking::BookingMutation,
+);

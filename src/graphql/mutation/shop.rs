@@ -2,8 +2,6 @@
 
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object};
 use chrono::{DateTime, Utc};
-use entity::user;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::{
     auth::policy,
@@ -117,7 +115,8 @@ pub struct AddBarberInput {
     pub shop_id: ID,
     pub display_name: String,
     pub bio: Option<String>,
-    /// The email of an existing account that will sign in as this barber.
+    /// Invites this email to sign in as the barber: once they have an
+    /// account, they accept with `acceptBarberInvite`.
     pub user_email: Option<String>,
 }
 
@@ -236,25 +235,17 @@ impl ShopMutation {
         policy::check_owner(viewer, shop_id)?;
         let display_name = parse_text(&input.display_name, "displayName", 200)?;
         let bio = parse_note(input.bio, "bio")?;
-        let user_id = match input.user_email {
-            None => None,
-            Some(email) => {
-                let email = Email::parse(&email)
-                    .map_err(|_| AppError::bad_input("`userEmail` is not a valid email address"))?;
-                let user = user::Entity::find()
-                    .filter(user::Column::Email.eq(email.as_str()))
-                    .one(db(ctx)?)
-                    .await
-                    .map_err(AppError::from)?
-                    .ok_or_else(|| {
-                        AppError::not_found(
-                            "no account has this `userEmail`; ask them to register first",
-                        )
-                    })?;
-                Some(user.id)
-            }
-        };
-        let new = NewBarber { shop_id, display_name, bio, user_id };
+        // An invitation, answered alike whether the email has an account
+        // or not: the owner learns nothing about who is registered.
+        let invited_email = input
+            .user_email
+            .map(|email| {
+                Email::parse(&email)
+                    .map(|email| email.as_str().to_owned())
+                    .map_err(|_| AppError::bad_input("`userEmail` is not a valid email address"))
+            })
+            .transpose()?;
+        let new = NewBarber { shop_id, display_name, bio, invited_email };
         let added = domain::barber::add(db(ctx)?, new).await?;
         shop_changed(ctx, shop_id).await;
         Ok(Barber(added))

@@ -6,7 +6,10 @@ use entity::user;
 
 use super::{Barber, BookingArgs, BookingConnection, Role, Shop, load_one};
 use crate::{
-    auth::{self, identity::load_viewer},
+    auth::{
+        self,
+        identity::{Loaded, load_viewer},
+    },
     domain::booking::Owner,
     error::AppError,
     graphql::{
@@ -81,17 +84,24 @@ impl User {
         Ok(args.load_for(ctx, Owner::Client, self.model.id, None).await?)
     }
 
+    /// Shops that invited the user to work there as a barber; accept with
+    /// `acceptBarberInvite`.
+    #[graphql(guard = "OwnAccount(self.own)")]
+    async fn barber_invites(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Barber>> {
+        let invites = crate::domain::barber::invites_for(db(ctx)?, &self.model.email).await?;
+        Ok(invites.into_iter().map(Barber).collect())
+    }
+
     /// The shops where the user is owner or barber.
     #[graphql(guard = "OwnAccount(self.own)")]
     async fn memberships(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Membership>> {
         let memberships = match identity(ctx).viewer() {
             Some(viewer) if viewer.id() == self.model.id => viewer.memberships.clone(),
             // Just signed in: the request itself is still anonymous.
-            _ => load_viewer(db(ctx)?, self.model.id)
-                .await
-                .map_err(AppError::from)?
-                .map(|viewer| viewer.memberships)
-                .unwrap_or_default(),
+            _ => match load_viewer(db(ctx)?, self.model.id, None).await.map_err(AppError::from)? {
+                Loaded::Viewer(viewer) => viewer.memberships,
+                Loaded::NoAccount | Loaded::SessionEnded => Vec::new(),
+            },
         };
         Ok(memberships.into_iter().map(Membership).collect())
     }
