@@ -20,7 +20,8 @@ pub struct Email(String);
 impl Email {
     pub fn parse(raw: &str) -> AppResult<Self> {
         let email = raw.trim().to_lowercase();
-        let valid = email.len() <= 254
+        let valid = email.chars().count() <= super::text::EMAIL
+            && !email.contains('\0')
             && !email.chars().any(char::is_whitespace)
             && match email.split_once('@') {
                 Some((local, domain)) => {
@@ -111,13 +112,7 @@ pub struct PersonName(String);
 
 impl PersonName {
     pub fn parse(raw: &str) -> AppResult<Self> {
-        let name = raw.trim();
-        let chars = name.chars().count();
-        if (1..=200).contains(&chars) {
-            Ok(Self(name.to_owned()))
-        } else {
-            Err(AppError::bad_input("`name` must be 1 to 200 characters long"))
-        }
+        super::text::required(raw, "name", super::text::PERSON_NAME).map(Self)
     }
 }
 

@@ -21,22 +21,6 @@ use crate::{
     error::{AppError, AppResult},
 };
 
-/// Longest note a client can leave.
-pub const MAX_NOTE_CHARS: usize = 1000;
-
-/// A note or reason: trimmed, at most [`MAX_NOTE_CHARS`]; blank is none.
-pub fn parse_note(raw: Option<String>, field: &str) -> AppResult<Option<String>> {
-    let Some(text) = raw.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) else {
-        return Ok(None);
-    };
-    if text.chars().count() > MAX_NOTE_CHARS {
-        return Err(AppError::bad_input(format!(
-            "`{field}` must be at most {MAX_NOTE_CHARS} characters"
-        )));
-    }
-    Ok(Some(text))
-}
-
 /// A valid request for a new booking.
 pub struct NewBooking {
     pub barber_id: i64,

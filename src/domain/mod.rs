@@ -14,6 +14,7 @@ pub mod page;
 pub mod service;
 pub mod session;
 pub mod shop;
+pub mod text;
 pub mod working_hours;
 
 use std::collections::HashMap;

@@ -89,17 +89,6 @@ pub fn parse_timezone(raw: &str) -> AppResult<chrono_tz::Tz> {
     })
 }
 
-/// A required text field: trimmed, 1 to `max` characters.
-pub fn parse_text(raw: &str, field: &str, max: usize) -> AppResult<String> {
-    let text = raw.trim();
-    let chars = text.chars().count();
-    if (1..=max).contains(&chars) {
-        Ok(text.to_owned())
-    } else {
-        Err(AppError::bad_input(format!("`{field}` must be 1 to {max} characters long")))
-    }
-}
-
 /// A whole number in `range`, named `field` in the error.
 pub fn parse_range(
     value: i32,

@@ -69,8 +69,16 @@ pub fn decode(id: &ID, argument: &str) -> AppResult<(Kind, i64)> {
         .ok_or_else(invalid)?;
     let (name, number) = text.split_once(':').ok_or_else(invalid)?;
     let kind = Kind::ALL.into_iter().find(|k| k.name() == name).ok_or_else(invalid)?;
-    let number = number.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(invalid)?;
+    let number = positive(number).ok_or_else(invalid)?;
     Ok((kind, number))
+}
+
+/// A row id written as the API writes it: decimal digits, no sign, no
+/// leading zero, above zero.
+fn positive(text: &str) -> Option<i64> {
+    let canonical =
+        !text.is_empty() && !text.starts_with('0') && text.bytes().all(|b| b.is_ascii_digit());
+    canonical.then(|| text.parse::<i64>().ok()).flatten()
 }
 
 /// The row id behind a global id that must be of `kind`.
@@ -107,7 +115,7 @@ pub fn decode_cursor(cursor: &str, argument: &str, timed: bool) -> AppResult<Pos
         .and_then(|text| {
             let rest = text.strip_prefix(CURSOR_PREFIX)?;
             let mut parts = rest.split(':');
-            let id = parts.next()?.parse::<i64>().ok()?;
+            let id = positive(parts.next()?)?;
             let time = match parts.next() {
                 None => None,
                 Some(micros) => Some(DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?),
@@ -135,7 +143,9 @@ mod tests {
         assert_eq!(decode(&id, "id").ok(), Some((Kind::Barber, 42)));
         assert!(decode_as(&id, Kind::Shop, "id").is_err());
         assert!(decode(&ID::from("nonsense"), "id").is_err());
-        assert!(decode(&ID(URL_SAFE_NO_PAD.encode("Shop:-1")), "id").is_err());
+        for odd in ["Shop:-1", "Shop:+1", "Shop:01", "Shop: 1", "Shop:0", "Shop:"] {
+            assert!(decode(&ID(URL_SAFE_NO_PAD.encode(odd)), "id").is_err(), "{odd}");
+        }
     }
 
     #[test]
@@ -149,5 +159,9 @@ mod tests {
         assert!(decode_cursor(&encode_cursor(plain), "after", true).is_err());
         assert!(decode_cursor(&encode_cursor(timed), "after", false).is_err());
         assert!(decode_cursor("abc", "after", false).is_err());
+        // Only positions the API could have written.
+        for odd in ["cursor:v1:-3", "cursor:v1:0", "cursor:v1:+3", "cursor:v1:03"] {
+            assert!(decode_cursor(&URL_SAFE_NO_PAD.encode(odd), "after", false).is_err(), "{odd}");
+        }
     }
 }

@@ -118,6 +118,79 @@ fn only_introspection(operation: &OperationDefinition) -> bool {
     })
 }
 
+/// Whether a value holds a NUL character anywhere (PostgreSQL cannot store
+/// one in text, and no field of ours means it).
+fn const_has_nul(value: &async_graphql::Value) -> bool {
+    use async_graphql::Value;
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::List(items) => items.iter().any(const_has_nul),
+        Value::Object(fields) => {
+            fields.iter().any(|(name, value)| name.contains('\0') || const_has_nul(value))
+        }
+        _ => false,
+    }
+}
+
+fn literal_has_nul(value: &async_graphql_value::Value) -> bool {
+    use async_graphql_value::Value;
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::List(items) => items.iter().any(literal_has_nul),
+        Value::Object(fields) => {
+            fields.iter().any(|(name, value)| name.contains('\0') || literal_has_nul(value))
+        }
+        _ => false,
+    }
+}
+
+fn arguments_have_nul(
+    arguments: &[(
+        async_graphql::Positioned<async_graphql::Name>,
+        async_graphql::Positioned<async_graphql_value::Value>,
+    )],
+) -> bool {
+    arguments.iter().any(|(_, value)| literal_has_nul(&value.node))
+}
+
+fn selection_has_nul(set: &async_graphql::parser::types::SelectionSet) -> bool {
+    set.items.iter().any(|item| match &item.node {
+        Selection::Field(field) => {
+            arguments_have_nul(&field.node.arguments)
+                || field.node.directives.iter().any(|d| arguments_have_nul(&d.node.arguments))
+                || selection_has_nul(&field.node.selection_set.node)
+        }
+        Selection::InlineFragment(inline) => {
+            inline.node.directives.iter().any(|d| arguments_have_nul(&d.node.arguments))
+                || selection_has_nul(&inline.node.selection_set.node)
+        }
+        Selection::FragmentSpread(spread) => {
+            spread.node.directives.iter().any(|d| arguments_have_nul(&d.node.arguments))
+        }
+    })
+}
+
+/// Whether any text the request carries, in its variables or in the
+/// document's literals, holds a NUL character.
+fn holds_nul(document: &ExecutableDocument, variables: &async_graphql::Variables) -> bool {
+    let operations: Vec<&OperationDefinition> = match &document.operations {
+        DocumentOperations::Single(op) => vec![&op.node],
+        DocumentOperations::Multiple(ops) => ops.values().map(|op| &op.node).collect(),
+    };
+    variables.iter().any(|(_, value)| const_has_nul(value))
+        || operations.iter().any(|op| {
+            selection_has_nul(&op.selection_set.node)
+                || op.variable_definitions.iter().any(|definition| {
+                    definition
+                        .node
+                        .default_value
+                        .as_ref()
+                        .is_some_and(|value| const_has_nul(&value.node))
+                })
+        })
+        || document.fragments.values().any(|f| selection_has_nul(&f.node.selection_set.node))
+}
+
 /// Request data of type `T`, before async-graphql has attached it to the
 /// extension context.
 fn request_data<T: std::any::Any>(request: &Request) -> Option<&T> {
@@ -180,8 +253,18 @@ impl Extension for Check {
         // Parses the text unless a persisted query's document is there.
         let via_get = request_data::<ViaGet>(&request).is_some();
         let info = request_data::<OperationInfo>(&request).cloned();
+        let variables = std::mem::take(&mut request.variables);
         let document = request.parsed_query()?;
         self.check_document(via_get, info.as_ref(), document)?;
+        // One rule for every text argument, before any resolver sees it.
+        if holds_nul(document, &variables) {
+            return Err(error(
+                "BAD_USER_INPUT",
+                "the request holds a NUL character (U+0000), which no text may contain; remove it"
+                    .to_owned(),
+            ));
+        }
+        request.variables = variables;
         next.run(ctx, request).await
     }
 

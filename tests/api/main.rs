@@ -17,6 +17,7 @@ mod cache_faults;
 mod errors;
 mod hardening;
 mod health;
+mod input;
 mod lifecycle;
 mod manage;
 mod outage;

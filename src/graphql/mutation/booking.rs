@@ -6,7 +6,10 @@ use entity::BookingStatus;
 
 use crate::{
     auth::policy,
-    domain::lifecycle::{self, NewBooking, parse_note},
+    domain::{
+        lifecycle::{self, NewBooking},
+        text,
+    },
     error::{AppError, AppResult},
     graphql::{
         db,
@@ -37,7 +40,7 @@ impl TryFrom<CreateBookingInput> for NewBooking {
             barber_id: id::decode_as(&input.barber_id, Kind::Barber, "barberId")?,
             service_id: id::decode_as(&input.service_id, Kind::Service, "serviceId")?,
             starts_at: input.starts_at,
-            notes: parse_note(input.notes, "notes")?,
+            notes: text::optional(input.notes, "notes", text::BOOKING_NOTES)?,
         })
     }
 }
@@ -115,7 +118,7 @@ impl BookingMutation {
     ) -> async_graphql::Result<Booking> {
         let booking_id = id::decode_as(&id, Kind::Booking, "id")?;
         let viewer = policy::require_viewer(identity(ctx))?;
-        let reason = parse_note(reason, "reason")?;
+        let reason = text::optional(reason, "reason", text::CANCELLATION_REASON)?;
         let booking = lifecycle::cancel(db(ctx)?, viewer, booking_id, reason, Utc::now()).await?;
         Ok(changed(ctx, booking).await?)
     }

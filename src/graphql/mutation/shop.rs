@@ -9,9 +9,9 @@ use crate::{
         self,
         account::Email,
         barber::{BarberChanges, NewBarber},
-        lifecycle::parse_note,
         service::{NewService, ServiceChanges, parse_currency, parse_price},
-        shop::{NewShop, ShopChanges, Slug, parse_range, parse_text, parse_timezone},
+        shop::{NewShop, ShopChanges, Slug, parse_range, parse_timezone},
+        text,
         working_hours::parse_week,
     },
     error::{AppError, AppResult},
@@ -41,10 +41,10 @@ impl TryFrom<CreateShopInput> for NewShop {
 
     fn try_from(input: CreateShopInput) -> AppResult<Self> {
         Ok(NewShop {
-            name: parse_text(&input.name, "name", 200)?,
+            name: text::required(&input.name, "name", text::SHOP_NAME)?,
             slug: Slug::parse(&input.slug)?,
             timezone: parse_timezone(&input.timezone)?,
-            address: parse_text(&input.address, "address", 500)?,
+            address: text::required(&input.address, "address", text::SHOP_ADDRESS)?,
         })
     }
 }
@@ -85,8 +85,11 @@ impl TryFrom<UpdateShopInput> for ShopChanges {
             })
             .transpose()?;
         Ok(ShopChanges {
-            name: input.name.map(|n| parse_text(&n, "name", 200)).transpose()?,
-            address: input.address.map(|a| parse_text(&a, "address", 500)).transpose()?,
+            name: input.name.map(|n| text::required(&n, "name", text::SHOP_NAME)).transpose()?,
+            address: input
+                .address
+                .map(|a| text::required(&a, "address", text::SHOP_ADDRESS))
+                .transpose()?,
             timezone: input.timezone.map(|t| parse_timezone(&t)).transpose()?,
             slot_step_minutes: step,
             min_notice_minutes: input
@@ -233,8 +236,8 @@ impl ShopMutation {
         let shop_id = id::decode_as(&input.shop_id, Kind::Shop, "shopId")?;
         let viewer = policy::require_viewer(identity(ctx))?;
         policy::check_owner(viewer, shop_id)?;
-        let display_name = parse_text(&input.display_name, "displayName", 200)?;
-        let bio = parse_note(input.bio, "bio")?;
+        let display_name = text::required(&input.display_name, "displayName", text::BARBER_NAME)?;
+        let bio = text::optional(input.bio, "bio", text::BARBER_BIO)?;
         // An invitation, answered alike whether the email has an account
         // or not: the owner learns nothing about who is registered.
         let invited_email = input
@@ -270,12 +273,14 @@ impl ShopMutation {
         let changes = BarberChanges {
             display_name: input
                 .display_name
-                .map(|n| parse_text(&n, "displayName", 200))
+                .map(|n| text::required(&n, "displayName", text::BARBER_NAME))
                 .transpose()?,
             bio: match input.bio {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),
-                MaybeUndefined::Value(bio) => Some(parse_note(Some(bio), "bio")?),
+                MaybeUndefined::Value(bio) => {
+                    Some(text::optional(Some(bio), "bio", text::BARBER_BIO)?)
+                }
             },
             active: input.active,
         };
@@ -296,8 +301,12 @@ impl ShopMutation {
         policy::check_owner(viewer, shop_id)?;
         let new = NewService {
             shop_id,
-            name: parse_text(&input.name, "name", 200)?,
-            description: parse_note(input.description, "description")?,
+            name: text::required(&input.name, "name", text::SHOP_NAME)?,
+            description: text::optional(
+                input.description,
+                "description",
+                text::SERVICE_DESCRIPTION,
+            )?,
             duration_minutes: duration(input.duration_minutes)?,
             price_cents: parse_price(input.price_cents)?,
             currency: input.currency.map(|c| parse_currency(&c)).transpose()?,
@@ -319,11 +328,15 @@ impl ShopMutation {
         let service = domain::service::find(db(ctx)?, service_id, "id").await?;
         policy::check_owner(viewer, service.shop_id)?;
         let changes = ServiceChanges {
-            name: input.name.map(|n| parse_text(&n, "name", 200)).transpose()?,
+            name: input.name.map(|n| text::required(&n, "name", text::SERVICE_NAME)).transpose()?,
             description: match input.description {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),
-                MaybeUndefined::Value(text) => Some(parse_note(Some(text), "description")?),
+                MaybeUndefined::Value(description) => Some(text::optional(
+                    Some(description),
+                    "description",
+                    text::SERVICE_DESCRIPTION,
+                )?),
             },
             duration_minutes: input.duration_minutes.map(duration).transpose()?,
             price_cents: input.price_cents.map(parse_price).transpose()?,
@@ -367,7 +380,7 @@ impl ShopMutation {
         let viewer = policy::require_viewer(identity(ctx))?;
         let barber = domain::barber::find(db(ctx)?, barber_id, "barberId").await?;
         policy::check_owner_or_barber(viewer, &barber)?;
-        let reason = parse_note(input.reason, "reason")?;
+        let reason = text::optional(input.reason, "reason", text::TIME_OFF_REASON)?;
         let added = domain::barber::add_time_off(
             db(ctx)?,
             barber_id,
