@@ -46,11 +46,15 @@ pub struct AppState {
     pub migrations_applied: Arc<AtomicBool>,
     /// Whether the database takes requests (a breaker fed by a prober).
     pub db_health: db::health::DbHealth,
+    /// Operation names with a metrics label of their own.
+    pub operation_names: Arc<crate::telemetry::OperationNames>,
 }
 
 /// A built application, bound to its port but not yet serving.
 pub struct App {
     listener: TcpListener,
+    /// `/metrics` apart from the API, when `METRICS_BIND_ADDR` is set.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     /// Whether `build` seeded the demo data set.
     pub seeded_demo: bool,
@@ -84,6 +88,17 @@ impl App {
             std::time::Duration::from_secs(config.analytics_cache_ttl_secs),
             std::time::Duration::from_millis(config.redis_timeout_ms),
         )?;
+        let operation_names =
+            Arc::new(crate::telemetry::OperationNames::new(&config.metrics_operations));
+        let metrics_listener = match config.metrics_bind_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics listener {addr}"))?,
+            ),
+            None => None,
+        };
+        router::check_cors_origins(&config.cors_allowed_origins)?;
         let db_health = db::health::DbHealth::default();
         db_health.spawn_prober(db::connect_probe(&config).await?);
         let limits = Arc::new(Limits::new(&config));
@@ -105,14 +120,20 @@ impl App {
             statements,
             migrations_applied: Arc::new(AtomicBool::new(false)),
             db_health,
+            operation_names,
             started: std::time::Instant::now(),
         };
-        Ok(Self { listener, state, seeded_demo })
+        Ok(Self { listener, metrics_listener, state, seeded_demo })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// Where `/metrics` is served apart from the API, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The shared state (tests use its database and statement counter).
@@ -146,6 +167,16 @@ impl App {
             shutdown.await;
             let _ = signalled_tx.send(tokio::time::Instant::now());
         };
+        if let Some(listener) = self.metrics_listener {
+            // Internal, for the scraper only: no limits of its own needed
+            // beyond the process's; it ends with the process.
+            let metrics = router::metrics_router(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, metrics).await {
+                    tracing::error!(error = %error, "the metrics listener failed");
+                }
+            });
+        }
         let router = router::router(self.state);
         // Connections get the grace less a moment to close the pools in.
         let close_time = (grace / 4).min(Duration::from_secs(1));

@@ -181,6 +181,19 @@ pub struct Config {
     /// Longest time one HTTP request may take, in seconds.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30, global = true)]
     pub request_timeout_secs: u64,
+    /// Origins (like `https://app.example.com`) whose pages may call the API
+    /// from a browser, comma-separated. Unset: none (GraphiQL, served from
+    /// here, needs none).
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', global = true)]
+    pub cors_allowed_origins: Vec<String>,
+    /// Serve `/metrics` on this address, apart from the API (and not on the
+    /// API's listener). Unset: `/metrics` is on the API's listener.
+    #[arg(long, env = "METRICS_BIND_ADDR", global = true)]
+    pub metrics_bind_addr: Option<SocketAddr>,
+    /// Operation names that get a metrics label of their own, besides
+    /// persisted queries' (comma-separated); any other name is `other`.
+    #[arg(long, env = "METRICS_OPERATIONS", value_delimiter = ',', global = true)]
+    pub metrics_operations: Vec<String>,
     /// Seed the demo data set into an empty embedded database on `serve`.
     #[arg(long, env = "DEMO_SEED", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub demo_seed: bool,

@@ -2,7 +2,7 @@
 
 use axum::{
     Router,
-    http::{HeaderName, Request},
+    http::{HeaderName, HeaderValue, Method, Request, header},
     response::IntoResponse,
     routing::get,
 };
@@ -10,8 +10,10 @@ use tower_http::{
     LatencyUnit,
     catch_panic::CatchPanicLayer,
     compression::CompressionLayer,
+    cors::{AllowOrigin, CorsLayer},
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
 
@@ -49,18 +51,67 @@ async fn timed(
     }
 }
 
+/// Checks the configured CORS origins once, at start.
+pub fn check_cors_origins(origins: &[String]) -> anyhow::Result<()> {
+    for origin in origins {
+        let parsed = url::Url::parse(origin.trim()).map_err(|e| {
+            anyhow::anyhow!("CORS_ALLOWED_ORIGINS: {origin:?} is not an origin: {e}")
+        })?;
+        anyhow::ensure!(
+            matches!(parsed.scheme(), "http" | "https")
+                && parsed.path() == "/"
+                && !origin.ends_with('/'),
+            "CORS_ALLOWED_ORIGINS: {origin:?} must be an origin like https://app.example.com"
+        );
+    }
+    Ok(())
+}
+
+/// CORS for the configured origins: GET and POST with the headers a
+/// GraphQL client sends, and the rate-limit headers readable.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> =
+        origins.iter().filter_map(|o| HeaderValue::from_str(o.trim()).ok()).collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, REQUEST_ID])
+            .expose_headers([
+                HeaderName::from_static("ratelimit-limit"),
+                HeaderName::from_static("ratelimit-remaining"),
+                HeaderName::from_static("ratelimit-reset"),
+                header::RETRY_AFTER,
+                REQUEST_ID,
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
+/// `/metrics` alone, for `METRICS_BIND_ADDR`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(telemetry::render_metrics)).with_state(state)
+}
+
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout();
-    Router::new()
+    let cors = cors(&state.config.cors_allowed_origins);
+    let mut routes = Router::new()
         .route("/graphql", get(graphql::http::get).post(graphql::http::execute))
         .route(
             &format!("{}/{{name}}", graphql::playground::ASSET_PREFIX),
             get(graphql::playground::asset).layer(CompressionLayer::new()),
         )
         .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .route("/metrics", get(telemetry::render_metrics))
+        .route("/ready", get(health::ready));
+    if state.config.metrics_bind_addr.is_none() {
+        routes = routes.route("/metrics", get(telemetry::render_metrics));
+    }
+    let routes = routes
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(move |request, next| timed(timeout, request, next)))
@@ -88,4 +139,18 @@ pub fn router(state: AppState) -> Router {
                 }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        // Browsers must not guess a type other than the one sent, or send
+        // the API's address along to other sites.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ));
+    match cors {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    }
 }

@@ -69,22 +69,58 @@ pub async fn render_metrics(
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics().render())
 }
 
-/// A label for an operation name: names clients choose are kept to a
-/// bounded set, so a client cannot blow up the metrics' cardinality.
-pub fn operation_label(name: Option<&str>) -> String {
-    const MAX_NAMES: usize = 256;
-    static SEEN: OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> = OnceLock::new();
-    let Some(name) = name.filter(|n| {
-        !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    }) else {
-        return "anonymous".to_owned();
-    };
-    let mut seen = SEEN.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if seen.contains(name) || seen.len() < MAX_NAMES {
-        seen.insert(name.to_owned());
-        name.to_owned()
-    } else {
-        "other".to_owned()
+/// The operation names that get a metrics label of their own: those the
+/// operator lists (`METRICS_OPERATIONS`), GraphiQL's introspection, and the
+/// names of persisted queries as they are registered (at most
+/// [`MAX_PERSISTED_NAMES`]). Any other name is `other`, so junk names, however
+/// many, never crowd out the real ones or blow up the metrics.
+#[derive(Debug, Default)]
+pub struct OperationNames {
+    known: std::collections::HashSet<String>,
+    persisted: std::sync::RwLock<std::collections::HashSet<String>>,
+}
+
+/// Names of persisted queries that get a label of their own.
+pub const MAX_PERSISTED_NAMES: usize = 256;
+
+fn is_label_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl OperationNames {
+    pub fn new(configured: &[String]) -> Self {
+        let known = configured
+            .iter()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| is_label_safe(name))
+            .chain(std::iter::once("IntrospectionQuery".to_owned()))
+            .collect();
+        Self { known, persisted: Default::default() }
+    }
+
+    /// Gives a persisted query's operation name a label of its own, while
+    /// there is room.
+    pub fn learn(&self, name: &str) {
+        if !is_label_safe(name) || self.known.contains(name) {
+            return;
+        }
+        let mut persisted = self.persisted.write().unwrap_or_else(|e| e.into_inner());
+        if persisted.len() < MAX_PERSISTED_NAMES {
+            persisted.insert(name.to_owned());
+        }
+    }
+
+    /// The label of an operation: its name when known, `anonymous` without
+    /// one, `other` otherwise.
+    pub fn label(&self, name: Option<&str>) -> String {
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            return "anonymous".to_owned();
+        };
+        let known = self.known.contains(name)
+            || self.persisted.read().unwrap_or_else(|e| e.into_inner()).contains(name);
+        if known { name.to_owned() } else { "other".to_owned() }
     }
 }
 

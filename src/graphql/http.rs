@@ -136,14 +136,42 @@ fn refused(error: AppError) -> Response {
     response
 }
 
-/// Runs one GraphQL request as its sender.
+/// Whether a POST body is declared as JSON. Only JSON runs: a browser sends
+/// `text/plain`, `multipart/form-data` and form encodings cross-site without
+/// asking, and JSON it does not (the GraphQL-over-HTTP spec's CSRF advice).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|essence| essence.trim().to_ascii_lowercase())
+        .is_some_and(|essence| {
+            essence == "application/json" || essence == "application/graphql-response+json"
+        })
+}
+
+/// Runs one GraphQL request (POST, JSON) as its sender.
 pub async fn execute(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    request: Result<GraphQLRequest, GraphQLRejection>,
+    request: Request,
 ) -> Response {
-    run(state, peer, headers, request.map(GraphQLRequest::into_inner)).await
+    let headers = request.headers().clone();
+    if !is_json(&headers) {
+        let response = error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send GraphQL requests as `Content-Type: application/json`; other types are refused, so that no web page can make a browser run an operation",
+            serde_json::json!({ "code": "BAD_USER_INPUT" }),
+        );
+        let ip = protect::client_ip(peer.ip(), &headers, &state.config.trust_proxy);
+        return match state.limits.charge(&protect::ip_key(ip), 1) {
+            Ok(budget) => with_budget(response, &budget),
+            Err(refusal) => too_many(&refusal),
+        };
+    }
+    let request =
+        GraphQLRequest::from_request(request, &state).await.map(GraphQLRequest::into_inner);
+    run(state, peer, headers, request).await
 }
 
 /// GET `/graphql`: the GraphiQL playground, or a query when one is given.
@@ -205,6 +233,7 @@ async fn run(
         Ok(identity) => identity,
         Err(error) => return refused_early(refused(error)),
     };
+    let personal = identity.viewer().is_some();
     let key = match identity.viewer() {
         Some(viewer) => ClientKey::User(viewer.id()),
         None => protect::ip_key(ip),
@@ -244,10 +273,13 @@ async fn run(
     // error of the whole request has none).
     let request_refused = response.data == async_graphql::Value::Null
         && response.errors.iter().any(|e| e.path.is_empty());
+    let ran = info.name(requested_name.as_deref());
     if let Some((hash, query)) = registration
         && !request_refused
+        && persisted::register(&state.cache, &hash, &query).await
+        && let Some(name) = &ran
     {
-        persisted::register(&state.cache, &hash, &query).await;
+        state.operation_names.learn(name);
     }
 
     let spent = budget.get();
@@ -270,7 +302,7 @@ async fn run(
             _ => 1,
         })
         .max();
-    let operation = telemetry::operation_label(info.name(requested_name.as_deref()).as_deref());
+    let operation = state.operation_names.label(ran.as_deref());
     let wrong_method = response
         .errors
         .iter()
@@ -301,6 +333,10 @@ async fn run(
         telemetry::rate_limit_refused("cost_or_sign_in");
         *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         http.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if personal {
+        // An answer for one person: no cache on the way may keep it.
+        http.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     with_budget(http, &spent)
 }

@@ -99,11 +99,14 @@ pub async fn resolve(cache: &Cache, request: &mut Request) -> Result<Asked, AppE
 }
 
 /// Keeps `query` under `hash`, unless this window's bytes are spent (then
-/// it is simply not kept). Best effort: a cache that fails keeps nothing.
-pub async fn register(cache: &Cache, hash: &str, query: &str) {
+/// it is simply not kept); whether it was kept. Best effort: a cache that
+/// fails keeps nothing.
+pub async fn register(cache: &Cache, hash: &str, query: &str) -> bool {
     if cache.spend_window_bytes("apq", query.len() as u64, MAX_BYTES_PER_WINDOW).await {
         cache.put(&key(hash), query.as_bytes()).await;
+        true
     } else {
         tracing::warn!("persisted-query registrations over their budget this window; not kept");
+        false
     }
 }

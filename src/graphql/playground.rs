@@ -53,11 +53,42 @@ const DEFAULT_QUERY: &str = r#"# Welcome to BookedBarber. Press the play button 
 }
 "#;
 
-/// The playground page.
-pub async fn page() -> Html<String> {
+/// The page's one inline script, which starts GraphiQL.
+fn boot_script() -> String {
     let default_query = serde_json::to_string(DEFAULT_QUERY).unwrap_or_else(|_| "\"\"".to_owned());
-    Html(format!(
-        r#"<!doctype html>
+    format!(
+        r#"
+    const fetcher = GraphiQL.createFetcher({{ url: '/graphql' }});
+    ReactDOM.createRoot(document.getElementById('graphiql')).render(
+      React.createElement(GraphiQL, {{
+        fetcher,
+        defaultQuery: {default_query},
+        defaultEditorToolsVisibility: true,
+        shouldPersistHeaders: true,
+      }})
+    );
+  "#
+    )
+}
+
+/// The page and its Content-Security-Policy: scripts only from this server
+/// plus the one inline script, by its hash; requests only to this server;
+/// never framed. (GraphiQL sets inline styles, so styles may be inline.)
+fn page_and_policy() -> &'static (String, String) {
+    static PAGE: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    PAGE.get_or_init(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let script = boot_script();
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(script.as_bytes()));
+        let policy = format!(
+            "default-src 'none'; script-src 'self' 'sha256-{hash}'; style-src 'self' 'unsafe-inline'; \
+             img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        );
+        let page = format!(
+            r#"<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
@@ -71,21 +102,23 @@ pub async fn page() -> Html<String> {
   <script src="{ASSET_PREFIX}/react.production.min.js"></script>
   <script src="{ASSET_PREFIX}/react-dom.production.min.js"></script>
   <script src="{ASSET_PREFIX}/graphiql.min.js"></script>
-  <script>
-    const fetcher = GraphiQL.createFetcher({{ url: '/graphql' }});
-    ReactDOM.createRoot(document.getElementById('graphiql')).render(
-      React.createElement(GraphiQL, {{
-        fetcher,
-        defaultQuery: {default_query},
-        defaultEditorToolsVisibility: true,
-        shouldPersistHeaders: true,
-      }})
-    );
-  </script>
+  <script>{script}</script>
 </body>
 </html>
 "#
-    ))
+        );
+        (page, policy)
+    })
+}
+
+/// The playground page, with its Content-Security-Policy.
+pub async fn page() -> Response {
+    let (page, policy) = page_and_policy();
+    let mut response = Html(page.clone()).into_response();
+    if let Ok(policy) = axum::http::HeaderValue::from_str(policy) {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
 }
 
 /// One vendored asset, cacheable for a year.

@@ -18,6 +18,8 @@ pub enum Backend {
 /// A running server with its own database.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served apart, with `METRICS_BIND_ADDR`.
+    pub metrics_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub state: AppState,
     pub backend: Backend,
@@ -152,9 +154,17 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
     adjust(&mut config);
     let app = App::build(config).await.expect("the app builds");
     let addr = app.local_addr().unwrap();
+    let metrics_addr = app.metrics_addr();
     let state = app.state().clone();
     tokio::spawn(app.run_until(std::future::pending()));
-    Some(TestApp { addr, client: reqwest::Client::new(), state, backend, _database: database })
+    Some(TestApp {
+        addr,
+        metrics_addr,
+        client: reqwest::Client::new(),
+        state,
+        backend,
+        _database: database,
+    })
 }
 
 impl TestApp {
@@ -164,6 +174,7 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         Self {
             addr,
+            metrics_addr: None,
             client: reqwest::Client::new(),
             state,
             backend: Backend::Postgres,

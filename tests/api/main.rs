@@ -13,6 +13,7 @@ mod auth;
 mod bench;
 mod booking;
 mod browse;
+mod browser;
 mod cache_faults;
 mod errors;
 mod hardening;

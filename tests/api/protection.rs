@@ -346,7 +346,11 @@ async fn registering_a_persisted_query_costs_points(backend: Backend) {
 on_both!(metrics_show_requests_errors_and_the_pool);
 
 async fn metrics_show_requests_errors_and_the_pool(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |_| {}).await else { return };
+    let name = format!("MetricsProbe{:?}{}", backend, std::process::id());
+    let known = name.clone();
+    let Some(app) = spawn_app_with(backend, |c| c.metrics_operations = vec![known]).await else {
+        return;
+    };
     let metrics = || async {
         app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap()
     };
@@ -357,7 +361,6 @@ async fn metrics_show_requests_errors_and_the_pool(backend: Backend) {
             .sum()
     };
     let before = metrics().await;
-    let name = format!("MetricsProbe{:?}{}", backend, std::process::id());
     app.data(&format!("query {name} {{ shops {{ totalCount }} }}"), json!({})).await;
     app.gql("{ shops(first: 500) { totalCount } }", json!({})).await;
     let after = metrics().await;
