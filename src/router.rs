@@ -96,6 +96,32 @@ pub fn metrics_router(state: AppState) -> Router {
     Router::new().route("/metrics", get(telemetry::render_metrics)).with_state(state)
 }
 
+/// A body over [`MAX_BODY_BYTES`] is refused with 413 by the limit layer in
+/// plain text; clients get the same JSON error shape as for everything else.
+async fn json_when_too_large(response: axum::response::Response) -> axum::response::Response {
+    if response.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
+    }
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{
+            "message": format!(
+                "the request body is larger than {} KiB; send less in one request",
+                MAX_BODY_BYTES / 1024
+            ),
+            "extensions": { "code": "BAD_USER_INPUT" },
+        }],
+    });
+    // The body was not read, so the connection cannot carry another
+    // request: say so, or a client's pool reuses it and fails.
+    (
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        [(header::CONNECTION, HeaderValue::from_static("close"))],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout();
@@ -114,6 +140,7 @@ pub fn router(state: AppState) -> Router {
     let routes = routes
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(json_when_too_large))
         .layer(axum::middleware::from_fn(move |request, next| timed(timeout, request, next)))
         .layer(CatchPanicLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -21,6 +21,10 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_mid_run_loses_no_booking_and_is_reported() {
     let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(),
+            "TEST_REQUIRE_BACKENDS is set but TEST_DATABASE_URL is not"
+        );
         eprintln!("TEST_DATABASE_URL is not set: the fault run is skipped");
         return;
     };

@@ -57,6 +57,16 @@ impl Drop for TestDatabase {
     }
 }
 
+/// CI sets `TEST_REQUIRE_BACKENDS`: a PostgreSQL or Redis variant that
+/// would skip itself for want of its URL fails instead, so that a green run
+/// means the variants ran.
+pub fn skip_or_fail(what: &str) {
+    assert!(
+        std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(),
+        "TEST_REQUIRE_BACKENDS is set but {what} is not: this variant would not run"
+    );
+}
+
 static SKIPPED: Once = Once::new();
 static SKIPPED_REDIS: Once = Once::new();
 
@@ -64,6 +74,7 @@ static SKIPPED_REDIS: Once = Once::new();
 /// when `TEST_REDIS_URL` is not set.
 pub fn use_test_redis(config: &mut Config) -> bool {
     let Ok(url) = std::env::var("TEST_REDIS_URL") else {
+        skip_or_fail("TEST_REDIS_URL");
         SKIPPED_REDIS.call_once(|| {
             eprintln!(
                 "TEST_REDIS_URL is not set: the Redis variants of the cache tests are skipped \
@@ -122,6 +133,7 @@ async fn fresh_database(backend: Backend) -> Option<(String, TestDatabase)> {
         }
         Backend::Postgres => {
             let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+                skip_or_fail("TEST_DATABASE_URL");
                 SKIPPED.call_once(|| {
                     eprintln!(
                         "TEST_DATABASE_URL is not set: the PostgreSQL variants of the API tests \

@@ -71,6 +71,7 @@ enum Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_fails_fast_and_recovers_without_losing_a_booking() {
     let Some(upstream) = postgres_addr() else {
+        crate::helpers::skip_or_fail("TEST_DATABASE_URL");
         eprintln!("TEST_DATABASE_URL is not set: the database outage test is skipped");
         return;
     };
