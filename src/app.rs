@@ -150,7 +150,10 @@ impl App {
         let db = self.state.db.clone();
         let config = Arc::clone(&self.state.config);
         let grace = Duration::from_secs(config.shutdown_timeout_secs);
-        let pooled = u64::from(config.database_max_connections) + 32;
+        // The database pool, the health probe's connection and Redis's pool.
+        let pooled = u64::from(config.database_max_connections)
+            + 1
+            + u64::try_from(crate::cache::REDIS_POOL_SIZE).unwrap_or(u64::MAX);
         let limits = ConnectionLimits {
             max_connections: fitting_connection_cap(config.max_connections, pooled),
             header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),

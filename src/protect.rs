@@ -138,14 +138,7 @@ impl Limits {
     /// to the client's address, keyed as the request budget is (IPv6 by its
     /// /64); refused when the address has tried too often.
     pub fn sign_in_from(&self, ip: IpAddr) -> Result<(), Duration> {
-        let key = match ip_key(ip) {
-            ClientKey::Ip(ip) => format!("ip:{ip}"),
-            ClientKey::User(id) => format!("user:{id}"),
-        };
-        self.sign_ins
-            .check_key(&key)
-            .map(|_| ())
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+        self.charge_sign_in(&format!("ip:{}", client_network(ip)))
     }
 
     /// Charges a failed sign-in to `email`. Only failures count, so that a
@@ -153,9 +146,13 @@ impl Limits {
     /// correct password is let through even while this budget is spent.
     /// `Err` when it is spent: the failure is then answered as a rate limit.
     pub fn sign_in_failed(&self, email: &str) -> Result<(), Duration> {
-        let key = format!("email:{}", email.trim().to_lowercase());
+        self.charge_sign_in(&format!("email:{}", email.trim().to_lowercase()))
+    }
+
+    /// One attempt against `key`'s sign-in budget; how long to wait if spent.
+    fn charge_sign_in(&self, key: &str) -> Result<(), Duration> {
         self.sign_ins
-            .check_key(&key)
+            .check_key(&key.to_owned())
             .map(|_| ())
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
@@ -263,12 +260,18 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
 /// The rate-limit key of an address: IPv6 clients get a /64 each, as one
 /// subscriber usually holds a whole /64.
 pub fn ip_key(ip: IpAddr) -> ClientKey {
+    ClientKey::Ip(client_network(ip))
+}
+
+/// The address that stands for one client: itself for IPv4, its /64 for
+/// IPv6.
+fn client_network(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V4(_) => ClientKey::Ip(ip),
+        IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => {
             let mut octets = v6.octets();
             octets[8..].fill(0);
-            ClientKey::Ip(IpAddr::from(octets))
+            IpAddr::from(octets)
         }
     }
 }

@@ -3,7 +3,6 @@
 use axum::{
     Router,
     http::{HeaderName, HeaderValue, Method, Request, header},
-    response::IntoResponse,
     routing::get,
 };
 use tower_http::{
@@ -35,19 +34,14 @@ async fn timed(
 ) -> axum::response::Response {
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => {
-            let body = serde_json::json!({
-                "data": null,
-                "errors": [{
-                    "message": format!(
-                        "the request took longer than {} s and was cut off; try again, or ask for less",
-                        timeout.as_secs()
-                    ),
-                    "extensions": { "code": "TIMEOUT" },
-                }],
-            });
-            (axum::http::StatusCode::REQUEST_TIMEOUT, axum::Json(body)).into_response()
-        }
+        Err(_) => graphql::http::error_response(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request took longer than {} s and was cut off; try again, or ask for less",
+                timeout.as_secs()
+            ),
+            serde_json::json!({ "code": "TIMEOUT" }),
+        ),
     }
 }
 
@@ -102,24 +96,18 @@ async fn json_when_too_large(response: axum::response::Response) -> axum::respon
     if response.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         return response;
     }
-    let body = serde_json::json!({
-        "data": null,
-        "errors": [{
-            "message": format!(
-                "the request body is larger than {} KiB; send less in one request",
-                MAX_BODY_BYTES / 1024
-            ),
-            "extensions": { "code": "BAD_USER_INPUT" },
-        }],
-    });
+    let mut refused = graphql::http::error_response(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body is larger than {} KiB; send less in one request",
+            MAX_BODY_BYTES / 1024
+        ),
+        serde_json::json!({ "code": "BAD_USER_INPUT" }),
+    );
     // The body was not read, so the connection cannot carry another
     // request: say so, or a client's pool reuses it and fails.
-    (
-        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-        [(header::CONNECTION, HeaderValue::from_static("close"))],
-        axum::Json(body),
-    )
-        .into_response()
+    refused.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    refused
 }
 
 /// Every route of the API.

@@ -99,12 +99,13 @@ pub async fn load_viewer(
         sea_orm::DbBackend::Postgres => ("$1", "$2"),
         _ => ("?1", "?2"),
     };
+    // BIGINT on both databases, so it reads as one type.
     let live = match session {
         Some(_) => format!(
-            "CASE WHEN EXISTS (SELECT 1 FROM sessions ss WHERE ss.public_id = {session_param} \
-             AND ss.user_id = u.id AND ss.revoked_at IS NULL) THEN 1 ELSE 0 END"
+            "CAST(CASE WHEN EXISTS (SELECT 1 FROM sessions ss WHERE ss.public_id = {session_param} \
+             AND ss.user_id = u.id AND ss.revoked_at IS NULL) THEN 1 ELSE 0 END AS BIGINT)"
         ),
-        None => "1".to_owned(),
+        None => "CAST(1 AS BIGINT)".to_owned(),
     };
     let sql = format!(
         "SELECT {users}, {live} AS session_live, m.role AS m_role, m.barber_id AS m_barber_id, {shops} \
@@ -129,9 +130,8 @@ pub async fn load_viewer(
     let Some(first) = rows.first() else {
         return Ok(Loaded::NoAccount);
     };
-    if first.try_get::<i32>("", "session_live").map(|live| live == 0).unwrap_or(false)
-        || first.try_get::<i64>("", "session_live").map(|live| live == 0).unwrap_or(false)
-    {
+    // Read with `?`: a flag that cannot be read refuses, never admits.
+    if first.try_get::<i64>("", "session_live")? == 0 {
         return Ok(Loaded::SessionEnded);
     }
     let user = user::Model::from_query_result(first, "u_")?;

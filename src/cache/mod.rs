@@ -13,6 +13,8 @@
 mod breaker;
 mod redis;
 
+pub use redis::POOL_SIZE as REDIS_POOL_SIZE;
+
 use std::{
     collections::HashMap,
     future::Future,

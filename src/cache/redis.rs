@@ -17,6 +17,9 @@ use deadpool_redis::{
 
 use super::breaker::Breaker;
 
+/// Connections the Redis pool may open.
+pub const POOL_SIZE: usize = 32;
+
 pub struct RedisStore {
     pool: Pool,
     timeout: Duration,
@@ -41,7 +44,7 @@ impl RedisStore {
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Self> {
         let mut config = Config::from_url(url);
         config.pool = Some(PoolConfig {
-            max_size: 32,
+            max_size: POOL_SIZE,
             timeouts: Timeouts {
                 wait: Some(timeout),
                 create: Some(timeout * 2),

@@ -32,7 +32,7 @@ const FAILURES_TO_OPEN: u32 = 2;
 struct State {
     open: AtomicBool,
     failures: AtomicU32,
-    /// When the breaker opened, for logs and `/ready`.
+    /// When the breaker opened, for the log line when it closes.
     opened_at: Mutex<Option<Instant>>,
 }
 
@@ -50,11 +50,6 @@ impl DbHealth {
     /// Whether requests are being refused because the database is away.
     pub fn is_open(&self) -> bool {
         self.0.open.load(Ordering::Acquire)
-    }
-
-    /// How long the breaker has been open.
-    pub fn open_for(&self) -> Option<Duration> {
-        self.0.opened_at.lock().unwrap_or_else(|e| e.into_inner()).map(|at| at.elapsed())
     }
 
     fn probed(&self, ok: bool) {
@@ -112,9 +107,7 @@ mod tests {
         assert!(!health.is_open(), "a success in between resets the count");
         health.probed(false);
         assert!(health.is_open());
-        assert!(health.open_for().is_some());
         health.probed(true);
         assert!(!health.is_open());
-        assert!(health.open_for().is_none());
     }
 }

@@ -123,12 +123,13 @@ pub async fn refresh(
         ));
     }
     let next = token_for(public_id, generation + 1);
+    let next_hash = hash(&next);
     let expires_at = expiry(now, ttl)?;
     // Conditional on the generation: of two uses of one token, one wins and
     // the other is a reuse.
     let rotated = session::Entity::update_many()
         .col_expr(session::Column::Generation, Expr::value(generation + 1))
-        .col_expr(session::Column::RefreshHash, Expr::value(hash(&next)))
+        .col_expr(session::Column::RefreshHash, Expr::value(next_hash.clone()))
         .col_expr(session::Column::RefreshedAt, Expr::value(now))
         .col_expr(session::Column::ExpiresAt, Expr::value(expires_at))
         .filter(session::Column::Id.eq(session.id))
@@ -145,7 +146,7 @@ pub async fn refresh(
     }
     let session = session::Model {
         generation: generation + 1,
-        refresh_hash: hash(&next),
+        refresh_hash: next_hash,
         refreshed_at: now,
         expires_at,
         ..session

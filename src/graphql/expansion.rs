@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, Selection, SelectionSet,
+    DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
 };
 
 /// How often one fragment may be spread in one selection set. Spreading it
@@ -112,20 +112,27 @@ pub fn check(document: &ExecutableDocument, max: usize) -> Result<usize, Refusal
             sum.saturating_add(totals.get(name).copied().unwrap_or(1))
         })
     };
-    let operations: Vec<_> = match &document.operations {
-        DocumentOperations::Single(operation) => vec![operation],
-        DocumentOperations::Multiple(operations) => operations.values().collect(),
-    };
     let mut largest = 0;
-    for operation in operations {
+    for operation in operations(document) {
         let mut shape = Shape::default();
-        shape_of(&operation.node.selection_set.node, &mut shape)?;
+        shape_of(&operation.selection_set.node, &mut shape)?;
         largest = largest.max(total_of(&shape));
     }
     if largest > max {
         return Err(Refusal::TooManyFields { fields: largest, max });
     }
     Ok(largest)
+}
+
+/// The operations of `document`, whether it has one anonymous or several
+/// named ones.
+pub fn operations(document: &ExecutableDocument) -> Vec<&OperationDefinition> {
+    match &document.operations {
+        DocumentOperations::Single(operation) => vec![&operation.node],
+        DocumentOperations::Multiple(operations) => {
+            operations.values().map(|operation| &operation.node).collect()
+        }
+    }
 }
 
 /// Every fragment's expanded field count, each computed once, in an order

@@ -77,7 +77,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Identity,
 
 /// A GraphQL-shaped answer to a request refused before it ran: no data,
 /// one error.
-fn error_response(
+pub(crate) fn error_response(
     status: StatusCode,
     message: impl serde::Serialize,
     extensions: impl serde::Serialize,
@@ -120,11 +120,9 @@ fn refused(error: AppError) -> Response {
     // database it needs to look the account up (503).
     let status = match error {
         AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        AppError::ServiceUnavailable(_) => return unavailable(),
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
-    if matches!(error, AppError::ServiceUnavailable(_)) {
-        return unavailable();
-    }
     let error = error.extend();
     let mut response = error_response(status, error.message, error.extensions);
     if status == StatusCode::UNAUTHORIZED {
@@ -164,10 +162,7 @@ pub async fn execute(
             serde_json::json!({ "code": "BAD_USER_INPUT" }),
         );
         let ip = protect::client_ip(peer.ip(), &headers, &state.config.trust_proxy);
-        return match state.limits.charge(&protect::ip_key(ip), 1) {
-            Ok(budget) => with_budget(response, &budget),
-            Err(refusal) => too_many(&refusal),
-        };
+        return refused_early(&state, ip, response);
     }
     let request =
         GraphQLRequest::from_request(request, &state).await.map(GraphQLRequest::into_inner);
@@ -203,16 +198,7 @@ async fn run(
 ) -> Response {
     let started = Instant::now();
     let ip = protect::client_ip(peer.ip(), &headers, &state.config.trust_proxy);
-    let refused_early = |response: Response| {
-        // Even a request refused before it ran costs its sender a point.
-        match state.limits.charge(&protect::ip_key(ip), 1) {
-            Ok(budget) => with_budget(response, &budget),
-            Err(refusal) => {
-                telemetry::rate_limit_refused("requests");
-                too_many(&refusal)
-            }
-        }
-    };
+    let refused_early = |response: Response| refused_early(&state, ip, response);
     let request = match request {
         Ok(request) => request,
         Err(rejection) => return refused_early(unreadable(rejection)),
@@ -339,6 +325,18 @@ async fn run(
         http.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     with_budget(http, &spent)
+}
+
+/// `response` to a request refused before it ran, which still costs its
+/// sender's address a point (or is a 429 when none is left).
+fn refused_early(state: &AppState, ip: std::net::IpAddr, response: Response) -> Response {
+    match state.limits.charge(&protect::ip_key(ip), 1) {
+        Ok(budget) => with_budget(response, &budget),
+        Err(refusal) => {
+            telemetry::rate_limit_refused("requests");
+            too_many(&refusal)
+        }
+    }
 }
 
 /// Adds the `RateLimit-*` headers of `budget`.

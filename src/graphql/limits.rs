@@ -28,14 +28,14 @@ use crate::protect::{ClientKey, Limits, RequestBudget};
 pub const COMPLEXITY_PER_POINT: usize = 100;
 
 /// What `availableSlots` weighs beyond its fields: it reads a barber's day
-/// (hours, time off, bookings) and walks it slot by slot. 2,000 aliased
-/// copies took 1.35 s of server time (0.7 ms each), against microseconds
-/// for a plain field.
+/// (hours, time off, bookings) and walks it slot by slot. In the hardening
+/// probe 2,000 aliased copies took 1.35 s of server time (0.7 ms each),
+/// against microseconds for a plain field.
 pub const AVAILABLE_SLOTS_WEIGHT: usize = 200;
 
 /// What `analytics` weighs beyond its fields: a dashboard reads and folds a
-/// shop's bookings over up to a year (15 ms cold on the big seed; 2 ms of
-/// server time even when cached).
+/// shop's bookings over up to a year (15 ms cold on the big seed, by the
+/// analytics benchmark; the probe's 300 aliased copies took 0.67 s).
 pub const ANALYTICS_WEIGHT: usize = 1_000;
 
 /// The points an operation of `complexity` costs.
@@ -173,12 +173,8 @@ fn selection_has_nul(set: &async_graphql::parser::types::SelectionSet) -> bool {
 /// Whether any text the request carries, in its variables or in the
 /// document's literals, holds a NUL character.
 fn holds_nul(document: &ExecutableDocument, variables: &async_graphql::Variables) -> bool {
-    let operations: Vec<&OperationDefinition> = match &document.operations {
-        DocumentOperations::Single(op) => vec![&op.node],
-        DocumentOperations::Multiple(ops) => ops.values().map(|op| &op.node).collect(),
-    };
     variables.iter().any(|(_, value)| const_has_nul(value))
-        || operations.iter().any(|op| {
+        || super::expansion::operations(document).iter().any(|op| {
             selection_has_nul(&op.selection_set.node)
                 || op.variable_definitions.iter().any(|definition| {
                     definition
@@ -207,10 +203,7 @@ impl Check {
         info: Option<&OperationInfo>,
         document: &ExecutableDocument,
     ) -> ServerResult<()> {
-        let operations: Vec<&OperationDefinition> = match &document.operations {
-            DocumentOperations::Single(op) => vec![&op.node],
-            DocumentOperations::Multiple(ops) => ops.values().map(|op| &op.node).collect(),
-        };
+        let operations = super::expansion::operations(document);
         if via_get && operations.iter().any(|op| op.ty == OperationType::Mutation) {
             // Caches, logs and prefetchers replay GETs: nothing may change.
             let mut refused = error(

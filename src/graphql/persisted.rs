@@ -43,12 +43,6 @@ pub enum Asked {
     Register { hash: String },
 }
 
-/// The contract's answer to an unknown hash, word for word as Apollo
-/// clients expect it.
-fn not_found() -> AppError {
-    AppError::PersistedQueryNotFound
-}
-
 fn key(hash: &str) -> String {
     format!("apq:{hash}")
 }
@@ -75,12 +69,12 @@ pub async fn resolve(cache: &Cache, request: &mut Request) -> Result<Asked, AppE
     }
     let hash = persisted.sha256_hash.to_ascii_lowercase();
     if request.query.is_empty() {
+        // A hash that is not one is simply not known (Apollo's wording).
         let valid_hash = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
-        let text = match valid_hash {
-            true => cache.fetch(&key(&hash)).await.and_then(|bytes| String::from_utf8(bytes).ok()),
-            false => None,
-        };
-        request.query = text.ok_or_else(not_found)?;
+        let text = if valid_hash { cache.fetch(&key(&hash)).await } else { None };
+        request.query = text
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or(AppError::PersistedQueryNotFound)?;
         return Ok(Asked::Known);
     }
     if request.query.len() > MAX_QUERY_BYTES {

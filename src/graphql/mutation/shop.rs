@@ -301,7 +301,7 @@ impl ShopMutation {
         policy::check_owner(viewer, shop_id)?;
         let new = NewService {
             shop_id,
-            name: text::required(&input.name, "name", text::SHOP_NAME)?,
+            name: text::required(&input.name, "name", text::SERVICE_NAME)?,
             description: text::optional(
                 input.description,
                 "description",
