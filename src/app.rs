@@ -15,6 +15,8 @@ use crate::{
     cache::Cache,
     config::Config,
     db::{self, StatementCounter},
+    domain::dashboard::AnalyticsCache,
+    graphql::persisted::PersistedQueries,
     graphql::{self, AppSchema},
     protect::{Admission, Limits},
     router, seed,
@@ -34,8 +36,12 @@ pub struct AppState {
     pub admission: Admission,
     /// When the process started serving.
     pub started: std::time::Instant,
-    /// The analytics cache (Redis or in-process).
+    /// The byte cache (Redis or in-process), for its health.
     pub cache: Cache,
+    /// The analytics kept in the cache.
+    pub analytics: AnalyticsCache,
+    /// The persisted queries kept in the cache.
+    pub persisted: PersistedQueries,
     /// Signs and checks access tokens.
     pub tokens: TokenKeys,
     /// The configuration the server started with.
@@ -103,14 +109,17 @@ impl App {
         db_health.spawn_prober(db::connect_probe(&config).await?);
         let limits = Arc::new(Limits::new(&config));
         crate::protect::spawn_pruning(&limits);
+        let analytics = AnalyticsCache::new(cache.clone());
         let state = AppState {
             schema: graphql::build_schema(
                 db.clone(),
                 tokens.clone(),
-                cache.clone(),
+                analytics.clone(),
                 limits.clone(),
                 &config,
             ),
+            analytics,
+            persisted: PersistedQueries::new(cache.clone()),
             limits,
             admission: Admission::new(&config),
             cache,

@@ -13,7 +13,7 @@ use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 
-use crate::config::Config;
+use crate::{config::Config, error::AppError};
 
 /// Counts the SQL statements sent through a connection pool.
 ///
@@ -122,6 +122,57 @@ pub fn classify(err: &sea_orm::DbErr) -> Failure {
     }
 }
 
+/// A constraint the database refused a write on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// A unique key or index: the value is taken.
+    Unique,
+    /// The overlap guard: a barber's bookings may not overlap
+    /// (`bookings_no_overlap`, an exclusion constraint on PostgreSQL and a
+    /// trigger on SQLite). PostgreSQL may also break the deadlock two such
+    /// inserts checking each other run into; that is the same race lost.
+    Overlap,
+}
+
+/// The constraint `err` violated, if it is a constraint violation, read
+/// from the database's error codes (and, for SQLite's trigger, the text the
+/// trigger raises).
+pub fn violation(err: &sea_orm::DbErr) -> Option<Violation> {
+    use sea_orm::{DbErr, RuntimeErr, SqlErr, sqlx::Error};
+    if let Some(SqlErr::UniqueConstraintViolation(_)) = err.sql_err() {
+        return Some(Violation::Unique);
+    }
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return None;
+    };
+    let Error::Database(database) = e.as_ref() else {
+        return None;
+    };
+    let overlap = "bookings_no_overlap";
+    match database.code().as_deref() {
+        // PostgreSQL: exclusion_violation on the guard, deadlock_detected.
+        Some("23P01") if database.constraint() == Some(overlap) => Some(Violation::Overlap),
+        Some("40P01") => Some(Violation::Overlap),
+        // SQLite: the guard's trigger raises its own name.
+        _ if database.message() == overlap => Some(Violation::Overlap),
+        _ => None,
+    }
+}
+
+/// `Err(conflict)` when `result` failed on `violated`, else `result`.
+pub fn conflict_on<T>(
+    result: Result<T, sea_orm::DbErr>,
+    violated: Violation,
+    conflict: impl FnOnce() -> String,
+) -> crate::error::AppResult<T> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(err) if violation(&err) == Some(violated) => Err(AppError::Conflict(conflict())),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// A pool of one connection, opened lazily, for the health prober: its
 /// pings do not wait behind requests for a connection, and are not counted
 /// as the application's statements.
@@ -151,11 +202,6 @@ pub async fn pending_migrations(db: &DatabaseConnection) -> anyhow::Result<usize
 pub async fn ping(db: &DatabaseConnection) -> anyhow::Result<()> {
     db.execute_unprepared("SELECT 1").await.context("pinging the database")?;
     Ok(())
-}
-
-/// `true` for PostgreSQL, `false` for SQLite.
-pub fn is_postgres(db: &DatabaseConnection) -> bool {
-    db.get_database_backend() == DbBackend::Postgres
 }
 
 /// The URL without its password, for messages.

@@ -22,7 +22,7 @@ use governor::{
 };
 use ipnet::IpNet;
 
-use crate::config::Config;
+use crate::{config::Config, error::AppError};
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
@@ -52,14 +52,30 @@ impl Budget {
     }
 }
 
-/// A refused charge.
+/// A charge the budget could not pay.
 #[derive(Clone, Copy, Debug)]
-pub struct Refusal {
+pub struct Overdrawn {
     /// The cost exceeds the burst: it can never be paid.
     pub impossible: bool,
     /// When the charge would be accepted.
     pub retry_after: Duration,
     pub budget: Budget,
+}
+
+impl Overdrawn {
+    /// Whole seconds to wait, as `Retry-After` says them.
+    pub fn retry_secs(&self) -> u64 {
+        self.retry_after.as_secs() + 1
+    }
+
+    /// The `RATE_LIMITED` error: `what`, and when to try again.
+    pub fn error(&self, what: &str) -> AppError {
+        let seconds = self.retry_secs();
+        AppError::RateLimited {
+            message: format!("{what}; try again in {seconds} s"),
+            retry_after: seconds,
+        }
+    }
 }
 
 /// The limiters of the process.
@@ -106,27 +122,22 @@ impl Limits {
         Budget { limit: self.burst, remaining, reset_at: Utc::now() + full_in }
     }
 
-    /// The budget of a client that spent nothing yet.
-    pub fn full(&self) -> Budget {
-        self.budget(self.burst)
-    }
-
     /// Points a client may spend at once.
     pub fn burst(&self) -> u32 {
         self.burst
     }
 
     /// Charges `cost` points to `key`.
-    pub fn charge(&self, key: &ClientKey, cost: u32) -> Result<Budget, Refusal> {
+    pub fn charge(&self, key: &ClientKey, cost: u32) -> Result<Budget, Overdrawn> {
         match self.requests.check_key_n(key, nonzero(cost)) {
             Ok(Ok(snapshot)) => Ok(self.budget(snapshot.remaining_burst_capacity())),
-            Ok(Err(not_until)) => Err(Refusal {
+            Ok(Err(not_until)) => Err(Overdrawn {
                 impossible: false,
                 retry_after: not_until.wait_time_from(self.clock.now()),
                 budget: self.budget(0),
             }),
             // More than the burst: never possible.
-            Err(_) => Err(Refusal {
+            Err(_) => Err(Overdrawn {
                 impossible: true,
                 retry_after: Duration::from_secs(60),
                 budget: self.budget(0),

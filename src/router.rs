@@ -3,6 +3,7 @@
 use axum::{
     Router,
     http::{HeaderName, HeaderValue, Method, Request, header},
+    response::IntoResponse,
     routing::get,
 };
 use tower_http::{
@@ -16,7 +17,7 @@ use tower_http::{
     trace::{DefaultOnResponse, TraceLayer},
 };
 
-use crate::{app::AppState, graphql, health, telemetry};
+use crate::{app::AppState, error::AppError, graphql, health, telemetry};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -34,14 +35,11 @@ async fn timed(
 ) -> axum::response::Response {
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => graphql::http::error_response(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "the request took longer than {} s and was cut off; try again, or ask for less",
-                timeout.as_secs()
-            ),
-            serde_json::json!({ "code": "TIMEOUT" }),
-        ),
+        Err(_) => AppError::Timeout(format!(
+            "the request took longer than {} s and was cut off; try again, or ask for less",
+            timeout.as_secs()
+        ))
+        .into_response(),
     }
 }
 
@@ -96,18 +94,11 @@ async fn json_when_too_large(response: axum::response::Response) -> axum::respon
     if response.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         return response;
     }
-    let mut refused = graphql::http::error_response(
-        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-        format!(
-            "the request body is larger than {} KiB; send less in one request",
-            MAX_BODY_BYTES / 1024
-        ),
-        serde_json::json!({ "code": "BAD_USER_INPUT" }),
-    );
-    // The body was not read, so the connection cannot carry another
-    // request: say so, or a client's pool reuses it and fails.
-    refused.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    refused
+    AppError::PayloadTooLarge(format!(
+        "the request body is larger than {} KiB; send less in one request",
+        MAX_BODY_BYTES / 1024
+    ))
+    .into_response()
 }
 
 /// Every route of the API.
@@ -115,7 +106,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout();
     let cors = cors(&state.config.cors_allowed_origins);
     let mut routes = Router::new()
-        .route("/graphql", get(graphql::http::get).post(graphql::http::execute))
+        .route("/graphql", get(graphql::http::get).post(graphql::http::post))
         .route(
             &format!("{}/{{name}}", graphql::playground::ASSET_PREFIX),
             get(graphql::playground::asset).layer(CompressionLayer::new()),

@@ -4,6 +4,7 @@
 //! `identity` loads who is asking, and `policy` is the one place that
 //! decides what they may see.
 
+pub mod bearer;
 pub mod identity;
 pub mod password;
 pub mod policy;

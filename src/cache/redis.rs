@@ -1,5 +1,5 @@
 //! The Redis store: a deadpool-redis pool, short timeouts, a circuit
-//! breaker, and per-shop versions that replicas share.
+//! breaker, and versions of scopes that replicas share.
 
 use std::{
     collections::HashSet,
@@ -28,9 +28,10 @@ pub struct RedisStore {
     /// Counts recoveries: Redis may have lost its data (and so reset its
     /// versions) while it was away, so copies kept from before are void.
     generation: AtomicU64,
-    /// Shops whose version could not be bumped while Redis was away; bumped
-    /// before Redis is trusted again, so no stale entry survives an outage.
-    pending_bumps: Mutex<HashSet<i64>>,
+    /// Scopes whose version could not be bumped while Redis was away;
+    /// bumped before Redis is trusted again, so no stale entry survives an
+    /// outage.
+    pending_bumps: Mutex<HashSet<String>>,
 }
 
 #[derive(Debug)]
@@ -63,8 +64,8 @@ impl RedisStore {
         })
     }
 
-    fn version_key(&self, shop_id: i64) -> String {
-        format!("{}:analytics:version:{shop_id}", self.prefix)
+    fn version_key(&self, scope: &str) -> String {
+        format!("{}:version:{scope}", self.prefix)
     }
 
     /// Runs one command with a timeout, through the breaker.
@@ -109,23 +110,23 @@ impl RedisStore {
 
     /// Replays bumps that failed while Redis was away.
     async fn flush_pending(&self) -> Result<(), Unavailable> {
-        let pending: Vec<i64> =
-            self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
-        for shop_id in pending {
-            let key = self.version_key(shop_id);
+        let pending: Vec<String> =
+            self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+        for scope in pending {
+            let key = self.version_key(&scope);
             let fresh = new_version();
             self.run(|mut c| async move { c.set::<_, _, ()>(key, fresh).await }).await?;
-            self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).remove(&shop_id);
+            self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).remove(&scope);
         }
         Ok(())
     }
 
-    /// The shop's current version. A shop without one (new, or Redis lost
-    /// its data) gets a random one, so versions never repeat and no copy
-    /// kept from before can match.
-    pub async fn version(&self, shop_id: i64) -> Result<u64, Unavailable> {
+    /// The scope's current version. A scope without one (new, or Redis
+    /// lost its data) gets a random one, so versions never repeat and no
+    /// copy kept from before can match.
+    pub async fn version(&self, scope: &str) -> Result<u64, Unavailable> {
         self.flush_pending().await?;
-        let key = self.version_key(shop_id);
+        let key = self.version_key(scope);
         let fresh = new_version();
         let version: Option<u64> = self
             .run(|mut c| async move {
@@ -140,14 +141,14 @@ impl RedisStore {
         Ok(version.unwrap_or(fresh))
     }
 
-    /// Moves the shop to a new, random version: every entry of the old one
-    /// is dead.
-    pub async fn bump(&self, shop_id: i64) {
-        let key = self.version_key(shop_id);
+    /// Moves the scope to a new, random version: every entry of the old
+    /// one is dead.
+    pub async fn bump(&self, scope: &str) {
+        let key = self.version_key(scope);
         let fresh = new_version();
         let bumped = self.run(|mut c| async move { c.set::<_, _, ()>(key, fresh).await }).await;
         if bumped.is_err() {
-            self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).insert(shop_id);
+            self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).insert(scope.to_owned());
         }
     }
 
@@ -209,7 +210,7 @@ impl RedisStore {
     }
 }
 
-/// A version no shop has had: random, so it cannot collide with one from
+/// A version no scope has had: random, so it cannot collide with one from
 /// before a Redis restart.
 fn new_version() -> u64 {
     rand::random::<u64>() >> 1

@@ -4,12 +4,14 @@ use chrono::Utc;
 use entity::user;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, NotSet,
-    QueryFilter, SqlErr,
+    QueryFilter,
 };
 use tokio::sync::OnceCell;
 
+use super::change::{Change, Changed};
 use crate::{
     auth::password,
+    db::{Violation, conflict_on},
     error::{AppError, AppResult},
 };
 
@@ -125,7 +127,10 @@ pub struct NewAccount {
 
 /// Opens an account; an email already in use is `CONFLICT`.
 #[tracing::instrument(skip_all)]
-pub async fn register(db: &impl ConnectionTrait, account: NewAccount) -> AppResult<user::Model> {
+pub async fn register(
+    db: &impl ConnectionTrait,
+    account: NewAccount,
+) -> AppResult<Changed<user::Model>> {
     let hash = password::hash(account.password.into_inner()).await?;
     let now = Utc::now();
     let inserted = user::ActiveModel {
@@ -138,15 +143,11 @@ pub async fn register(db: &impl ConnectionTrait, account: NewAccount) -> AppResu
     }
     .insert(db)
     .await;
-    match inserted {
-        Ok(user) => Ok(user),
-        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            Err(AppError::Conflict(
-                "an account with this email already exists; sign in with `login`".to_owned(),
-            ))
-        }
-        Err(err) => Err(err.into()),
-    }
+    let user = conflict_on(inserted, Violation::Unique, || {
+        "an account with this email already exists; sign in with `login`".to_owned()
+    })?;
+    let change = Change::Account { user: user.id };
+    Ok(Changed::new(user, change))
 }
 
 /// The same answer for an unknown email and a wrong password, so the API
@@ -198,7 +199,7 @@ pub async fn set_password(
     db: &impl ConnectionTrait,
     user: &user::Model,
     new: Password,
-) -> AppResult<()> {
+) -> AppResult<Changed<()>> {
     let hash = password::hash(new.into_inner()).await?;
     user::Entity::update_many()
         .col_expr(user::Column::PasswordHash, sea_orm::sea_query::Expr::value(hash))
@@ -206,7 +207,7 @@ pub async fn set_password(
         .filter(user::Column::Id.eq(user.id))
         .exec(db)
         .await?;
-    Ok(())
+    Ok(Changed::new((), Change::Account { user: user.id }))
 }
 
 /// Users by id.

@@ -19,7 +19,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::availability::{boundary, day_bounds};
+use super::local_time::{self, boundary, day_bounds};
 use crate::error::{AppError, AppResult};
 
 /// Longest range, in days.
@@ -46,7 +46,7 @@ impl Range {
                 "the range is {days} days; ask for at most {MAX_DAYS} days at a time"
             )));
         }
-        let tz: Tz = shop.timezone.parse().unwrap_or(Tz::UTC);
+        let tz = local_time::zone(&shop.timezone);
         let out_of_range = || AppError::bad_input("the dates are out of range");
         let (starts, _) = day_bounds(tz, from).ok_or_else(out_of_range)?;
         let (_, ends) = day_bounds(tz, to).ok_or_else(out_of_range)?;
@@ -179,7 +179,7 @@ pub struct PeakHour {
 
 /// A section's rows and when they were computed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Section<T> {
+pub struct Rows<T> {
     pub rows: Vec<T>,
     pub generated_at: DateTime<Utc>,
 }
@@ -264,7 +264,7 @@ async fn available_minutes(
         .await?;
     let mut minutes: HashMap<i64, i64> = barbers.iter().map(|b| (*b, 0)).collect();
     for date in range.dates() {
-        let weekday = i16::try_from(date.weekday().number_from_monday()).unwrap_or(0);
+        let weekday = local_time::weekday(date);
         for interval in hours.iter().filter(|h| h.weekday == weekday) {
             let (Some(opens), Some(closes)) = (
                 boundary(range.tz, date, interval.opens_minute, false),
@@ -350,7 +350,7 @@ pub async fn by_day(
     db: &impl ConnectionTrait,
     shop_id: i64,
     range: &Range,
-) -> Result<Section<Day>, DbErr> {
+) -> Result<Rows<Day>, DbErr> {
     let mut days: BTreeMap<NaiveDate, (i64, i64)> = range.dates().map(|d| (d, (0, 0))).collect();
     for (start, bookings, revenue) in buckets(db, shop_id, range).await? {
         let date = start.with_timezone(&range.tz).date_naive();
@@ -359,7 +359,7 @@ pub async fn by_day(
             day.1 += revenue;
         }
     }
-    Ok(Section {
+    Ok(Rows {
         rows: days
             .into_iter()
             .map(|(date, (bookings, revenue_cents))| Day { date, bookings, revenue_cents })
@@ -374,13 +374,13 @@ pub async fn peak_hours(
     db: &impl ConnectionTrait,
     shop_id: i64,
     range: &Range,
-) -> Result<Section<PeakHour>, DbErr> {
+) -> Result<Rows<PeakHour>, DbErr> {
     let mut hours: BTreeMap<(u32, u32), i64> = BTreeMap::new();
     for (start, bookings, _) in buckets(db, shop_id, range).await? {
         let local = start.with_timezone(&range.tz);
         *hours.entry((local.weekday().number_from_monday(), local.hour())).or_default() += bookings;
     }
-    Ok(Section {
+    Ok(Rows {
         rows: hours
             .into_iter()
             .filter(|(_, bookings)| *bookings > 0)
@@ -396,7 +396,7 @@ pub async fn barbers(
     db: &impl ConnectionTrait,
     shop_id: i64,
     range: &Range,
-) -> Result<Section<BarberNumbers>, DbErr> {
+) -> Result<Rows<BarberNumbers>, DbErr> {
     let available = available_minutes(db, shop_id, range).await?;
     let mut rows: BTreeMap<i64, BarberNumbers> = available
         .iter()
@@ -414,7 +414,7 @@ pub async fn barbers(
             numbers.tally.add(&row);
         }
     }
-    Ok(Section { rows: rows.into_values().collect(), generated_at: Utc::now() })
+    Ok(Rows { rows: rows.into_values().collect(), generated_at: Utc::now() })
 }
 
 #[derive(FromQueryResult)]
@@ -430,7 +430,7 @@ pub async fn services(
     db: &impl ConnectionTrait,
     shop_id: i64,
     range: &Range,
-) -> Result<Section<ServiceNumbers>, DbErr> {
+) -> Result<Rows<ServiceNumbers>, DbErr> {
     let backend = db.get_database_backend();
     let sql = format!(
         "SELECT service_id, COUNT(*) AS bookings, \
@@ -440,7 +440,7 @@ pub async fn services(
     let rows = ServiceRow::find_by_statement(statement(backend, &sql, params(shop_id, range)))
         .all(db)
         .await?;
-    Ok(Section {
+    Ok(Rows {
         rows: rows
             .into_iter()
             .map(|r| ServiceNumbers {

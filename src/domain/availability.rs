@@ -5,15 +5,14 @@
 //! every instant is compared in UTC, so a day with a daylight-saving change
 //! has the hours it really has.
 
-use chrono::{
-    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Timelike, Utc,
-};
+use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
 use entity::{
     BookingStatus, barber, barber_service, booking, service, shop, time_off, working_hours,
 };
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 
+use super::local_time::{self, boundary, day_bounds};
 use crate::error::{AppError, AppResult};
 
 /// A shop's booking policy, in the shop's time zone.
@@ -32,7 +31,7 @@ impl Rules {
     /// The policy of `shop`; an unknown stored zone reads as UTC.
     pub fn of(shop: &shop::Model) -> Self {
         Self {
-            tz: shop.timezone.parse().unwrap_or(Tz::UTC),
+            tz: local_time::zone(&shop.timezone),
             step_minutes: shop.slot_step_minutes.max(1),
             min_notice: Duration::minutes(i64::from(shop.min_notice_minutes)),
             max_advance: Duration::days(i64::from(shop.max_advance_days)),
@@ -52,7 +51,7 @@ pub struct Calendar {
 
 /// Why a start time cannot be booked.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub enum Unbookable {
     Past,
     TooSoon { minutes: i64 },
     TooFar { days: i64 },
@@ -62,80 +61,29 @@ pub enum Refusal {
     Taken,
 }
 
-impl From<Refusal> for AppError {
-    fn from(refusal: Refusal) -> Self {
+impl From<Unbookable> for AppError {
+    fn from(refusal: Unbookable) -> Self {
         let hint = "; pick a time from `availableSlots`";
         match refusal {
-            Refusal::Past => AppError::bad_input(format!("`startsAt` is in the past{hint}")),
-            Refusal::TooSoon { minutes } => AppError::bad_input(format!(
+            Unbookable::Past => AppError::bad_input(format!("`startsAt` is in the past{hint}")),
+            Unbookable::TooSoon { minutes } => AppError::bad_input(format!(
                 "`startsAt` is too soon: this shop takes bookings at least {minutes} minutes ahead{hint}"
             )),
-            Refusal::TooFar { days } => AppError::bad_input(format!(
+            Unbookable::TooFar { days } => AppError::bad_input(format!(
                 "`startsAt` is too far ahead: this shop takes bookings at most {days} days ahead{hint}"
             )),
-            Refusal::OutsideHours => AppError::bad_input(format!(
+            Unbookable::OutsideHours => AppError::bad_input(format!(
                 "`startsAt` is outside the barber's working hours, or the service would run past them{hint}"
             )),
-            Refusal::OffGrid { step } => AppError::bad_input(format!(
+            Unbookable::OffGrid { step } => AppError::bad_input(format!(
                 "`startsAt` must be on the shop's {step}-minute grid (for example 10:00, 10:{step:02}){hint}"
             )),
-            Refusal::TimeOff => {
+            Unbookable::TimeOff => {
                 AppError::bad_input(format!("the barber is off at that time{hint}"))
             }
-            Refusal::Taken => AppError::Conflict(format!("that time is already booked{hint}")),
+            Unbookable::Taken => AppError::Conflict(format!("that time is already booked{hint}")),
         }
     }
-}
-
-/// The UTC instant of `minute` after local midnight of `date` (minute 1440
-/// is the next midnight); `None` inside a daylight-saving gap.
-pub fn local_instant(tz: Tz, date: NaiveDate, minute: i32) -> Option<DateTime<Utc>> {
-    let (date, minute) =
-        if minute >= 24 * 60 { (date.succ_opt()?, minute - 24 * 60) } else { (date, minute) };
-    let minute = u32::try_from(minute).ok()?;
-    let time = NaiveTime::from_hms_opt(minute / 60, minute % 60, 0)?;
-    tz.from_local_datetime(&date.and_time(time)).earliest().map(|t| t.with_timezone(&Utc))
-}
-
-/// Every UTC instant whose local time is `minute` after midnight of `date`:
-/// none in a daylight-saving gap, two in a repeated hour.
-fn local_instants(tz: Tz, date: NaiveDate, minute: i32) -> Vec<DateTime<Utc>> {
-    let Some(time) =
-        u32::try_from(minute).ok().and_then(|m| NaiveTime::from_hms_opt(m / 60, m % 60, 0))
-    else {
-        return Vec::new();
-    };
-    match tz.from_local_datetime(&date.and_time(time)) {
-        LocalResult::Single(t) => vec![t.with_timezone(&Utc)],
-        LocalResult::Ambiguous(a, b) => vec![a.with_timezone(&Utc), b.with_timezone(&Utc)],
-        LocalResult::None => Vec::new(),
-    }
-}
-
-/// The instant a working interval opens (`closing = false`) or closes at
-/// `minute` after local midnight of `date`. A time skipped by a
-/// daylight-saving change moves to the end of the gap; a repeated time
-/// opens at its first and closes at its second occurrence.
-pub fn boundary(tz: Tz, date: NaiveDate, minute: i32, closing: bool) -> Option<DateTime<Utc>> {
-    let (date, minute) =
-        if minute >= 24 * 60 { (date.succ_opt()?, minute - 24 * 60) } else { (date, minute) };
-    (minute..minute + 180).find_map(|m| {
-        let instants = local_instants(tz, date, m);
-        if closing { instants.last().copied() } else { instants.first().copied() }
-    })
-}
-
-/// The UTC instants of the start and end of a shop-local date.
-pub fn day_bounds(tz: Tz, date: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    let start = local_day_start(tz, date)?;
-    let end = local_day_start(tz, date.succ_opt()?)?;
-    Some((start, end))
-}
-
-/// Local midnight, or the first instant of the day when midnight itself is
-/// skipped by a daylight-saving change.
-fn local_day_start(tz: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
-    boundary(tz, date, 0, false)
 }
 
 /// Whether a booking of `duration` starting at `start` can be made.
@@ -147,19 +95,19 @@ pub fn check(
     duration: Duration,
     now: DateTime<Utc>,
     ignore: Option<i64>,
-) -> Result<(), Refusal> {
+) -> Result<(), Unbookable> {
     if start <= now {
-        return Err(Refusal::Past);
+        return Err(Unbookable::Past);
     }
     if start < now + rules.min_notice {
-        return Err(Refusal::TooSoon { minutes: rules.min_notice.num_minutes() });
+        return Err(Unbookable::TooSoon { minutes: rules.min_notice.num_minutes() });
     }
     if start > now + rules.max_advance {
-        return Err(Refusal::TooFar { days: rules.max_advance.num_days() });
+        return Err(Unbookable::TooFar { days: rules.max_advance.num_days() });
     }
     let local = start.with_timezone(&rules.tz);
     let date = local.date_naive();
-    let weekday = i16::try_from(date.weekday().number_from_monday()).unwrap_or(0);
+    let weekday = local_time::weekday(date);
     let end = start + duration;
     let blocks_until = end + rules.buffer;
     let fits = calendar.hours.iter().filter(|h| h.weekday == weekday).any(|h| {
@@ -172,24 +120,24 @@ pub fn check(
         }
     });
     if !fits {
-        return Err(Refusal::OutsideHours);
+        return Err(Unbookable::OutsideHours);
     }
     let minute_of_day = i64::from(local.time().num_seconds_from_midnight()) / 60;
     if local.time().second() != 0
         || start.timestamp_subsec_nanos() != 0
         || minute_of_day % i64::from(rules.step_minutes) != 0
     {
-        return Err(Refusal::OffGrid { step: rules.step_minutes });
+        return Err(Unbookable::OffGrid { step: rules.step_minutes });
     }
     if calendar.time_off.iter().any(|(from, to)| *from < blocks_until && start < *to) {
-        return Err(Refusal::TimeOff);
+        return Err(Unbookable::TimeOff);
     }
     let taken = calendar
         .busy
         .iter()
         .any(|(id, from, until)| Some(*id) != ignore && *from < blocks_until && start < *until);
     if taken {
-        return Err(Refusal::Taken);
+        return Err(Unbookable::Taken);
     }
     Ok(())
 }
@@ -201,8 +149,12 @@ pub(crate) async fn offer(
     barber_id: i64,
     service_id: i64,
 ) -> AppResult<(barber::Model, service::Model, shop::Model)> {
-    let barber = super::barber::find(db, barber_id, "barberId").await?;
-    let service = super::service::find(db, service_id, "serviceId").await?;
+    let barber = super::barber::get(db, barber_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("no barber has this `barberId`"))?;
+    let service = super::service::get(db, service_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("no service has this `serviceId`"))?;
     let offered =
         barber_service::Entity::find_by_id((barber_id, service_id)).one(db).await?.is_some();
     if service.shop_id != barber.shop_id || !offered {
@@ -248,7 +200,7 @@ pub fn free_slots(
     duration: Duration,
     now: DateTime<Utc>,
 ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
-    let weekday = i16::try_from(date.weekday().number_from_monday()).unwrap_or(0);
+    let weekday = local_time::weekday(date);
     let mut starts: Vec<DateTime<Utc>> = calendar
         .hours
         .iter()
@@ -259,7 +211,7 @@ pub fn free_slots(
             (first..h.closes_minute).step_by(usize::try_from(step).unwrap_or(15))
         })
         // A local time repeated when clocks go back is two start times.
-        .flat_map(|minute| local_instants(rules.tz, date, minute))
+        .flat_map(|minute| local_time::instants(rules.tz, date, minute))
         .filter(|start| check(rules, calendar, *start, duration, now, None).is_ok())
         .collect();
     starts.sort();
@@ -305,6 +257,8 @@ pub async fn load_calendar(
 
 #[cfg(test)]
 mod tests {
+    use chrono::TimeZone;
+
     use super::*;
 
     fn rules(tz: &str) -> Rules {
@@ -417,7 +371,7 @@ mod tests {
         assert_eq!(slots, vec![at(9, 0), at(9, 15), at(10, 45)]);
         assert_eq!(
             check(&rules, &calendar, at(9, 30), Duration::minutes(30), now(), None),
-            Err(Refusal::Taken)
+            Err(Unbookable::Taken)
         );
         assert_eq!(
             check(&rules, &calendar, at(9, 30), Duration::minutes(30), now(), Some(1)),
@@ -425,7 +379,7 @@ mod tests {
         );
         assert_eq!(
             check(&rules, &calendar, at(9, 5), Duration::minutes(30), now(), None),
-            Err(Refusal::OffGrid { step: 15 })
+            Err(Unbookable::OffGrid { step: 15 })
         );
     }
 }

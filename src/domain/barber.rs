@@ -7,12 +7,18 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, NotSet,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
     sea_query::{Expr, Func},
 };
 
-use super::page::{Keyset, Page, PageRequest};
-use crate::error::{AppError, AppResult};
+use super::{
+    change::{Change, Changed, StaffChange},
+    page::{Keyset, Page, PageRequest},
+};
+use crate::{
+    db::{Violation, conflict_on},
+    error::{AppError, AppResult},
+};
 
 /// Barbers by id.
 pub async fn by_ids(
@@ -111,7 +117,7 @@ pub struct BarberChanges {
 
 /// Adds a barber to a shop, inviting `invited_email` to sign in as them.
 #[tracing::instrument(skip_all, fields(shop.id = new.shop_id))]
-pub async fn add(db: &impl ConnectionTrait, new: NewBarber) -> AppResult<barber::Model> {
+pub async fn add(db: &impl ConnectionTrait, new: NewBarber) -> AppResult<Changed<barber::Model>> {
     let now = chrono::Utc::now();
     let inserted = barber::ActiveModel {
         id: NotSet,
@@ -126,13 +132,12 @@ pub async fn add(db: &impl ConnectionTrait, new: NewBarber) -> AppResult<barber:
     }
     .insert(db)
     .await;
-    match inserted {
-        Ok(barber) => Ok(barber),
-        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            Err(AppError::Conflict("this person already is a barber at this shop".to_owned()))
-        }
-        Err(err) => Err(err.into()),
-    }
+    let barber = conflict_on(inserted, Violation::Unique, || {
+        "this person already is a barber at this shop".to_owned()
+    })?;
+    let change =
+        Change::Staff { shop: barber.shop_id, barber: barber.id, kind: StaffChange::Added };
+    Ok(Changed::new(barber, change))
 }
 
 /// Links `user` (whose email was invited) to barber `barber_id`. An
@@ -143,7 +148,7 @@ pub async fn accept_invite(
     db: &impl ConnectionTrait,
     barber_id: i64,
     user: &entity::user::Model,
-) -> AppResult<barber::Model> {
+) -> AppResult<Changed<barber::Model>> {
     let accepted = barber::Entity::update_many()
         .col_expr(barber::Column::UserId, sea_orm::sea_query::Expr::value(user.id))
         .col_expr(
@@ -155,16 +160,15 @@ pub async fn accept_invite(
         .filter(barber::Column::InvitedEmail.eq(user.email.as_str()))
         .exec(db)
         .await;
-    match accepted {
-        Ok(done) if done.rows_affected == 1 => find(db, barber_id, "id").await,
-        Ok(_) => Err(AppError::not_found(
-            "you have no invitation with this `id`; see `viewer { barberInvites }`",
-        )),
-        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            Err(AppError::Conflict("you already are a barber at this shop".to_owned()))
-        }
-        Err(err) => Err(err.into()),
-    }
+    let done = conflict_on(accepted, Violation::Unique, || {
+        "you already are a barber at this shop".to_owned()
+    })?;
+    let barber = match get(db, barber_id).await? {
+        Some(barber) if done.rows_affected == 1 => barber,
+        _ => return Err(AppError::not_found("you have no invitation with this id")),
+    };
+    let change = Change::Membership { user: user.id, shop: barber.shop_id };
+    Ok(Changed::new(barber, change))
 }
 
 /// The barbers `email` is invited to be, by id.
@@ -182,7 +186,7 @@ pub async fn update(
     db: &impl ConnectionTrait,
     barber: barber::Model,
     changes: BarberChanges,
-) -> AppResult<barber::Model> {
+) -> AppResult<Changed<barber::Model>> {
     let mut active: barber::ActiveModel = barber.into();
     if let Some(name) = changes.display_name {
         active.display_name = Set(name);
@@ -194,29 +198,31 @@ pub async fn update(
         active.active = Set(is_active);
     }
     active.updated_at = Set(chrono::Utc::now());
-    Ok(active.update(db).await?)
+    let updated = active.update(db).await?;
+    let change =
+        Change::Staff { shop: updated.shop_id, barber: updated.id, kind: StaffChange::Updated };
+    Ok(Changed::new(updated, change))
 }
 
-/// A barber by id, or `NOT_FOUND` naming `field`.
-pub async fn find(db: &impl ConnectionTrait, id: i64, field: &str) -> AppResult<barber::Model> {
-    barber::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no barber has this `{field}`")))
+/// A barber by id.
+pub async fn get(db: &impl ConnectionTrait, id: i64) -> AppResult<Option<barber::Model>> {
+    Ok(barber::Entity::find_by_id(id).one(db).await?)
 }
 
 /// Replaces a barber's week with `hours`, all or nothing.
-#[tracing::instrument(skip_all, fields(barber.id = barber_id))]
+#[tracing::instrument(skip_all, fields(barber.id = barber.id))]
 pub async fn set_working_hours(
     db: &DatabaseConnection,
-    barber_id: i64,
+    barber: &barber::Model,
     hours: Vec<super::working_hours::Interval>,
-) -> AppResult<()> {
+) -> AppResult<Changed<()>> {
+    let barber_id = barber.id;
+    let now = chrono::Utc::now();
     let txn = db.begin().await?;
     // Lock the barber first, so two concurrent saves of the week replace it
     // one after the other instead of adding up.
     barber::Entity::update_many()
-        .col_expr(barber::Column::UpdatedAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
+        .col_expr(barber::Column::UpdatedAt, sea_orm::sea_query::Expr::value(now))
         .filter(barber::Column::Id.eq(barber_id))
         .exec(&txn)
         .await?;
@@ -236,31 +242,36 @@ pub async fn set_working_hours(
         .await?;
     }
     txn.commit().await?;
-    Ok(())
+    Ok(Changed::new((), Change::Hours { shop: barber.shop_id, barber: barber_id, from: now }))
 }
 
 /// Records a period in which the barber takes no bookings.
-#[tracing::instrument(skip_all, fields(barber.id = barber_id))]
+#[tracing::instrument(skip_all, fields(barber.id = barber.id))]
 pub async fn add_time_off(
     db: &impl ConnectionTrait,
-    barber_id: i64,
-    starts_at: chrono::DateTime<chrono::Utc>,
-    ends_at: chrono::DateTime<chrono::Utc>,
-    reason: Option<String>,
-) -> AppResult<time_off::Model> {
-    if starts_at >= ends_at {
-        return Err(AppError::bad_input("`startsAt` must be before `endsAt`"));
-    }
-    Ok(time_off::ActiveModel {
+    barber: &barber::Model,
+    new: NewTimeOff,
+) -> AppResult<Changed<time_off::Model>> {
+    let NewTimeOff { starts_at, ends_at, reason } = new;
+    let added = time_off::ActiveModel {
         id: NotSet,
-        barber_id: Set(barber_id),
+        barber_id: Set(barber.id),
         starts_at: Set(starts_at),
         ends_at: Set(ends_at),
         reason: Set(reason),
         created_at: Set(chrono::Utc::now()),
     }
     .insert(db)
-    .await?)
+    .await?;
+    let change = Change::Hours { shop: barber.shop_id, barber: barber.id, from: starts_at };
+    Ok(Changed::new(added, change))
+}
+
+/// A valid period of time off: it starts before it ends.
+pub struct NewTimeOff {
+    pub starts_at: chrono::DateTime<chrono::Utc>,
+    pub ends_at: chrono::DateTime<chrono::Utc>,
+    pub reason: Option<String>,
 }
 
 /// A barber's time off that ends after `from`, by start.

@@ -10,14 +10,18 @@ use entity::{BookingStatus, PaymentMethod, booking, payment, shop};
 use sea_orm::{
     ActiveEnum, ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, NotSet, QueryFilter,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, NotSet, QueryFilter,
     QuerySelect, TransactionTrait,
     sea_query::{Alias, Expr, Func},
 };
 
-use super::availability::{self, Rules, offer};
+use super::{
+    availability::{self, Rules, offer},
+    change::{BookingChange, Change, Changed},
+};
 use crate::{
     auth::{Viewer, policy},
+    db::{Violation, conflict_on},
     error::{AppError, AppResult},
 };
 
@@ -29,20 +33,26 @@ pub struct NewBooking {
     pub notes: Option<String>,
 }
 
-/// Whether a database error means the slot was lost to a concurrent
-/// booking: the overlap guard refusing it, or PostgreSQL breaking the
-/// deadlock that two inserts checking the exclusion constraint against
-/// each other can run into.
-fn is_overlap(err: &DbErr) -> bool {
-    let message = err.to_string();
-    message.contains("bookings_no_overlap") || message.contains("deadlock detected")
-}
+/// The answer when a concurrent booking won the slot between our check and
+/// our write (the database's overlap guard refused it).
+const TAKEN: &str =
+    "that time was just booked by someone else; pick another time from `availableSlots`";
 
-fn taken() -> AppError {
-    AppError::Conflict(
-        "that time was just booked by someone else; pick another time from `availableSlots`"
-            .to_owned(),
-    )
+/// `booking`, written, with what the write did to it; `before` is its
+/// start before a reschedule.
+fn booked(
+    booking: booking::Model,
+    kind: BookingChange,
+    before: Option<DateTime<Utc>>,
+) -> Changed<booking::Model> {
+    let change = Change::Booking {
+        shop: booking.shop_id,
+        barber: booking.barber_id,
+        booking: booking.id,
+        starts: before.into_iter().chain([booking.starts_at]).collect(),
+        kind,
+    };
+    Changed::new(booking, change)
 }
 
 /// Checks every rule for a booking of `duration` by `barber` at `start`.
@@ -70,7 +80,7 @@ pub async fn create(
     client: &Viewer,
     new: NewBooking,
     now: DateTime<Utc>,
-) -> AppResult<booking::Model> {
+) -> AppResult<Changed<booking::Model>> {
     let (barber, service, shop) = offer(db, new.barber_id, new.service_id).await?;
     if !barber.active {
         return Err(AppError::bad_input("this barber takes no new bookings"));
@@ -98,12 +108,8 @@ pub async fn create(
     }
     .insert(db)
     .await;
-    match inserted {
-        Ok(booking) => Ok(booking),
-        // Someone else won the race between our check and our insert.
-        Err(err) if is_overlap(&err) => Err(taken()),
-        Err(err) => Err(err.into()),
-    }
+    let booking = conflict_on(inserted, Violation::Overlap, || TAKEN.to_owned())?;
+    Ok(booked(booking, BookingChange::Created, None))
 }
 
 async fn find(db: &impl ConnectionTrait, id: i64) -> AppResult<booking::Model> {
@@ -217,9 +223,11 @@ pub async fn cancel(
     id: i64,
     reason: Option<String>,
     now: DateTime<Utc>,
-) -> AppResult<booking::Model> {
+) -> AppResult<Changed<booking::Model>> {
     let booking = changeable(db, viewer, id, "cancel", now).await?;
-    transition(db, &booking, BookingStatus::Cancelled, reason, "cancel", now).await
+    let cancelled =
+        transition(db, &booking, BookingStatus::Cancelled, reason, "cancel", now).await?;
+    Ok(booked(cancelled, BookingChange::Cancelled, None))
 }
 
 /// Marks a booking whose start has passed as completed or as a no-show;
@@ -231,7 +239,7 @@ pub async fn close(
     id: i64,
     to: BookingStatus,
     now: DateTime<Utc>,
-) -> AppResult<booking::Model> {
+) -> AppResult<Changed<booking::Model>> {
     let booking = find(db, id).await?;
     policy::check_manages_booking(viewer, &booking)?;
     let action = if to == BookingStatus::Completed { "complete" } else { "mark as no-show" };
@@ -244,7 +252,13 @@ pub async fn close(
             booking.starts_at.to_rfc3339()
         )));
     }
-    transition(db, &booking, to, None, action, now).await
+    let closed = transition(db, &booking, to, None, action, now).await?;
+    let kind = if to == BookingStatus::Completed {
+        BookingChange::Completed
+    } else {
+        BookingChange::NoShow
+    };
+    Ok(booked(closed, kind, None))
 }
 
 /// Moves a booking to a new start, under the same rules as booking it; the
@@ -256,7 +270,7 @@ pub async fn reschedule(
     id: i64,
     starts_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> AppResult<booking::Model> {
+) -> AppResult<Changed<booking::Model>> {
     let booking = changeable(db, viewer, id, "reschedule", now).await?;
     let (_, service, shop) = offer(db, booking.barber_id, booking.service_id).await?;
     let rules = Rules::of(&shop);
@@ -272,12 +286,12 @@ pub async fn reschedule(
         .filter(booking::Column::Status.eq(BookingStatus::Confirmed))
         .exec(db)
         .await;
-    match result {
-        Ok(done) if done.rows_affected == 1 => find(db, booking.id).await,
-        Ok(_) => Err(not_confirmed("reschedule", find(db, booking.id).await?.status)),
-        Err(err) if is_overlap(&err) => Err(taken()),
-        Err(err) => Err(err.into()),
+    let done = conflict_on(result, Violation::Overlap, || TAKEN.to_owned())?;
+    let moved = find(db, booking.id).await?;
+    if done.rows_affected != 1 {
+        return Err(not_confirmed("reschedule", moved.status));
     }
+    Ok(booked(moved, BookingChange::Rescheduled, Some(booking.starts_at)))
 }
 
 /// Records a payment for a booking, for the shop's owner and the booking's
@@ -291,7 +305,7 @@ pub async fn record_payment(
     amount_cents: i64,
     method: PaymentMethod,
     now: DateTime<Utc>,
-) -> AppResult<booking::Model> {
+) -> AppResult<Changed<booking::Model>> {
     if amount_cents <= 0 {
         return Err(AppError::bad_input("`amountCents` must be positive"));
     }
@@ -340,5 +354,5 @@ pub async fn record_payment(
     .insert(&txn)
     .await?;
     txn.commit().await?;
-    Ok(booking)
+    Ok(booked(booking, BookingChange::Paid, None))
 }

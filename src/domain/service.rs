@@ -8,6 +8,7 @@ use sea_orm::{
     EntityTrait, NotSet, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
 
+use super::change::{Change, Changed};
 use crate::error::{AppError, AppResult};
 
 /// Services by id.
@@ -144,7 +145,10 @@ async fn set_offers(
 
 /// Adds a service to a shop's menu, offered by `barber_ids`.
 #[tracing::instrument(skip_all, fields(shop.id = new.shop_id))]
-pub async fn create(db: &DatabaseConnection, new: NewService) -> AppResult<service::Model> {
+pub async fn create(
+    db: &DatabaseConnection,
+    new: NewService,
+) -> AppResult<Changed<service::Model>> {
     let barber_ids = distinct(&new.barber_ids);
     check_barbers(db, new.shop_id, &barber_ids).await?;
     let currency = match new.currency {
@@ -173,7 +177,8 @@ pub async fn create(db: &DatabaseConnection, new: NewService) -> AppResult<servi
     .await?;
     set_offers(&txn, created.id, &barber_ids).await?;
     txn.commit().await?;
-    Ok(created)
+    let change = Change::Service { shop: created.shop_id, service: created.id };
+    Ok(Changed::new(created, change))
 }
 
 /// Applies `changes` to `service`, all or nothing.
@@ -182,7 +187,7 @@ pub async fn update(
     db: &DatabaseConnection,
     service: service::Model,
     changes: ServiceChanges,
-) -> AppResult<service::Model> {
+) -> AppResult<Changed<service::Model>> {
     let barber_ids = changes.barber_ids.as_deref().map(distinct);
     if let Some(barber_ids) = &barber_ids {
         check_barbers(db, service.shop_id, barber_ids).await?;
@@ -208,13 +213,11 @@ pub async fn update(
         set_offers(&txn, service_id, barber_ids).await?;
     }
     txn.commit().await?;
-    Ok(updated)
+    let change = Change::Service { shop: updated.shop_id, service: updated.id };
+    Ok(Changed::new(updated, change))
 }
 
-/// A service by id, or `NOT_FOUND` naming `field`.
-pub async fn find(db: &impl ConnectionTrait, id: i64, field: &str) -> AppResult<service::Model> {
-    service::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no service has this `{field}`")))
+/// A service by id.
+pub async fn get(db: &impl ConnectionTrait, id: i64) -> AppResult<Option<service::Model>> {
+    Ok(service::Entity::find_by_id(id).one(db).await?)
 }

@@ -17,6 +17,7 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 
+use super::change::{Change, Changed};
 use crate::error::{AppError, AppResult};
 
 /// A session with the refresh token just issued for it.
@@ -103,7 +104,7 @@ pub async fn refresh(
     }
     if generation < session.generation {
         // A token that was already exchanged: someone kept a copy.
-        revoke(db, public_id).await?;
+        end(db, public_id).await?;
         tracing::warn!(
             session.id = session.id,
             "a rotated refresh token was reused; session ended"
@@ -138,7 +139,7 @@ pub async fn refresh(
         .exec(db)
         .await?;
     if rotated.rows_affected == 0 {
-        revoke(db, public_id).await?;
+        end(db, public_id).await?;
         return Err(AppError::Unauthenticated(
             "this refresh token was used twice at once, so the session was ended to keep it safe; sign in again with `login`"
                 .to_owned(),
@@ -154,8 +155,20 @@ pub async fn refresh(
     Ok(Issued { session, refresh_token: next })
 }
 
-/// Ends the session `public_id` (and with it its access tokens).
-pub async fn revoke(db: &impl ConnectionTrait, public_id: &str) -> AppResult<()> {
+/// Ends `user_id`'s session `public_id` (and with it its access tokens).
+pub async fn revoke(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    public_id: &str,
+) -> AppResult<Changed<()>> {
+    end(db, public_id).await?;
+    Ok(Changed::new((), Change::Sessions { user: user_id }))
+}
+
+/// Ends the session `public_id`. A refresh that finds a token reused ends
+/// the session this way and fails; nothing cached depends on sessions yet,
+/// so that failure has no change to publish.
+async fn end(db: &impl ConnectionTrait, public_id: &str) -> AppResult<()> {
     session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
         .filter(session::Column::PublicId.eq(public_id))
@@ -170,7 +183,7 @@ pub async fn revoke_all(
     db: &impl ConnectionTrait,
     user_id: i64,
     except: Option<&str>,
-) -> AppResult<u64> {
+) -> AppResult<Changed<u64>> {
     let mut update = session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
         .filter(session::Column::UserId.eq(user_id))
@@ -178,5 +191,6 @@ pub async fn revoke_all(
     if let Some(keep) = except {
         update = update.filter(session::Column::PublicId.ne(keep));
     }
-    Ok(update.exec(db).await?.rows_affected)
+    let ended = update.exec(db).await?.rows_affected;
+    Ok(Changed::new(ended, Change::Sessions { user: user_id }))
 }

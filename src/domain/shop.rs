@@ -7,12 +7,17 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, NotSet, PaginatorTrait, QueryFilter, Select,
-    SqlErr,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 
-use super::page::{Keyset, Page, PageRequest};
-use crate::error::{AppError, AppResult};
+use super::{
+    change::{Change, Changed},
+    page::{Keyset, Page, PageRequest},
+};
+use crate::{
+    db::{Violation, conflict_on},
+    error::{AppError, AppResult},
+};
 
 /// Shops by id.
 pub async fn by_ids(
@@ -80,14 +85,7 @@ impl Slug {
     }
 }
 
-/// An IANA time zone name such as `Europe/London`.
-pub fn parse_timezone(raw: &str) -> AppResult<chrono_tz::Tz> {
-    raw.trim().parse::<chrono_tz::Tz>().map_err(|_| {
-        AppError::bad_input(format!(
-            "`timezone` {raw:?} is not an IANA time zone; use a name like `Europe/London` or `America/New_York`"
-        ))
-    })
-}
+pub use super::local_time::parse_zone as parse_timezone;
 
 /// A whole number in `range`, named `field` in the error.
 pub fn parse_range(
@@ -161,7 +159,7 @@ pub async fn create(
     db: &impl ConnectionTrait,
     owner_id: i64,
     new: NewShop,
-) -> AppResult<shop::Model> {
+) -> AppResult<Changed<shop::Model>> {
     let inserted = with_default_policy(
         owner_id,
         new.name,
@@ -172,13 +170,11 @@ pub async fn create(
     )
     .insert(db)
     .await;
-    match inserted {
-        Ok(shop) => Ok(shop),
-        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            Err(AppError::Conflict("`slug` is taken by another shop; choose another".to_owned()))
-        }
-        Err(err) => Err(err.into()),
-    }
+    let shop = conflict_on(inserted, Violation::Unique, || {
+        "`slug` is taken by another shop; choose another".to_owned()
+    })?;
+    let change = Change::Membership { user: owner_id, shop: shop.id };
+    Ok(Changed::new(shop, change))
 }
 
 /// Applies `changes` to `shop`.
@@ -187,7 +183,7 @@ pub async fn update(
     db: &impl ConnectionTrait,
     shop: shop::Model,
     changes: ShopChanges,
-) -> AppResult<shop::Model> {
+) -> AppResult<Changed<shop::Model>> {
     let mut active: shop::ActiveModel = shop.into();
     if let Some(name) = changes.name {
         active.name = Set(name);
@@ -214,5 +210,7 @@ pub async fn update(
         active.buffer_minutes = Set(buffer);
     }
     active.updated_at = Set(chrono::Utc::now());
-    Ok(active.update(db).await?)
+    let updated = active.update(db).await?;
+    let change = Change::Shop { shop: updated.id };
+    Ok(Changed::new(updated, change))
 }

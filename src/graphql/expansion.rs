@@ -22,7 +22,7 @@ pub const MAX_SPREADS_OF_ONE_FRAGMENT: usize = 3;
 
 /// Why a document is refused.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub enum Unexecutable {
     /// The fields it would execute, or `usize::MAX` when that overflows.
     TooManyFields { fields: usize, max: usize },
     /// One fragment spread more than [`MAX_SPREADS_OF_ONE_FRAGMENT`] times
@@ -32,10 +32,10 @@ pub enum Refusal {
     Cycle { fragment: String },
 }
 
-impl std::fmt::Display for Refusal {
+impl std::fmt::Display for Unexecutable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::TooManyFields { fields, max } => {
+            Unexecutable::TooManyFields { fields, max } => {
                 let fields = if *fields == usize::MAX {
                     "more fields than can be counted".to_owned()
                 } else {
@@ -46,11 +46,11 @@ impl std::fmt::Display for Refusal {
                     "the operation executes {fields} once its fragments are expanded; at most {max} are allowed: ask for less in one request"
                 )
             }
-            Refusal::RepeatedSpread { fragment, times } => write!(
+            Unexecutable::RepeatedSpread { fragment, times } => write!(
                 f,
                 "fragment `{fragment}` is spread {times} times in one selection; at most {MAX_SPREADS_OF_ONE_FRAGMENT} are allowed, and once is enough"
             ),
-            Refusal::Cycle { fragment } => {
+            Unexecutable::Cycle { fragment } => {
                 write!(f, "fragment `{fragment}` spreads itself; fragments must not form a cycle")
             }
         }
@@ -59,22 +59,30 @@ impl std::fmt::Display for Refusal {
 
 /// What one selection set holds: fields counted with everything nested
 /// under them, and the fragments it spreads (at any depth).
+/// Fields nest `depth` levels deep in it, not counting its spreads, and
+/// each spread sits under as many fields as its `(name, level)` says.
 #[derive(Default)]
 struct Shape<'a> {
     fields: usize,
-    spreads: Vec<&'a str>,
+    depth: usize,
+    spreads: Vec<(&'a str, usize)>,
 }
 
-fn shape_of<'a>(set: &'a SelectionSet, shape: &mut Shape<'a>) -> Result<(), Refusal> {
+fn shape_of<'a>(
+    set: &'a SelectionSet,
+    level: usize,
+    shape: &mut Shape<'a>,
+) -> Result<(), Unexecutable> {
     let mut spread_here: HashMap<&str, usize> = HashMap::new();
     for item in &set.items {
         match &item.node {
             Selection::Field(field) => {
                 shape.fields = shape.fields.saturating_add(1);
-                shape_of(&field.node.selection_set.node, shape)?;
+                shape.depth = shape.depth.max(level + 1);
+                shape_of(&field.node.selection_set.node, level + 1, shape)?;
             }
             Selection::InlineFragment(inline) => {
-                shape_of(&inline.node.selection_set.node, shape)?;
+                shape_of(&inline.node.selection_set.node, level, shape)?;
             }
             Selection::FragmentSpread(spread) => {
                 let name = spread.node.fragment_name.node.as_str();
@@ -82,46 +90,108 @@ fn shape_of<'a>(set: &'a SelectionSet, shape: &mut Shape<'a>) -> Result<(), Refu
                 let times = spread_here.entry(name).or_default();
                 *times += 1;
                 if *times > MAX_SPREADS_OF_ONE_FRAGMENT {
-                    return Err(Refusal::RepeatedSpread {
+                    return Err(Unexecutable::RepeatedSpread {
                         fragment: name.to_owned(),
                         times: *times,
                     });
                 }
-                shape.spreads.push(name);
+                shape.spreads.push((name, level));
             }
         }
     }
     Ok(())
 }
 
-/// The fields the largest operation of `document` executes after fragment
-/// expansion; refused past `max`, on a spread repeated too often or on a
-/// fragment cycle. A spread of an unknown fragment counts as one field
+/// What the largest operation of a document executes once its fragments
+/// are expanded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expanded {
+    /// Fields, saturating at `usize::MAX`.
+    pub fields: usize,
+    /// Levels of nested fields, counted as async-graphql's validation does.
+    pub depth: usize,
+}
+
+/// The fields and depth the operations of `document` reach after fragment
+/// expansion; refused past `max` fields, on a spread repeated too often or
+/// on a fragment cycle. A spread of an unknown fragment counts as one field
 /// (validation reports it), so that spreads alone cannot expand without
 /// bound either.
-pub fn check(document: &ExecutableDocument, max: usize) -> Result<usize, Refusal> {
+pub fn check(document: &ExecutableDocument, max: usize) -> Result<Expanded, Unexecutable> {
     let mut fragments: HashMap<&str, Shape<'_>> = HashMap::with_capacity(document.fragments.len());
     for (name, fragment) in &document.fragments {
         let mut shape = Shape::default();
-        shape_of(&fragment.node.selection_set.node, &mut shape)?;
+        shape_of(&fragment.node.selection_set.node, 0, &mut shape)?;
         fragments.insert(name.as_str(), shape);
     }
     let totals = fragment_totals(&fragments)?;
-    let total_of = |shape: &Shape<'_>| {
-        shape.spreads.iter().fold(shape.fields, |sum, name| {
-            sum.saturating_add(totals.get(name).copied().unwrap_or(1))
-        })
-    };
-    let mut largest = 0;
+    let mut largest = Expanded { fields: 0, depth: 0 };
     for operation in operations(document) {
         let mut shape = Shape::default();
-        shape_of(&operation.selection_set.node, &mut shape)?;
-        largest = largest.max(total_of(&shape));
+        shape_of(&operation.selection_set.node, 0, &mut shape)?;
+        let expanded = expand(&shape, &totals);
+        largest.fields = largest.fields.max(expanded.fields);
+        largest.depth = largest.depth.max(expanded.depth);
     }
-    if largest > max {
-        return Err(Refusal::TooManyFields { fields: largest, max });
+    if largest.fields > max {
+        return Err(Unexecutable::TooManyFields { fields: largest.fields, max });
     }
     Ok(largest)
+}
+
+/// `shape` with its spreads replaced by their fragments' totals.
+fn expand(shape: &Shape<'_>, totals: &HashMap<&str, Expanded>) -> Expanded {
+    let unknown = Expanded { fields: 1, depth: 1 };
+    shape.spreads.iter().fold(
+        Expanded { fields: shape.fields, depth: shape.depth },
+        |sum, (name, level)| {
+            let spread = totals.get(name).copied().unwrap_or(unknown);
+            Expanded {
+                fields: sum.fields.saturating_add(spread.fields),
+                depth: sum.depth.max(level.saturating_add(spread.depth)),
+            }
+        },
+    )
+}
+
+/// How deeply braces nest in a document's text, outside strings and
+/// comments: for a text too deep for the parser to read, it tells "too
+/// deep" from "malformed".
+pub fn brace_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            '}' => depth = depth.saturating_sub(1),
+            '#' => {
+                // A comment runs to the end of the line.
+                for c in chars.by_ref() {
+                    if c == '\n' || c == '\r' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                // A string (a block string's quotes pair up as empty
+                // strings around it, which is as good here).
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// The operations of `document`, whether it has one anonymous or several
@@ -135,18 +205,18 @@ pub fn operations(document: &ExecutableDocument) -> Vec<&OperationDefinition> {
     }
 }
 
-/// Every fragment's expanded field count, each computed once, in an order
+/// Every fragment's expanded fields and depth, each computed once, in an order
 /// where a fragment comes after those it spreads. Iterative, so a long
 /// chain of fragments cannot exhaust the stack.
 fn fragment_totals<'a>(
     fragments: &HashMap<&'a str, Shape<'a>>,
-) -> Result<HashMap<&'a str, usize>, Refusal> {
+) -> Result<HashMap<&'a str, Expanded>, Unexecutable> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         Open,
         Done,
     }
-    let mut totals: HashMap<&str, usize> = HashMap::with_capacity(fragments.len());
+    let mut totals: HashMap<&str, Expanded> = HashMap::with_capacity(fragments.len());
     let mut marks: HashMap<&str, Mark> = HashMap::with_capacity(fragments.len());
     for &root in fragments.keys() {
         if marks.contains_key(root) {
@@ -157,23 +227,23 @@ fn fragment_totals<'a>(
         marks.insert(root, Mark::Open);
         while let Some((name, next)) = stack.last_mut() {
             let shape = &fragments[name];
-            if let Some(&child) = shape.spreads.get(*next) {
+            if let Some(&(child, _)) = shape.spreads.get(*next) {
                 *next += 1;
                 if !fragments.contains_key(child) {
                     continue;
                 }
                 match marks.get(child) {
                     Some(Mark::Done) => {}
-                    Some(Mark::Open) => return Err(Refusal::Cycle { fragment: child.to_owned() }),
+                    Some(Mark::Open) => {
+                        return Err(Unexecutable::Cycle { fragment: child.to_owned() });
+                    }
                     None => {
                         marks.insert(child, Mark::Open);
                         stack.push((child, 0));
                     }
                 }
             } else {
-                let total = shape.spreads.iter().fold(shape.fields, |sum, spread| {
-                    sum.saturating_add(totals.get(spread).copied().unwrap_or(1))
-                });
+                let total = expand(shape, &totals);
                 let name = *name;
                 totals.insert(name, total);
                 marks.insert(name, Mark::Done);
@@ -201,8 +271,36 @@ mod tests {
         query
     }
 
-    fn count(query: &str, max: usize) -> Result<usize, Refusal> {
-        check(&parse_query(query).unwrap(), max)
+    fn count(query: &str, max: usize) -> Result<usize, Unexecutable> {
+        check(&parse_query(query).unwrap(), max).map(|expanded| expanded.fields)
+    }
+
+    fn depth(query: &str) -> usize {
+        check(&parse_query(query).unwrap(), usize::MAX).unwrap().depth
+    }
+
+    #[test]
+    fn brace_depth_skips_strings_and_comments() {
+        assert_eq!(brace_depth("{ a { b } }"), 2);
+        assert_eq!(brace_depth("{ a(x: \"{{{\\\"{{\") # {{{{\n { b } }"), 2);
+        assert_eq!(brace_depth(&"{".repeat(500)), 500);
+    }
+
+    #[test]
+    fn depth_counts_nested_fields_through_fragments() {
+        assert_eq!(depth("{ __typename }"), 1);
+        assert_eq!(depth("{ shops { nodes { id } } }"), 3);
+        let with_fragments = "{ shops { ...S ... on ShopConnection { totalCount } } }
+            fragment S on ShopConnection { nodes { ...N } } fragment N on Shop { id owner { id } }";
+        assert_eq!(depth(with_fragments), 4);
+        assert_eq!(depth("query A { a { b } } query B { a }"), 2);
+        // A chain of fragments, each one level deeper than the last.
+        let mut chain = String::from("{ ...F0 }");
+        for level in 0..100 {
+            chain.push_str(&format!(" fragment F{level} on Query {{ a {{ ...F{} }} }}", level + 1));
+        }
+        chain.push_str(" fragment F100 on Query { a }");
+        assert_eq!(depth(&chain), 101);
     }
 
     #[test]
@@ -224,27 +322,30 @@ mod tests {
         let started = std::time::Instant::now();
         assert_eq!(
             count(&query, 5_000),
-            Err(Refusal::TooManyFields { fields: 1 << 28, max: 5_000 })
+            Err(Unexecutable::TooManyFields { fields: 1 << 28, max: 5_000 })
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         // Far past what a usize holds: saturates, never overflows.
         let huge = count(&bomb(200, 3), 5_000);
-        assert_eq!(huge, Err(Refusal::TooManyFields { fields: usize::MAX, max: 5_000 }));
+        assert_eq!(huge, Err(Unexecutable::TooManyFields { fields: usize::MAX, max: 5_000 }));
     }
 
     #[test]
     fn a_fragment_spread_over_and_over_at_one_level_is_refused() {
         let refused = count(&bomb(2, 4), 1_000_000);
-        assert!(matches!(refused, Err(Refusal::RepeatedSpread { times: 4, .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(Unexecutable::RepeatedSpread { times: 4, .. })),
+            "{refused:?}"
+        );
         // Spreads of a fragment that does not exist cannot bomb either.
         let phantom = bomb(28, 2).replace("{__typename}", "{...Missing}");
-        assert!(matches!(count(&phantom, 5_000), Err(Refusal::TooManyFields { .. })));
+        assert!(matches!(count(&phantom, 5_000), Err(Unexecutable::TooManyFields { .. })));
     }
 
     #[test]
     fn cycles_are_refused_and_long_chains_do_not_overflow_the_stack() {
         let cycle = "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }";
-        assert!(matches!(count(cycle, 10), Err(Refusal::Cycle { .. })));
+        assert!(matches!(count(cycle, 10), Err(Unexecutable::Cycle { .. })));
         let chain = bomb(20_000, 1);
         assert_eq!(count(&chain, 10), Ok(1));
     }

@@ -94,6 +94,16 @@ pub fn decode_as(id: &ID, kind: Kind, argument: &str) -> AppResult<i64> {
     }
 }
 
+/// `row`, looked up by the id of `argument`, or `NOT_FOUND` naming it.
+pub fn found<T>(row: Option<T>, kind: Kind, argument: &str) -> AppResult<T> {
+    row.ok_or_else(|| {
+        AppError::not_found(format!(
+            "no {} has this `{argument}`",
+            kind.name().to_ascii_lowercase()
+        ))
+    })
+}
+
 const CURSOR_PREFIX: &str = "cursor:v1:";
 
 /// The opaque cursor of a row's position in its list.

@@ -13,7 +13,7 @@ use std::sync::{
 };
 
 use async_graphql::{
-    ErrorExtensionValues, Request, ServerError, ServerResult, ValidationResult,
+    Request, ServerError, ServerResult, ValidationResult,
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation,
     },
@@ -22,7 +22,11 @@ use async_graphql::{
     },
 };
 
-use crate::protect::{ClientKey, Limits, RequestBudget};
+use super::expansion::Unexecutable;
+use crate::{
+    error::AppError,
+    protect::{ClientKey, Limits, RequestBudget},
+};
 
 /// Complexity per cost point.
 pub const COMPLEXITY_PER_POINT: usize = 100;
@@ -54,16 +58,28 @@ pub fn page_complexity(first: Option<i32>, last: Option<i32>, child: usize) -> u
 pub struct ViaGet;
 
 /// The operation's name and cost as seen by the limits, for logs, metrics
-/// and `extensions.cost`: the names the parsed document really has, and the
-/// points charged.
+/// and `extensions.cost`; shared between the handler and the extension.
 #[derive(Clone, Debug, Default)]
-pub struct OperationInfo(pub Arc<Mutex<(Vec<String>, u32)>>);
+pub struct OperationInfo(Arc<Mutex<Seen>>);
+
+/// What the limits saw of a request.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The names of the operations the parsed document really has.
+    names: Vec<String>,
+    /// The points the request was charged.
+    cost: u32,
+}
 
 impl OperationInfo {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The name of the operation that ran: `requested` when the document has
     /// it, the document's only name otherwise.
     pub fn name(&self, requested: Option<&str>) -> Option<String> {
-        let names = &self.0.lock().unwrap_or_else(|e| e.into_inner()).0;
+        let names = &self.seen().names;
         match requested {
             Some(name) if names.iter().any(|n| n == name) => Some(name.to_owned()),
             _ if names.len() == 1 => names.first().cloned(),
@@ -73,7 +89,7 @@ impl OperationInfo {
 
     /// Points this request was charged (1 when it never reached validation).
     pub fn cost(&self) -> u32 {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).1.max(1)
+        self.seen().cost.max(1)
     }
 }
 
@@ -103,12 +119,18 @@ struct Check {
     introspection: AtomicBool,
 }
 
-fn error(code: &str, message: String) -> ServerError {
-    let mut error = ServerError::new(message, None);
-    let mut extensions = ErrorExtensionValues::default();
-    extensions.set("code", code);
-    error.extensions = Some(extensions);
-    error
+/// How deep async-graphql itself lets a document nest (its default,
+/// kept); deeper ones are refused here first, as too complex.
+pub const RECURSION_LIMIT: usize = 32;
+
+/// Selection sets async-graphql's parser reads nested before it gives up.
+const PARSER_NESTING: usize = 64;
+
+fn too_deep(depth: impl std::fmt::Display, max: usize) -> ServerError {
+    AppError::QueryTooComplex(format!(
+        "the operation is nested {depth} levels deep; at most {max} are allowed: ask for less in one request"
+    ))
+    .into_server_error()
 }
 
 fn only_introspection(operation: &OperationDefinition) -> bool {
@@ -206,30 +228,53 @@ impl Check {
         let operations = super::expansion::operations(document);
         if via_get && operations.iter().any(|op| op.ty == OperationType::Mutation) {
             // Caches, logs and prefetchers replay GETs: nothing may change.
-            let mut refused = error(
-                "BAD_USER_INPUT",
+            return Err(AppError::MethodNotAllowed(
                 "mutations are not allowed over GET; send them with POST".to_owned(),
-            );
-            if let Some(extensions) = refused.extensions.as_mut() {
-                extensions.set("allowedMethods", "POST");
+            )
+            .into_server_error());
+        }
+        let expanded = super::expansion::check(document, self.max_fields).map_err(|refusal| {
+            match refusal {
+                Unexecutable::Cycle { .. } => AppError::bad_input(refusal),
+                _ => AppError::QueryTooComplex(refusal.to_string()),
             }
-            return Err(refused);
+            .into_server_error()
+        })?;
+        let introspection = operations.iter().all(|op| only_introspection(op));
+        // GraphiQL's introspection query is deeper than an API client needs
+        // to go; it is exempt up to async-graphql's own limit.
+        let max_depth = if introspection { RECURSION_LIMIT } else { self.max_depth };
+        if expanded.depth > max_depth {
+            return Err(too_deep(expanded.depth, max_depth));
         }
-        if let Err(refusal) = super::expansion::check(document, self.max_fields) {
-            let code = match refusal {
-                super::expansion::Refusal::Cycle { .. } => "BAD_USER_INPUT",
-                _ => "QUERY_TOO_COMPLEX",
-            };
-            return Err(error(code, refusal.to_string()));
-        }
-        self.introspection
-            .store(operations.iter().all(|op| only_introspection(op)), Ordering::Relaxed);
+        self.introspection.store(introspection, Ordering::Relaxed);
         if let (Some(info), DocumentOperations::Multiple(ops)) = (info, &document.operations) {
-            info.0.lock().unwrap_or_else(|e| e.into_inner()).0 =
-                ops.keys().map(|name| name.to_string()).collect();
+            info.seen().names = ops.keys().map(|name| name.to_string()).collect();
         }
         Ok(())
     }
+}
+
+/// Parses the request's query (a persisted query's text was filled in by
+/// then). The parser gives up past 64 nested selections, before
+/// anything can count them: that is refused as too deep, like any depth
+/// over the limit.
+fn parse(request: &mut Request, max_depth: usize) -> ServerResult<&ExecutableDocument> {
+    match async_graphql::parser::parse_query(&request.query) {
+        Ok(document) => {
+            request.set_parsed_query(document);
+        }
+        Err(async_graphql::parser::Error::RecursionLimitExceeded) => {
+            return Err(too_deep(format!("more than {PARSER_NESTING}"), max_depth));
+        }
+        // Past a few hundred levels the parser fails on its own grammar
+        // before it counts them; the text's braces tell why.
+        Err(_) if super::expansion::brace_depth(&request.query) > PARSER_NESTING => {
+            return Err(too_deep(format!("more than {PARSER_NESTING}"), max_depth));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    request.parsed_query()
 }
 
 #[async_trait::async_trait]
@@ -247,15 +292,14 @@ impl Extension for Check {
         let via_get = request_data::<ViaGet>(&request).is_some();
         let info = request_data::<OperationInfo>(&request).cloned();
         let variables = std::mem::take(&mut request.variables);
-        let document = request.parsed_query()?;
+        let document = parse(&mut request, self.max_depth)?;
         self.check_document(via_get, info.as_ref(), document)?;
         // One rule for every text argument, before any resolver sees it.
         if holds_nul(document, &variables) {
-            return Err(error(
-                "BAD_USER_INPUT",
-                "the request holds a NUL character (U+0000), which no text may contain; remove it"
-                    .to_owned(),
-            ));
+            return Err(AppError::bad_input(
+                "the request holds a NUL character (U+0000), which no text may contain; remove it",
+            )
+            .into_server_error());
         }
         request.variables = variables;
         next.run(ctx, request).await
@@ -268,26 +312,20 @@ impl Extension for Check {
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await?;
         if !self.introspection.load(Ordering::Relaxed) && result.depth > self.max_depth {
-            return Err(vec![error(
-                "QUERY_TOO_COMPLEX",
-                format!(
-                    "the operation is nested {} levels deep; at most {} are allowed: ask for less in one request",
-                    result.depth, self.max_depth
-                ),
-            )]);
+            return Err(vec![too_deep(result.depth, self.max_depth)]);
         }
         if result.complexity > self.max_complexity {
-            return Err(vec![error(
-                "QUERY_TOO_COMPLEX",
-                format!(
+            return Err(vec![
+                AppError::QueryTooComplex(format!(
                     "the operation's complexity is {}; at most {} is allowed (a connection counts its nodes `first` times): ask for smaller pages",
                     result.complexity, self.max_complexity
-                ),
-            )]);
+                ))
+                .into_server_error(),
+            ]);
         }
         let cost = cost_of(result.complexity);
         if let Some(info) = ctx.data_opt::<OperationInfo>() {
-            info.0.lock().unwrap_or_else(|e| e.into_inner()).1 = cost;
+            info.seen().cost = cost;
         }
         // The request itself was charged one point on arrival.
         if let (Some(limits), Some(key), Some(budget), true) = (
@@ -298,28 +336,21 @@ impl Extension for Check {
         ) {
             match limits.charge(key, cost - 1) {
                 Ok(after) => budget.set(after),
-                Err(refusal) if refusal.impossible => {
-                    return Err(vec![error(
-                        "QUERY_TOO_COMPLEX",
-                        format!(
+                Err(overdrawn) if overdrawn.impossible => {
+                    return Err(vec![
+                        AppError::QueryTooComplex(format!(
                             "this operation costs {cost} points, more than the {} a client may spend at once: ask for smaller pages",
                             limits.burst()
-                        ),
-                    )]);
+                        ))
+                        .into_server_error(),
+                    ]);
                 }
-                Err(refusal) => {
-                    budget.set(refusal.budget);
-                    let mut refused = error(
-                        "RATE_LIMITED",
-                        format!(
-                            "this operation costs {cost} points, more than your budget holds now; try again in {} s",
-                            refusal.retry_after.as_secs() + 1
-                        ),
+                Err(overdrawn) => {
+                    budget.set(overdrawn.budget);
+                    let what = format!(
+                        "this operation costs {cost} points, more than your budget holds now"
                     );
-                    if let Some(extensions) = refused.extensions.as_mut() {
-                        extensions.set("retryAfter", refusal.retry_after.as_secs() + 1);
-                    }
-                    return Err(vec![refused]);
+                    return Err(vec![overdrawn.error(&what).into_server_error()]);
                 }
             }
         }

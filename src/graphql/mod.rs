@@ -23,8 +23,11 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     auth::token::TokenKeys,
-    cache::Cache,
     config::Config,
+    domain::{
+        change::{Changed, Effects},
+        dashboard::AnalyticsCache,
+    },
     error::{AppError, AppResult},
     protect::Limits,
 };
@@ -37,7 +40,7 @@ pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>
 pub fn build_schema(
     db: DatabaseConnection,
     tokens: TokenKeys,
-    cache: Cache,
+    analytics: AnalyticsCache,
     limits: Arc<Limits>,
     config: &Config,
 ) -> AppSchema {
@@ -49,7 +52,8 @@ pub fn build_schema(
         })
         .data(db)
         .data(tokens)
-        .data(cache)
+        .data(Effects::new(analytics.clone()))
+        .data(analytics)
         .data(limits)
         .finish()
 }
@@ -67,11 +71,13 @@ pub(crate) fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DatabaseConnection> 
         .map_err(|_| AppError::Internal(anyhow::anyhow!("schema built without a database")))
 }
 
-/// Tells the analytics cache that a write changed `shop_id`'s numbers.
-pub(crate) async fn shop_changed(ctx: &Context<'_>, shop_id: i64) {
-    if let Ok(cache) = ctx.data::<Cache>() {
-        cache.invalidate_shop(shop_id).await;
-    }
+/// Acts on what a committed write changed (see [`Effects`]) and returns
+/// its value.
+pub(crate) async fn publish<T>(ctx: &Context<'_>, changed: Changed<T>) -> AppResult<T> {
+    let effects = ctx
+        .data::<Effects>()
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("schema built without effects")))?;
+    Ok(effects.publish(changed).await)
 }
 
 /// Gives every error a contract code. Errors from our resolvers have one;

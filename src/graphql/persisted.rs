@@ -43,13 +43,30 @@ pub enum Asked {
     Register { hash: String },
 }
 
+/// The persisted queries, kept in the shared byte cache under their hash
+/// (a key that names its content); cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PersistedQueries(Cache);
+
+impl PersistedQueries {
+    pub fn new(cache: Cache) -> Self {
+        Self(cache)
+    }
+
+    /// The text of a known query; a cache that fails knows none.
+    async fn fetch(&self, hash: &str) -> Option<String> {
+        let bytes = self.0.read(&key(hash)).await.ok().flatten()?;
+        String::from_utf8(bytes).ok()
+    }
+}
+
 fn key(hash: &str) -> String {
     format!("apq:{hash}")
 }
 
 /// Reads `extensions.persistedQuery` of `request`: fills in the query of a
 /// known hash, or checks a query that is to be registered.
-pub async fn resolve(cache: &Cache, request: &mut Request) -> Result<Asked, AppError> {
+pub async fn resolve(store: &PersistedQueries, request: &mut Request) -> Result<Asked, AppError> {
     let Some(value) = request.extensions.remove("persistedQuery") else {
         return Ok(Asked::Nothing);
     };
@@ -71,10 +88,8 @@ pub async fn resolve(cache: &Cache, request: &mut Request) -> Result<Asked, AppE
     if request.query.is_empty() {
         // A hash that is not one is simply not known (Apollo's wording).
         let valid_hash = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
-        let text = if valid_hash { cache.fetch(&key(&hash)).await } else { None };
-        request.query = text
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .ok_or(AppError::PersistedQueryNotFound)?;
+        let text = if valid_hash { store.fetch(&hash).await } else { None };
+        request.query = text.ok_or(AppError::PersistedQueryNotFound)?;
         return Ok(Asked::Known);
     }
     if request.query.len() > MAX_QUERY_BYTES {
@@ -95,9 +110,9 @@ pub async fn resolve(cache: &Cache, request: &mut Request) -> Result<Asked, AppE
 /// Keeps `query` under `hash`, unless this window's bytes are spent (then
 /// it is simply not kept); whether it was kept. Best effort: a cache that
 /// fails keeps nothing.
-pub async fn register(cache: &Cache, hash: &str, query: &str) -> bool {
-    if cache.spend_window_bytes("apq", query.len() as u64, MAX_BYTES_PER_WINDOW).await {
-        cache.put(&key(hash), query.as_bytes()).await;
+pub async fn register(store: &PersistedQueries, hash: &str, query: &str) -> bool {
+    if store.0.spend_window_bytes("apq", query.len() as u64, MAX_BYTES_PER_WINDOW).await {
+        let _ = store.0.write(&key(hash), query.as_bytes()).await;
         true
     } else {
         tracing::warn!("persisted-query registrations over their budget this window; not kept");

@@ -14,7 +14,7 @@ use sea_orm::{
     Statement, TransactionTrait,
 };
 
-use crate::{auth::password, config::SeedArgs, domain::availability::local_instant};
+use crate::{auth::password, config::SeedArgs, domain::local_time};
 
 /// Password of every seeded account.
 pub const DEMO_PASSWORD: &str = "bookedbarber";
@@ -207,9 +207,7 @@ pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<Se
         }
         let tz = plan.shops[planned.shop].timezone;
         for day in &planned.time_off {
-            let (Some(starts_at), Some(ends_at)) =
-                (local_instant(tz, *day, 0), local_instant(tz, day.succ_opt().unwrap_or(*day), 0))
-            else {
+            let Some((starts_at, ends_at)) = local_time::day_bounds(tz, *day) else {
                 continue;
             };
             days_off.push(time_off::ActiveModel {

@@ -8,14 +8,14 @@
 
 #[cfg(test)]
 use chrono::TimeZone;
-use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use entity::BookingStatus;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{DEMO_BARBER_EMAIL, DEMO_CLIENT_EMAIL, DEMO_OWNER_EMAIL};
-use crate::{config::SeedArgs, domain::availability::local_instant};
+use crate::{config::SeedArgs, domain::local_time};
 
 /// (time zone, city, currency) of seeded shops, used in turn.
 const LOCATIONS: [(&str, &str, &str); 6] = [
@@ -181,7 +181,7 @@ pub fn plan(args: &SeedArgs, now: DateTime<Utc>) -> Plan {
             PlannedShop {
                 slug: slugify(&name),
                 name,
-                timezone: tz.parse().unwrap_or(Tz::UTC),
+                timezone: local_time::zone(tz),
                 address: format!("{} High Street, {city}", 10 + i),
                 currency,
                 owner: i,
@@ -286,7 +286,7 @@ impl Layout<'_> {
 
     /// The bookings of one local day, back to back where the dice say so.
     fn day(&mut self, day: NaiveDate) -> Vec<PlannedBooking> {
-        let weekday = i16::try_from(day.weekday().number_from_monday()).unwrap_or(1);
+        let weekday = local_time::weekday(day);
         if self.barber.time_off.contains(&day) {
             return Vec::new();
         }
@@ -307,7 +307,9 @@ impl Layout<'_> {
                     minute += STEP;
                     continue;
                 }
-                let Some(starts_at) = local_instant(self.tz, day, minute) else {
+                // A skipped time is no slot; a repeated one starts at its
+                // first occurrence (both are slots to the API).
+                let Some(&starts_at) = local_time::instants(self.tz, day, minute).first() else {
                     minute += STEP;
                     continue;
                 };
@@ -398,5 +400,49 @@ mod tests {
         assert!(
             plan.bookings.iter().any(|b| b.status == BookingStatus::Confirmed && b.starts_at > now)
         );
+    }
+
+    #[test]
+    fn every_seeded_booking_starts_at_a_slot_the_api_offers() {
+        use crate::domain::availability::{Calendar, Rules, free_slots};
+        // London and Berlin spring forward on 2026-03-29, New York and Los
+        // Angeles on 2026-03-08, Sydney falls back on 2026-04-05: the plan
+        // covers weeks around each.
+        let now = Utc.with_ymd_and_hms(2026, 3, 20, 12, 0, 0).unwrap();
+        let plan = plan(&SeedArgs { shops: 6, ..args(6_000) }, now);
+        let long_ago = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
+        for booking in &plan.bookings {
+            let barber = &plan.barbers[booking.barber];
+            let tz = plan.shops[barber.shop].timezone;
+            let rules = Rules {
+                tz,
+                step_minutes: STEP,
+                min_notice: chrono::Duration::zero(),
+                max_advance: chrono::Duration::days(100_000),
+                buffer: chrono::Duration::zero(),
+            };
+            let calendar = Calendar {
+                hours: barber
+                    .hours
+                    .iter()
+                    .map(|&(weekday, opens_minute, closes_minute)| entity::working_hours::Model {
+                        id: 0,
+                        barber_id: 0,
+                        weekday,
+                        opens_minute,
+                        closes_minute,
+                    })
+                    .collect(),
+                ..Calendar::default()
+            };
+            let day = booking.starts_at.with_timezone(&tz).date_naive();
+            let duration = booking.ends_at - booking.starts_at;
+            let slots = free_slots(&rules, &calendar, day, duration, long_ago);
+            assert!(
+                slots.contains(&(booking.starts_at, booking.ends_at)),
+                "{} in {tz} is no slot of the API",
+                booking.starts_at
+            );
+        }
     }
 }

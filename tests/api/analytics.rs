@@ -1,8 +1,8 @@
 //! Analytics: every number against a hand-made data set, the cache's
 //! freshness after each kind of write, and single flight.
 
-use bookedbarber::cache::Outcome;
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use bookedbarber::domain::dashboard::{Outcome, Section};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, NotSet};
 use serde_json::{Value, json};
 
@@ -217,7 +217,7 @@ cache_test!(every_number_of_the_dashboard, |app| {
     );
 
     // Through the shop, the same numbers, from the cache.
-    let hits = app.state.cache.stat("summary", Outcome::Hit);
+    let hits = app.state.analytics.stat(Section::Summary, Outcome::Hit);
     let again = app
         .data_as(
             &d.shop.owner,
@@ -230,7 +230,7 @@ cache_test!(every_number_of_the_dashboard, |app| {
         again["node"]["analytics"]["generatedAt"], a["generatedAt"],
         "a hit keeps its instant"
     );
-    assert_eq!(app.state.cache.stat("summary", Outcome::Hit), hits + 1);
+    assert_eq!(app.state.analytics.stat(Section::Summary, Outcome::Hit), hits + 1);
 });
 
 cache_test!(one_number_computes_one_section, |app| {
@@ -238,15 +238,15 @@ cache_test!(one_number_computes_one_section, |app| {
     let vars = json!({ "shop": d.shop.shop_id, "from": "2026-06-01", "to": "2026-06-07" });
     let query = "query($shop: ID!, $from: Date!, $to: Date!) { analytics(shopId: $shop, from: $from, to: $to) { revenueCents } }";
     app.data_as(&d.shop.owner, query, vars.clone()).await;
-    assert_eq!(app.state.cache.stat("summary", Outcome::Miss), 1);
-    for section in ["by_day", "barbers", "services", "peak_hours"] {
+    assert_eq!(app.state.analytics.stat(Section::Summary, Outcome::Miss), 1);
+    for section in [Section::ByDay, Section::Barbers, Section::Services, Section::PeakHours] {
         for outcome in [Outcome::Hit, Outcome::Miss] {
-            assert_eq!(app.state.cache.stat(section, outcome), 0, "{section}");
+            assert_eq!(app.state.analytics.stat(section, outcome), 0, "{section:?}");
         }
     }
     app.data_as(&d.shop.owner, query, vars).await;
-    assert_eq!(app.state.cache.stat("summary", Outcome::Hit), 1);
-    assert_eq!(app.state.cache.stat("summary", Outcome::Miss), 1);
+    assert_eq!(app.state.analytics.stat(Section::Summary, Outcome::Hit), 1);
+    assert_eq!(app.state.analytics.stat(Section::Summary, Outcome::Miss), 1);
     // The same counters, for operators.
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(
@@ -265,63 +265,129 @@ cache_test!(concurrent_misses_compute_once, |app| {
     )
     .await;
     assert!(results.iter().all(|r| r["analytics"]["revenueCents"] == 9100));
-    for section in ["summary", "by_day", "barbers", "services", "peak_hours"] {
-        assert_eq!(app.state.cache.stat(section, Outcome::Miss), 1, "{section} computed once");
-        assert_eq!(app.state.cache.stat(section, Outcome::Hit), 19, "{section}");
+    for section in Section::ALL {
+        assert_eq!(
+            app.state.analytics.stat(section, Outcome::Miss),
+            1,
+            "{section:?} computed once"
+        );
+        assert_eq!(app.state.analytics.stat(section, Outcome::Hit), 19, "{section:?}");
     }
 });
 
+// Every mutation that changes what a dashboard shows, each followed by a
+// read of the cached dashboard: deleting any one invalidation (an arm of
+// `Effects::invalidate`, or the change a domain write returns) fails here.
 cache_test!(every_kind_of_write_shows_up_in_the_next_query, |app| {
     let shop = ShopFixture::open(&app, "fresh", "UTC", "09:00", "17:00").await;
     let client = app.register("client@fresh.test", "correct horse battery", "Client").await;
     let date = shop.upcoming_weekday();
+    let query = "query($shop: ID!, $from: Date!, $to: Date!) { analytics(shopId: $shop, from: $from, to: $to) { bookingsCount cancelledCount completedCount noShowCount utilization generatedAt peakHours { hour } barberPerformance { bookingsCount } } }";
+    let read = {
+        let (app, shop) = (&app, &shop);
+        move |from: NaiveDate, to: NaiveDate| {
+            let vars =
+                json!({ "shop": shop.shop_id, "from": from.to_string(), "to": to.to_string() });
+            async move { app.data_as(&shop.owner, query, vars).await["analytics"].clone() }
+        }
+    };
     let (from, to) = (date - Duration::days(1), date + Duration::days(1));
-    let vars = json!({ "shop": shop.shop_id, "from": from.to_string(), "to": to.to_string() });
-    let query = "query($shop: ID!, $from: Date!, $to: Date!) { analytics(shopId: $shop, from: $from, to: $to) { bookingsCount cancelledCount utilization generatedAt } }";
-    let read =
-        || async { app.data_as(&shop.owner, query, vars.clone()).await["analytics"].clone() };
-
-    let before = read().await;
-    assert_eq!(before, read().await, "unchanged data: a hit");
-    // A booking.
+    let before = read(from, to).await;
+    assert_eq!(before, read(from, to).await, "unchanged data: a hit");
+    // createBooking.
     let booked = shop.book(&app, &client, shop.at(date, 10, 0)).await;
     let id = booked["data"]["createBooking"]["id"].clone();
-    let after_booking = read().await;
+    let after_booking = read(from, to).await;
     assert_eq!(after_booking["bookingsCount"], 1);
     close(&after_booking["utilization"], 30.0 / (3.0 * 480.0));
-    // A payment (changes no number here, but must not be served stale).
+    // recordPayment (changes no number here, but must not be served stale).
     app.data_as(
         &shop.owner,
         "mutation($input: RecordPaymentInput!) { recordPayment(input: $input) { id } }",
         json!({ "input": { "bookingId": id, "amountCents": 500, "method": "CASH" } }),
     )
     .await;
-    let after_payment = read().await;
+    let after_payment = read(from, to).await;
     assert_ne!(
         after_payment["generatedAt"], after_booking["generatedAt"],
         "recomputed after a payment"
     );
-    // Time off.
+    // rescheduleBooking.
+    app.data_as(
+        &client,
+        "mutation($id: ID!, $at: DateTime!) { rescheduleBooking(id: $id, startsAt: $at) { id } }",
+        json!({ "id": id, "at": shop.at(date, 11, 0).to_rfc3339() }),
+    )
+    .await;
+    assert_eq!(read(from, to).await["peakHours"], json!([{ "hour": 11 }]));
+    // Two more, to complete and to miss later.
+    let second =
+        shop.book(&app, &client, shop.at(date, 12, 0)).await["data"]["createBooking"]["id"].clone();
+    let third =
+        shop.book(&app, &client, shop.at(date, 13, 0)).await["data"]["createBooking"]["id"].clone();
+    assert_eq!(read(from, to).await["bookingsCount"], 3);
+    // addTimeOff.
     app.data_as(
         &shop.owner,
         "mutation($input: AddTimeOffInput!) { addTimeOff(input: $input) { id } }",
-        json!({ "input": { "barberId": shop.barber_id, "startsAt": shop.at(date, 13, 0).to_rfc3339(), "endsAt": shop.at(date, 15, 0).to_rfc3339() } }),
+        json!({ "input": { "barberId": shop.barber_id, "startsAt": shop.at(date, 14, 0).to_rfc3339(), "endsAt": shop.at(date, 16, 0).to_rfc3339() } }),
     )
     .await;
-    close(&read().await["utilization"], 30.0 / (3.0 * 480.0 - 120.0));
-    // Working hours.
+    close(&read(from, to).await["utilization"], 90.0 / (3.0 * 480.0 - 120.0));
+    // setWorkingHours.
     shop.set_hours(&app, (1..=7).map(|d| (d, "09:00", "13:00")).collect()).await;
-    close(&read().await["utilization"], 30.0 / (3.0 * 240.0));
-    // A cancellation.
+    close(&read(from, to).await["utilization"], 90.0 / (3.0 * 240.0));
+    // addBarber.
+    app.data_as(
+        &shop.owner,
+        "mutation($input: AddBarberInput!) { addBarber(input: $input) { id } }",
+        json!({ "input": { "shopId": shop.shop_id, "displayName": "Second chair" } }),
+    )
+    .await;
+    assert_eq!(read(from, to).await["barberPerformance"].as_array().unwrap().len(), 2);
+    // cancelBooking.
     app.data_as(
         &client,
         "mutation($id: ID!) { cancelBooking(id: $id) { status } }",
         json!({ "id": id }),
     )
     .await;
-    let after_cancel = read().await;
-    assert_eq!(after_cancel["cancelledCount"], 1);
-    close(&after_cancel["utilization"], 0.0);
+    assert_eq!(read(from, to).await["cancelledCount"], 1);
+
+    // completeBooking and markNoShow, on bookings moved into the past (in
+    // the database, which no cached range has seen yet).
+    crate::lifecycle::let_time_pass(&app, &second, 3).await;
+    crate::lifecycle::let_time_pass(&app, &third, 2).await;
+    let today = Utc::now().date_naive();
+    let (past_from, past_to) = (today - Duration::days(2), today + Duration::days(2));
+    let past = read(past_from, past_to).await;
+    assert_eq!(
+        (past["bookingsCount"].clone(), past["completedCount"].clone()),
+        (json!(2), json!(0))
+    );
+    app.data_as(
+        &shop.owner,
+        "mutation($id: ID!) { completeBooking(id: $id) { status } }",
+        json!({ "id": second }),
+    )
+    .await;
+    assert_eq!(read(past_from, past_to).await["completedCount"], 1);
+    app.data_as(
+        &shop.owner,
+        "mutation($id: ID!) { markNoShow(id: $id) { status } }",
+        json!({ "id": third }),
+    )
+    .await;
+    let closed = read(past_from, past_to).await;
+    assert_eq!(closed["noShowCount"], 1);
+    // updateShop: another time zone puts the bookings in other hours.
+    app.data_as(
+        &shop.owner,
+        "mutation($id: ID!, $input: UpdateShopInput!) { updateShop(id: $id, input: $input) { id } }",
+        json!({ "id": shop.shop_id, "input": { "timezone": "Asia/Kolkata" } }),
+    )
+    .await;
+    assert_ne!(read(past_from, past_to).await["peakHours"], closed["peakHours"]);
 });
 
 cache_test!(only_the_owner_and_only_sensible_ranges, |app| {

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bookedbarber::cache::Outcome;
+use bookedbarber::domain::dashboard::{Outcome, Section};
 use serde_json::{Value, json};
 
 use crate::{
@@ -95,7 +95,7 @@ async fn redis_dying_does_not_fail_a_request() {
     // Warm: a miss, then a hit.
     assert_eq!(ask().await, expected);
     assert_eq!(ask().await, expected);
-    assert_eq!(app.state.cache.stat("summary", Outcome::Hit), 1);
+    assert_eq!(app.state.analytics.stat(Section::Summary, Outcome::Hit), 1);
     let (status, body) = ready(&app).await;
     assert_eq!(status, 200);
     assert_eq!(body["checks"]["cache"], json!({ "status": "ok", "backend": "redis" }));
@@ -123,7 +123,7 @@ async fn redis_dying_does_not_fail_a_request() {
         assert_eq!(ask().await, expected);
         eprintln!("answer without Redis in {} ms", started.elapsed().as_millis());
     }
-    assert!(app.state.cache.stat("summary", Outcome::Fallback) >= 5);
+    assert!(app.state.analytics.stat(Section::Summary, Outcome::Fallback) >= 5);
     let (status, body) = ready(&app).await;
     assert_eq!(status, 200, "the database is the hard dependency");
     assert_eq!(body["status"], "ready");
@@ -134,8 +134,8 @@ async fn redis_dying_does_not_fail_a_request() {
     let _redis = OwnRedis::start(port).expect("redis-server restarts");
     let (_, body) = ready(&app).await;
     assert_eq!(body["checks"]["cache"]["status"], "ok");
-    let hits = app.state.cache.stat("summary", Outcome::Hit);
+    let hits = app.state.analytics.stat(Section::Summary, Outcome::Hit);
     assert_eq!(ask().await, expected);
     assert_eq!(ask().await, expected);
-    assert_eq!(app.state.cache.stat("summary", Outcome::Hit), hits + 1, "hits resume");
+    assert_eq!(app.state.analytics.stat(Section::Summary, Outcome::Hit), hits + 1, "hits resume");
 }

@@ -31,7 +31,7 @@ fn code(response: &Value) -> String {
 }
 
 /// Moves a booking `hours_ago` into the past, as time would.
-async fn let_time_pass(app: &TestApp, id: &Value, hours_ago: i64) {
+pub async fn let_time_pass(app: &TestApp, id: &Value, hours_ago: i64) {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
     let start = Utc::now() - Duration::hours(hours_ago);
     let end = start + Duration::minutes(30);

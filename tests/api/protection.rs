@@ -237,6 +237,34 @@ async fn deep_and_complex_operations_are_refused_before_any_resolver(backend: Ba
     assert!(response["data"].is_null());
     assert_eq!(app.statements(), before, "no resolver ran");
 
+    // Past async-graphql's own limits (32 levels, then its parser's 64),
+    // still too complex rather than malformed; so is a fragment that hides
+    // the depth, and an introspection query past 32.
+    let nest = |levels: usize| {
+        format!(
+            "{{ {} __typename {} }}",
+            "shops { nodes { ".repeat(levels / 2),
+            "} } ".repeat(levels / 2)
+        )
+    };
+    let fragment = format!(
+        "{{ ...A }} fragment A on Query {{ shops {{ nodes {{ {} name {} }} }} }}",
+        "barbers { nodes { shop { ".repeat(5),
+        "} } } ".repeat(5)
+    );
+    let introspection = format!(
+        "{{ __schema {{ types {{ {} name {} }} }} }}",
+        "fields { type { ofType { ".repeat(12),
+        "} } } ".repeat(12)
+    );
+    for query in [nest(40), nest(100), nest(2_000), fragment, introspection] {
+        let response = app.gql(&query, json!({})).await;
+        let (code, message) = first_error(&response);
+        assert_eq!(code, "QUERY_TOO_COMPLEX", "{}", &message[..message.len().min(300)]);
+        assert!(message.contains("nested") && message.contains("at most"), "{message}");
+    }
+    assert_eq!(app.statements(), before, "no resolver ran");
+
     let wide = "{ shops(first: 100) { nodes { barbers(first: 100) { nodes { services { barbers { displayName services { name } } } } } } } }";
     let response = app.gql(wide, json!({})).await;
     let (code, message) = first_error(&response);

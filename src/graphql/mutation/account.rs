@@ -14,7 +14,7 @@ use crate::{
         session,
     },
     error::{AppError, AppResult},
-    graphql::{db, guard::identity, object::User},
+    graphql::{db, guard::identity, object::User, publish},
     protect::{ClientIp, Limits},
 };
 
@@ -87,10 +87,11 @@ async fn signed_in(ctx: &Context<'_>, user: entity::user::Model) -> AppResult<Au
 /// `RATE_LIMITED` with `retryAfter`, for the sign-in limiter.
 fn too_many(wait: std::time::Duration, what: &str) -> async_graphql::Error {
     let seconds = wait.as_secs() + 1;
-    async_graphql::Error::new(format!("{what}; try again in {seconds} s")).extend_with(|_, e| {
-        e.set("code", "RATE_LIMITED");
-        e.set("retryAfter", seconds);
-    })
+    AppError::RateLimited {
+        message: format!("{what}; try again in {seconds} s"),
+        retry_after: seconds,
+    }
+    .extend()
 }
 
 /// Charges a sign-in attempt to the client's address.
@@ -124,7 +125,7 @@ impl AccountMutation {
     ) -> async_graphql::Result<AuthPayload> {
         check_address(ctx)?;
         let account = NewAccount::try_from(input)?;
-        let user = account::register(db(ctx)?, account).await?;
+        let user = publish(ctx, account::register(db(ctx)?, account).await?).await?;
         Ok(signed_in(ctx, user).await?)
     }
 
@@ -168,7 +169,7 @@ impl AccountMutation {
     async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let viewer = policy::require_viewer(identity(ctx))?;
         if let Some(public_id) = &viewer.session {
-            session::revoke(db(ctx)?, public_id).await?;
+            publish(ctx, session::revoke(db(ctx)?, viewer.id(), public_id).await?).await?;
         }
         Ok(true)
     }
@@ -176,7 +177,7 @@ impl AccountMutation {
     /// Ends every session of this account, this one included.
     async fn logout_everywhere(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let viewer = policy::require_viewer(identity(ctx))?;
-        session::revoke_all(db(ctx)?, viewer.id(), None).await?;
+        publish(ctx, session::revoke_all(db(ctx)?, viewer.id(), None).await?).await?;
         Ok(true)
     }
 
@@ -196,9 +197,11 @@ impl AccountMutation {
         }
         let new = Password::parse(new_password, &email, "new")?;
         let txn = db(ctx)?.begin().await.map_err(AppError::from)?;
-        account::set_password(&txn, &viewer.user, new).await?;
-        session::revoke_all(&txn, viewer.id(), viewer.session.as_deref()).await?;
+        let password = account::set_password(&txn, &viewer.user, new).await?;
+        let sessions = session::revoke_all(&txn, viewer.id(), viewer.session.as_deref()).await?;
         txn.commit().await.map_err(AppError::from)?;
+        publish(ctx, password).await?;
+        publish(ctx, sessions).await?;
         Ok(true)
     }
 }

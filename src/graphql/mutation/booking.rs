@@ -7,6 +7,7 @@ use entity::BookingStatus;
 use crate::{
     auth::policy,
     domain::{
+        change::Changed,
         lifecycle::{self, NewBooking},
         text,
     },
@@ -17,7 +18,7 @@ use crate::{
         id::{self, Kind},
         loader::{BookingByIdLoader, PaymentsByBookingLoader},
         object::{Booking, PaymentMethod, loader},
-        shop_changed,
+        publish,
     },
 };
 
@@ -64,10 +65,13 @@ impl From<PaymentMethod> for entity::PaymentMethod {
     }
 }
 
-/// Refreshes the request's cached copy of a changed booking, and makes the
-/// shop's analytics fresh.
-async fn changed(ctx: &Context<'_>, booking: entity::booking::Model) -> AppResult<Booking> {
-    shop_changed(ctx, booking.shop_id).await;
+/// Publishes what a booking's write changed, and refreshes the request's
+/// copy of the booking.
+async fn changed(
+    ctx: &Context<'_>,
+    changed: Changed<entity::booking::Model>,
+) -> AppResult<Booking> {
+    let booking = publish(ctx, changed).await?;
     loader::<BookingByIdLoader>(ctx)?.feed_one(booking.id, booking.clone()).await;
     Ok(Booking(booking))
 }

@@ -8,7 +8,7 @@ use crate::{
     domain::{
         self,
         account::Email,
-        barber::{BarberChanges, NewBarber},
+        barber::{BarberChanges, NewBarber, NewTimeOff},
         service::{NewService, ServiceChanges, parse_currency, parse_price},
         shop::{NewShop, ShopChanges, Slug, parse_range, parse_timezone},
         text,
@@ -21,7 +21,7 @@ use crate::{
         id::{self, Kind},
         loader::{BarberByIdLoader, ServiceByIdLoader, ShopByIdLoader, WorkingHoursByBarberLoader},
         object::{Barber, Service, Shop, TimeOff, load_one, loader},
-        shop_changed,
+        publish,
     },
 };
 
@@ -177,6 +177,21 @@ pub struct AddTimeOffInput {
     pub reason: Option<String>,
 }
 
+impl TryFrom<AddTimeOffInput> for NewTimeOff {
+    type Error = AppError;
+
+    fn try_from(input: AddTimeOffInput) -> AppResult<Self> {
+        if input.starts_at >= input.ends_at {
+            return Err(AppError::bad_input("`startsAt` must be before `endsAt`"));
+        }
+        Ok(NewTimeOff {
+            starts_at: input.starts_at,
+            ends_at: input.ends_at,
+            reason: text::optional(input.reason, "reason", text::TIME_OFF_REASON)?,
+        })
+    }
+}
+
 fn decode_barbers(ids: &[ID]) -> AppResult<Vec<i64>> {
     ids.iter().map(|id| id::decode_as(id, Kind::Barber, "barberIds")).collect()
 }
@@ -200,7 +215,8 @@ impl ShopMutation {
     ) -> async_graphql::Result<Shop> {
         let viewer = policy::require_viewer(identity(ctx))?;
         let new = NewShop::try_from(input)?;
-        Ok(Shop(domain::shop::create(db(ctx)?, viewer.id(), new).await?))
+        let created = domain::shop::create(db(ctx)?, viewer.id(), new).await?;
+        Ok(Shop(publish(ctx, created).await?))
     }
 
     /// Changes a shop's details and booking policy; for its owner.
@@ -219,8 +235,7 @@ impl ShopMutation {
         let shop = load_one::<ShopByIdLoader, _>(ctx, shop_id)
             .await?
             .ok_or_else(|| AppError::not_found("no shop has this id"))?;
-        let updated = domain::shop::update(db(ctx)?, shop, changes).await?;
-        shop_changed(ctx, updated.id).await;
+        let updated = publish(ctx, domain::shop::update(db(ctx)?, shop, changes).await?).await?;
         loader::<ShopByIdLoader>(ctx)?.feed_one(updated.id, updated.clone()).await;
         Ok(Shop(updated))
     }
@@ -250,8 +265,7 @@ impl ShopMutation {
             .transpose()?;
         let new = NewBarber { shop_id, display_name, bio, invited_email };
         let added = domain::barber::add(db(ctx)?, new).await?;
-        shop_changed(ctx, shop_id).await;
-        Ok(Barber(added))
+        Ok(Barber(publish(ctx, added).await?))
     }
 
     /// Changes a barber: the shop's owner may change anything, the barber
@@ -265,7 +279,8 @@ impl ShopMutation {
     ) -> async_graphql::Result<Barber> {
         let barber_id = id::decode_as(&id, Kind::Barber, "id")?;
         let viewer = policy::require_viewer(identity(ctx))?;
-        let barber = domain::barber::find(db(ctx)?, barber_id, "id").await?;
+        let barber =
+            id::found(domain::barber::get(db(ctx)?, barber_id).await?, Kind::Barber, "id")?;
         policy::check_owner_or_barber(viewer, &barber)?;
         if input.active.is_some() {
             policy::check_owner(viewer, barber.shop_id)?;
@@ -284,7 +299,8 @@ impl ShopMutation {
             },
             active: input.active,
         };
-        let updated = domain::barber::update(db(ctx)?, barber, changes).await?;
+        let updated =
+            publish(ctx, domain::barber::update(db(ctx)?, barber, changes).await?).await?;
         loader::<BarberByIdLoader>(ctx)?.feed_one(updated.id, updated.clone()).await;
         Ok(Barber(updated))
     }
@@ -312,7 +328,8 @@ impl ShopMutation {
             currency: input.currency.map(|c| parse_currency(&c)).transpose()?,
             barber_ids: decode_barbers(&input.barber_ids)?,
         };
-        Ok(Service(domain::service::create(db(ctx)?, new).await?))
+        let created = domain::service::create(db(ctx)?, new).await?;
+        Ok(Service(publish(ctx, created).await?))
     }
 
     /// Changes a service, and who offers it; for the shop's owner.
@@ -325,7 +342,8 @@ impl ShopMutation {
     ) -> async_graphql::Result<Service> {
         let service_id = id::decode_as(&id, Kind::Service, "id")?;
         let viewer = policy::require_viewer(identity(ctx))?;
-        let service = domain::service::find(db(ctx)?, service_id, "id").await?;
+        let service =
+            id::found(domain::service::get(db(ctx)?, service_id).await?, Kind::Service, "id")?;
         policy::check_owner(viewer, service.shop_id)?;
         let changes = ServiceChanges {
             name: input.name.map(|n| text::required(&n, "name", text::SERVICE_NAME)).transpose()?,
@@ -342,7 +360,8 @@ impl ShopMutation {
             price_cents: input.price_cents.map(parse_price).transpose()?,
             barber_ids: input.barber_ids.as_deref().map(decode_barbers).transpose()?,
         };
-        let updated = domain::service::update(db(ctx)?, service, changes).await?;
+        let updated =
+            publish(ctx, domain::service::update(db(ctx)?, service, changes).await?).await?;
         loader::<ServiceByIdLoader>(ctx)?.feed_one(updated.id, updated.clone()).await;
         Ok(Service(updated))
     }
@@ -358,12 +377,12 @@ impl ShopMutation {
     ) -> async_graphql::Result<Barber> {
         let barber_id = id::decode_as(&barber_id, Kind::Barber, "barberId")?;
         let viewer = policy::require_viewer(identity(ctx))?;
-        let barber = domain::barber::find(db(ctx)?, barber_id, "barberId").await?;
+        let barber =
+            id::found(domain::barber::get(db(ctx)?, barber_id).await?, Kind::Barber, "barberId")?;
         policy::check_owner_or_barber(viewer, &barber)?;
         let raw: Vec<_> = hours.into_iter().map(|h| (h.weekday, h.opens_at, h.closes_at)).collect();
         let week = parse_week(&raw)?;
-        domain::barber::set_working_hours(db(ctx)?, barber_id, week).await?;
-        shop_changed(ctx, barber.shop_id).await;
+        publish(ctx, domain::barber::set_working_hours(db(ctx)?, &barber, week).await?).await?;
         loader::<WorkingHoursByBarberLoader>(ctx)?.clear::<i64>();
         Ok(Barber(barber))
     }
@@ -378,18 +397,11 @@ impl ShopMutation {
     ) -> async_graphql::Result<TimeOff> {
         let barber_id = id::decode_as(&input.barber_id, Kind::Barber, "barberId")?;
         let viewer = policy::require_viewer(identity(ctx))?;
-        let barber = domain::barber::find(db(ctx)?, barber_id, "barberId").await?;
+        let new = NewTimeOff::try_from(input)?;
+        let barber =
+            id::found(domain::barber::get(db(ctx)?, barber_id).await?, Kind::Barber, "barberId")?;
         policy::check_owner_or_barber(viewer, &barber)?;
-        let reason = text::optional(input.reason, "reason", text::TIME_OFF_REASON)?;
-        let added = domain::barber::add_time_off(
-            db(ctx)?,
-            barber_id,
-            input.starts_at,
-            input.ends_at,
-            reason,
-        )
-        .await?;
-        shop_changed(ctx, barber.shop_id).await;
-        Ok(TimeOff(added))
+        let added = domain::barber::add_time_off(db(ctx)?, &barber, new).await?;
+        Ok(TimeOff(publish(ctx, added).await?))
     }
 }

@@ -11,7 +11,7 @@ use crate::{
         guard::identity,
         id::{self, Kind},
         object::Barber,
-        shop_changed,
+        publish,
     },
 };
 
@@ -30,8 +30,7 @@ impl StaffMutation {
     ) -> async_graphql::Result<Barber> {
         let barber_id = id::decode_as(&id, Kind::Barber, "id")?;
         let viewer = policy::require_viewer(identity(ctx))?;
-        let barber = domain::barber::accept_invite(db(ctx)?, barber_id, &viewer.user).await?;
-        shop_changed(ctx, barber.shop_id).await;
-        Ok(Barber(barber))
+        let accepted = domain::barber::accept_invite(db(ctx)?, barber_id, &viewer.user).await?;
+        Ok(Barber(publish(ctx, accepted).await?))
     }
 }

@@ -1,0 +1,130 @@
+//! What a write changed, and the one place that acts on it.
+//!
+//! Every domain function that writes returns its result wrapped in
+//! [`Changed`], which names what the write changed. The value can only be
+//! taken out through [`Effects::publish`], after the write has committed, so
+//! no caller can forget to say what changed: the type system remembers for
+//! it. `publish` turns changes into cache invalidations today, and is where
+//! events will be published next.
+
+use chrono::{DateTime, Utc};
+
+use super::dashboard::AnalyticsCache;
+
+/// What happened to a booking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BookingChange {
+    Created,
+    Rescheduled,
+    Cancelled,
+    Completed,
+    NoShow,
+    Paid,
+}
+
+/// What happened to a barber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StaffChange {
+    /// Added to the shop's staff.
+    Added,
+    /// Name, bio or whether they take bookings.
+    Updated,
+}
+
+/// One thing a committed write changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A booking of `barber` at `shop`; `starts` holds its start, and for a
+    /// reschedule its old start too.
+    Booking {
+        shop: i64,
+        barber: i64,
+        booking: i64,
+        starts: Vec<DateTime<Utc>>,
+        kind: BookingChange,
+    },
+    /// When `barber` works: weekly hours (from now on) or time off (from its
+    /// start).
+    Hours { shop: i64, barber: i64, from: DateTime<Utc> },
+    /// A shop's details or booking policy.
+    Shop { shop: i64 },
+    /// A barber of the shop.
+    Staff { shop: i64, barber: i64, kind: StaffChange },
+    /// `user` gained a role at `shop` (opened it, or joined as its barber).
+    Membership { user: i64, shop: i64 },
+    /// A service on the shop's menu, or who offers it.
+    Service { shop: i64, service: i64 },
+    /// A user's account: a new one, or a new password.
+    Account { user: i64 },
+    /// A user's sessions: opened, rotated or ended.
+    Sessions { user: i64 },
+}
+
+/// The result of a committed write and what it changed.
+#[must_use = "a write's changes must be published (`Effects::publish`), or caches go stale"]
+#[derive(Debug)]
+pub struct Changed<T> {
+    value: T,
+    changes: Vec<Change>,
+}
+
+impl<T> Changed<T> {
+    /// `value`, written with one change.
+    pub(crate) fn new(value: T, change: Change) -> Self {
+        Self { value, changes: vec![change] }
+    }
+
+    /// The changes, for a look before publishing.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
+    /// The same changes with the value mapped.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Changed<U> {
+        Changed { value: f(self.value), changes: self.changes }
+    }
+}
+
+/// What follows a committed write; cheap to clone.
+#[derive(Clone)]
+pub struct Effects {
+    analytics: AnalyticsCache,
+}
+
+impl Effects {
+    pub fn new(analytics: AnalyticsCache) -> Self {
+        Self { analytics }
+    }
+
+    /// Acts on what a committed write changed, then hands back its value.
+    pub async fn publish<T>(&self, changed: Changed<T>) -> T {
+        for change in &changed.changes {
+            self.invalidate(change).await;
+        }
+        changed.value
+    }
+
+    /// The cached reads a change makes stale, made stale. Each arm that
+    /// invalidates is exercised by `every_kind_of_write_shows_up_in_the_next_query`.
+    async fn invalidate(&self, change: &Change) {
+        match change {
+            // Every booking change, payments included: a dashboard shows
+            // the booking's shop as of the last write to it.
+            Change::Booking { shop, .. } => self.analytics.invalidate_shop(*shop).await,
+            // Working and free minutes make utilisation.
+            Change::Hours { shop, .. } => self.analytics.invalidate_shop(*shop).await,
+            // The time zone decides which day and hour a booking falls in.
+            Change::Shop { shop } => self.analytics.invalidate_shop(*shop).await,
+            // Barber performance lists every barber of the shop; names are
+            // read fresh, not cached.
+            Change::Staff { shop, kind: StaffChange::Added, .. } => {
+                self.analytics.invalidate_shop(*shop).await;
+            }
+            Change::Staff { kind: StaffChange::Updated, .. } => {}
+            // Top services are made of bookings, which keep their own price.
+            Change::Service { .. } => {}
+            // Nothing cached shows who holds a role, or accounts.
+            Change::Membership { .. } | Change::Account { .. } | Change::Sessions { .. } => {}
+        }
+    }
+}
