@@ -9,7 +9,7 @@ use goose::metrics::GooseMetrics;
 use crate::{
     cli::Options,
     fault::{Bucket, Effect},
-    gql::{ABUSIVE_SCENARIO, FailureTable, is_expected_refusal},
+    gql::{ABUSIVE_SCENARIO, FailureTable, is_expected_refusal, split_name},
     ledger::Verdict,
     server::ServerView,
 };
@@ -95,10 +95,10 @@ pub fn rows(metrics: &GooseMetrics, failures: &FailureTable) -> Vec<Row> {
         .map(|(key, aggregate)| {
             // Goose keys requests as "METHOD name"; ours are "scenario op".
             let name = key.split_once(' ').map_or(key.as_str(), |(_, name)| name);
-            let (scenario, operation) = name.split_once(' ').unwrap_or(("", name));
+            let (scenario, operation) = split_name(name);
             let (mut errors, mut refusals) = (0, 0);
             for (code, failures) in failures.get(name).into_iter().flatten() {
-                if is_expected_refusal(name, code) {
+                if is_expected_refusal(scenario, operation, code) {
                     refusals += failures.count;
                 } else {
                     errors += failures.count;
@@ -145,15 +145,28 @@ fn percent(rate: f64) -> String {
     format!("{:.3} %", rate * 100.0)
 }
 
-/// Writes the report.
+/// Writes the report, section by section.
 pub fn render(facts: &Facts<'_>) -> String {
-    let o = facts.options;
-    let rows = &facts.rows;
-    let all = overall(rows);
+    let all = overall(&facts.rows);
     let secs = facts.metrics.duration.max(1) as f64;
     let mut out = String::new();
-    let w = &mut out;
+    write_settings(&mut out, facts);
+    write_kpis(&mut out, facts, &all);
+    write_throughput(&mut out, facts, &all, secs);
+    write_operations(&mut out, &facts.rows, secs);
+    write_failures(&mut out, &facts.failures);
+    write_server(&mut out, facts.server.as_ref());
+    if let Some(effect) = &facts.fault {
+        write_fault(&mut out, effect);
+    }
+    write_correctness(&mut out, facts.verdict.as_ref());
+    write_files(&mut out);
+    out
+}
 
+/// The title and the run's settings: target, load, think time, fixture.
+fn write_settings(w: &mut String, facts: &Facts<'_>) {
+    let o = facts.options;
     let _ = writeln!(w, "# BookedBarber load test: `{}`, {} users\n", o.scenario.name(), o.users);
     let _ = writeln!(w, "| | |\n|---|---|");
     let _ = writeln!(w, "| Target | {} |", o.target);
@@ -182,8 +195,12 @@ pub fn render(facts: &Facts<'_>) -> String {
     if let Some(ready) = &facts.ready {
         let _ = writeln!(w, "| Server `/ready` at the start | `{}` |", ready.trim());
     }
+}
 
-    let (kpis_ok, check_ok) = passed(rows, facts.verdict.as_ref());
+/// The KPIs against their targets (`all`: the well-behaved users'
+/// requests), and what the error rate leaves out.
+fn write_kpis(w: &mut String, facts: &Facts<'_>, all: &Row) {
+    let (kpis_ok, check_ok) = passed(&facts.rows, facts.verdict.as_ref());
     let _ = writeln!(w, "\n## KPIs: {}\n", verdict_word(kpis_ok && check_ok));
     let _ = writeln!(w, "| KPI | Target | Measured | Result |\n|---|---|---|---|");
     let p95 = all.percentile(0.95);
@@ -220,7 +237,11 @@ pub fn render(facts: &Facts<'_>) -> String {
          `RATE_LIMITED`; a 429 to any other user counts as an error. The scraper's \
          requests are left out of the KPIs."
     );
+}
 
+/// Requests, latency, errors and refusals by scenario, then of `all` the
+/// well-behaved users together, over `secs` measured.
+fn write_throughput(w: &mut String, facts: &Facts<'_>, all: &Row, secs: f64) {
     let _ = writeln!(w, "\n## Throughput\n");
     let _ = writeln!(
         w,
@@ -228,7 +249,7 @@ pub fn render(facts: &Facts<'_>) -> String {
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
     let mut by_scenario: BTreeMap<&str, Row> = BTreeMap::new();
-    for row in rows {
+    for row in &facts.rows {
         by_scenario.entry(row.scenario.as_str()).or_default().merge(row);
     }
     for (name, row) in &by_scenario {
@@ -252,12 +273,15 @@ pub fn render(facts: &Facts<'_>) -> String {
         all.requests,
         all.requests as f64 / secs,
         all.percentile(0.5),
-        p95,
+        all.percentile(0.95),
         all.percentile(0.99),
         all.errors,
         all.refusals
     );
+}
 
+/// Every operation's rate, latency and error rate, over `secs` measured.
+fn write_operations(w: &mut String, rows: &[Row], secs: f64) {
     let _ = writeln!(w, "\n## Operations\n");
     let _ = writeln!(
         w,
@@ -279,19 +303,27 @@ pub fn render(facts: &Facts<'_>) -> String {
             percent(row.error_rate())
         );
     }
+}
 
+/// Every failure by operation and code, and whether it counts as an error
+/// or as an expected refusal: decided as [`rows`] decides it for the KPIs.
+fn write_failures(w: &mut String, table: &FailureTable) {
     let _ = writeln!(w, "\n## Failures by code\n");
-    if facts.failures.is_empty() {
+    if table.is_empty() {
         let _ = writeln!(w, "None: every request succeeded.");
     } else {
         let _ = writeln!(
             w,
             "| Operation | Code | Count | Counted as | First message |\n|---|---|---|---|---|"
         );
-        for (name, codes) in &facts.failures {
+        for (name, codes) in table {
+            let (scenario, operation) = split_name(name);
             for (code, failures) in codes {
-                let kind =
-                    if is_expected_refusal(name, code) { "refusal (expected)" } else { "error" };
+                let kind = if is_expected_refusal(scenario, operation, code) {
+                    "refusal (expected)"
+                } else {
+                    "error"
+                };
                 let example = failures.example.replace('|', "\\|");
                 let _ = writeln!(
                     w,
@@ -301,9 +333,13 @@ pub fn render(facts: &Facts<'_>) -> String {
             }
         }
     }
+}
 
+/// What the server's `/metrics` moved by over the run, when they could be
+/// read.
+fn write_server(w: &mut String, server: Option<&ServerView>) {
     let _ = writeln!(w, "\n## The server's view (`/metrics`, change over the run)\n");
-    match &facts.server {
+    match server {
         None => {
             let _ = writeln!(w, "`/metrics` could not be read.");
         }
@@ -342,13 +378,49 @@ pub fn render(facts: &Facts<'_>) -> String {
             }
         }
     }
+}
 
-    if let Some(effect) = &facts.fault {
-        render_fault(w, effect);
-    }
+/// The fault section: the window, what users got around it, the recovery.
+fn write_fault(w: &mut String, effect: &Effect) {
+    let window = effect.window;
+    let _ = writeln!(w, "\n## Fault: the database cut off\n");
+    let _ = writeln!(
+        w,
+        "Every connection between the server and its database was cut, and new ones refused, from \
+         {:.1} s to {:.1} s after the load started ({:.1} s).\n",
+        window.from.as_secs_f64(),
+        window.to.as_secs_f64(),
+        (window.to - window.from).as_secs_f64()
+    );
+    let line = |bucket: &Bucket| {
+        let failed: u64 = bucket.failed.values().sum();
+        let codes = if bucket.failed.is_empty() {
+            "none".to_owned()
+        } else {
+            bucket.failed.iter().map(|(c, n)| format!("`{c}` {n}")).collect::<Vec<_>>().join(", ")
+        };
+        format!("{} | {failed} | {codes}", bucket.ok)
+    };
+    let _ = writeln!(w, "| When | Answered | Failed | Failures by code |\n|---|---|---|---|");
+    let _ = writeln!(w, "| Before the cut | {} |", line(&effect.before));
+    let _ = writeln!(w, "| While cut off | {} |", line(&effect.during));
+    let _ = writeln!(w, "| After it came back | {} |", line(&effect.after));
+    let recovered = effect.recovered_after.map_or("never, within the run".to_owned(), |d| {
+        format!("{:.1} s after the database came back", d.as_secs_f64())
+    });
+    let _ = writeln!(
+        w,
+        "\nServing again (the first tenth of a second with answers and no outage failures): \
+         {recovered}. The KPIs above include the outage; the promise under test is the bookings \
+         check below: nothing lost or doubled, whatever the users were told."
+    );
+}
 
+/// The bookings check: what the users were told against what is stored,
+/// with the first findings of each kind.
+fn write_correctness(w: &mut String, verdict: Option<&Verdict>) {
     let _ = writeln!(w, "\n## Correctness after the run\n");
-    match &facts.verdict {
+    match verdict {
         None => {
             let _ = writeln!(w, "Not checked: this scenario makes no bookings.");
         }
@@ -396,53 +468,132 @@ pub fn render(facts: &Facts<'_>) -> String {
             }
         }
     }
+}
 
+/// Where goose's own reports are.
+fn write_files(w: &mut String) {
     let _ = writeln!(
         w,
         "\n## Files\n\n- `goose.html`: goose's report, with charts over time\n- `goose.json`: goose's metrics"
-    );
-    out
-}
-
-/// The fault section: the window, what users got around it, the recovery.
-fn render_fault(w: &mut String, effect: &Effect) {
-    let window = effect.window;
-    let _ = writeln!(w, "\n## Fault: the database cut off\n");
-    let _ = writeln!(
-        w,
-        "Every connection between the server and its database was cut, and new ones refused, from \
-         {:.1} s to {:.1} s after the load started ({:.1} s).\n",
-        window.from.as_secs_f64(),
-        window.to.as_secs_f64(),
-        (window.to - window.from).as_secs_f64()
-    );
-    let line = |bucket: &Bucket| {
-        let failed: u64 = bucket.failed.values().sum();
-        let codes = if bucket.failed.is_empty() {
-            "none".to_owned()
-        } else {
-            bucket.failed.iter().map(|(c, n)| format!("`{c}` {n}")).collect::<Vec<_>>().join(", ")
-        };
-        format!("{} | {failed} | {codes}", bucket.ok)
-    };
-    let _ = writeln!(w, "| When | Answered | Failed | Failures by code |\n|---|---|---|---|");
-    let _ = writeln!(w, "| Before the cut | {} |", line(&effect.before));
-    let _ = writeln!(w, "| While cut off | {} |", line(&effect.during));
-    let _ = writeln!(w, "| After it came back | {} |", line(&effect.after));
-    let recovered = effect.recovered_after.map_or("never, within the run".to_owned(), |d| {
-        format!("{:.1} s after the database came back", d.as_secs_f64())
-    });
-    let _ = writeln!(
-        w,
-        "\nServing again (the first tenth of a second with answers and no outage failures): \
-         {recovered}. The KPIs above include the outage; the promise under test is the bookings \
-         check below: nothing lost or doubled, whatever the users were told."
     );
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use goose::{
+        metrics::{GooseRequestMetricAggregate, GooseRequestMetricTimingData},
+        prelude::GooseMethod,
+    };
+
     use super::*;
+    use crate::gql::Failures;
+
+    /// Goose's aggregate of `count` requests named `name` (`scenario op`),
+    /// each answered in `ms`, under the key goose gives it.
+    fn measured(name: &str, count: usize, ms: usize) -> (String, GooseRequestMetricAggregate) {
+        let timing = GooseRequestMetricTimingData {
+            times: BTreeMap::from([(ms, count)]),
+            minimum_time: ms,
+            maximum_time: ms,
+            total_time: ms * count,
+            counter: count,
+        };
+        let aggregate = GooseRequestMetricAggregate {
+            path: "/graphql".to_owned(),
+            method: GooseMethod::Post,
+            raw_data: timing,
+            coordinated_omission_data: None,
+            status_code_counts: HashMap::new(),
+            success_count: count,
+            fail_count: 0,
+            load_test_hash: 0,
+        };
+        (format!("POST {name}"), aggregate)
+    }
+
+    /// The tally of `(operation, code, count, first message)`.
+    fn tally(failures: &[(&str, &str, u64, &str)]) -> FailureTable {
+        let mut table = FailureTable::new();
+        for &(name, code, count, example) in failures {
+            let failure = Failures { count, example: example.to_owned() };
+            table.entry(name.to_owned()).or_default().insert(code.to_owned(), failure);
+        }
+        table
+    }
+
+    /// The "Counted as" cell of the failures of `name` with `code`.
+    fn counted_as<'r>(report: &'r str, name: &str, code: &str) -> Option<&'r str> {
+        let start = format!("| `{name}` | `{code}` | ");
+        let line = report.lines().find(|line| line.starts_with(&start))?;
+        line.split(" | ").nth(3)
+    }
+
+    #[test]
+    fn failures_are_counted_as_the_kpis_count_them() {
+        let mut metrics = GooseMetrics::default();
+        metrics.requests.extend([
+            measured("abuse availableSlots", 60, 5),
+            measured("book availableSlots", 100, 20),
+            measured("book createBooking", 50, 30),
+            measured("staff recordPayment", 20, 10),
+        ]);
+        let failures = tally(&[
+            ("abuse availableSlots", "RATE_LIMITED", 40, "too many requests"),
+            ("book availableSlots", "RATE_LIMITED", 2, "too many requests"),
+            ("book createBooking", "CONFLICT", 5, "that time is already booked"),
+            ("book createBooking", "INTERNAL_SERVER_ERROR", 1, "internal error"),
+            ("staff recordPayment", "BAD_USER_INPUT", 3, "the booking was cancelled"),
+        ]);
+        let options = Options::new("http://127.0.0.1:8080");
+        let measured_rows = rows(&metrics, &failures);
+        let facts = Facts {
+            options: &options,
+            started: Utc::now(),
+            prepare_secs: 1.0,
+            shops: 2,
+            barbers: 4,
+            metrics: &metrics,
+            failures,
+            rows: measured_rows,
+            server: None,
+            ready: None,
+            verdict: None,
+            fault: None,
+        };
+        let report = render(&facts);
+
+        let refusal = Some("refusal (expected)");
+        assert_eq!(counted_as(&report, "staff recordPayment", "BAD_USER_INPUT"), refusal);
+        assert_eq!(counted_as(&report, "abuse availableSlots", "RATE_LIMITED"), refusal);
+        assert_eq!(counted_as(&report, "book createBooking", "CONFLICT"), refusal);
+        assert_eq!(counted_as(&report, "book availableSlots", "RATE_LIMITED"), Some("error"));
+        assert_eq!(
+            counted_as(&report, "book createBooking", "INTERNAL_SERVER_ERROR"),
+            Some("error")
+        );
+        // Every operation's row counts what the table says, code by code.
+        for row in &facts.rows {
+            let name = format!("{} {}", row.scenario, row.operation);
+            let (mut errors, mut refusals) = (0, 0);
+            for (code, failure) in facts.failures.get(&name).into_iter().flatten() {
+                match counted_as(&report, &name, code) {
+                    Some("error") => errors += failure.count,
+                    Some("refusal (expected)") => refusals += failure.count,
+                    other => panic!("`{name}` `{code}` counted as {other:?}\n{report}"),
+                }
+            }
+            assert_eq!((row.errors, row.refusals), (errors, refusals), "{name}");
+        }
+        // The well-behaved users' errors: the 429 to a client and the
+        // internal error; the scraper's requests are left out.
+        assert_eq!(overall(&facts.rows).errors, 3);
+        assert!(
+            report.contains("| Error rate | < 0.100 % | 1.765 % (3 of 170) | FAIL |"),
+            "{report}"
+        );
+    }
 
     #[test]
     fn percentiles_come_from_the_histogram() {
