@@ -3,9 +3,9 @@
 //!
 //! What every request goes through before it runs is an extractor:
 //! [`Caller`] admits it (the database breaker and the admission queue),
-//! authenticates it and charges its first point; [`GraphQLBody`] refuses a
-//! POST that is not JSON. A request refused on the way still costs its
-//! address a point. What remains here runs the operation and finishes the
+//! authenticates it and charges its first point; [`GraphQLBody`] reads a
+//! POST's JSON, refusing other types. A request refused on the way still
+//! costs its address a point. What remains here runs the operation and finishes the
 //! response: status from the typed error, cost, headers.
 
 use std::{net::SocketAddr, sync::Arc, time::Instant};
@@ -181,12 +181,30 @@ async fn parse(
 }
 
 /// POST `/graphql`: runs one GraphQL request as its sender.
-pub async fn post(
-    State(state): State<AppState>,
-    caller: Caller,
-    GraphQLBody(request): GraphQLBody,
-) -> Response {
-    run(state, caller, request).await
+///
+/// The body is read before anything may refuse the request: a refusal
+/// that left it unread would leave the connection unusable, and the
+/// client's next request on it would fail.
+pub async fn post(State(state): State<AppState>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let Ok(ip) = ClientIp::from_request_parts(&mut parts, &state).await;
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        // The body limit ran out (a chunked body), or the client went.
+        let error = AppError::PayloadTooLarge(format!(
+            "the request body is larger than {} KiB; send less in one request",
+            crate::router::MAX_BODY_BYTES / 1024
+        ));
+        return refused_early(&state, ip, error);
+    };
+    let caller = match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    match GraphQLBody::from_request(request, &state).await {
+        Ok(GraphQLBody(request)) => run(state, caller, request).await,
+        Err(refused) => refused,
+    }
 }
 
 /// GET `/graphql`: the GraphiQL playground, or a query when one is given.

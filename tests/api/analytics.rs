@@ -7,7 +7,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, NotSet};
 use serde_json::{Value, json};
 
 use crate::{
-    cache_test,
+    api_test,
     helpers::{TestApp, TestUser, first_error, row_id},
     shop_fixture::{SET_HOURS, ShopFixture},
 };
@@ -146,7 +146,7 @@ fn close(actual: &Value, expected: f64) {
     assert!((actual - expected).abs() < 1e-9, "{actual} != {expected}");
 }
 
-cache_test!(every_number_of_the_dashboard, |app| {
+api_test!(every_number_of_the_dashboard, [sqlite, postgres, sqlite_redis, postgres_redis], |app| {
     let d = dataset(&app).await;
     let vars = json!({ "shop": d.shop.shop_id, "from": "2026-06-01", "to": "2026-06-07" });
     let data = app.data_as(&d.shop.owner, DASHBOARD, vars.clone()).await;
@@ -233,188 +233,208 @@ cache_test!(every_number_of_the_dashboard, |app| {
     assert_eq!(app.state.analytics.stat(Section::Summary, Outcome::Hit), hits + 1);
 });
 
-cache_test!(one_number_computes_one_section, |app| {
-    let d = dataset(&app).await;
-    let vars = json!({ "shop": d.shop.shop_id, "from": "2026-06-01", "to": "2026-06-07" });
-    let query = "query($shop: ID!, $from: Date!, $to: Date!) { analytics(shopId: $shop, from: $from, to: $to) { revenueCents } }";
-    app.data_as(&d.shop.owner, query, vars.clone()).await;
-    assert_eq!(app.state.analytics.stat(Section::Summary, Outcome::Miss), 1);
-    for section in [Section::ByDay, Section::Barbers, Section::Services, Section::PeakHours] {
-        for outcome in [Outcome::Hit, Outcome::Miss] {
-            assert_eq!(app.state.analytics.stat(section, outcome), 0, "{section:?}");
+api_test!(
+    one_number_computes_one_section,
+    [sqlite, postgres, sqlite_redis, postgres_redis],
+    |app| {
+        let d = dataset(&app).await;
+        let vars = json!({ "shop": d.shop.shop_id, "from": "2026-06-01", "to": "2026-06-07" });
+        let query = "query($shop: ID!, $from: Date!, $to: Date!) { analytics(shopId: $shop, from: $from, to: $to) { revenueCents } }";
+        app.data_as(&d.shop.owner, query, vars.clone()).await;
+        assert_eq!(app.state.analytics.stat(Section::Summary, Outcome::Miss), 1);
+        for section in [Section::ByDay, Section::Barbers, Section::Services, Section::PeakHours] {
+            for outcome in [Outcome::Hit, Outcome::Miss] {
+                assert_eq!(app.state.analytics.stat(section, outcome), 0, "{section:?}");
+            }
+        }
+        app.data_as(&d.shop.owner, query, vars).await;
+        assert_eq!(app.state.analytics.stat(Section::Summary, Outcome::Hit), 1);
+        assert_eq!(app.state.analytics.stat(Section::Summary, Outcome::Miss), 1);
+        // The same counters, for operators.
+        let metrics =
+            app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(
+            metrics.lines().any(|l| l.starts_with("bookedbarber_analytics_cache_total")
+                && l.contains("section=\"summary\"")
+                && l.contains("outcome=\"hit\"")),
+            "{metrics}"
+        );
+    }
+);
+
+api_test!(
+    concurrent_misses_compute_once,
+    [sqlite, postgres, sqlite_redis, postgres_redis],
+    |app| {
+        let d = dataset(&app).await;
+        let vars = json!({ "shop": d.shop.shop_id, "from": "2026-06-01", "to": "2026-06-07" });
+        let results = futures_util::future::join_all(
+            (0..20).map(|_| app.data_as(&d.shop.owner, DASHBOARD, vars.clone())),
+        )
+        .await;
+        assert!(results.iter().all(|r| r["analytics"]["revenueCents"] == 9100));
+        for section in Section::ALL {
+            assert_eq!(
+                app.state.analytics.stat(section, Outcome::Miss),
+                1,
+                "{section:?} computed once"
+            );
+            assert_eq!(app.state.analytics.stat(section, Outcome::Hit), 19, "{section:?}");
         }
     }
-    app.data_as(&d.shop.owner, query, vars).await;
-    assert_eq!(app.state.analytics.stat(Section::Summary, Outcome::Hit), 1);
-    assert_eq!(app.state.analytics.stat(Section::Summary, Outcome::Miss), 1);
-    // The same counters, for operators.
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(
-        metrics.lines().any(|l| l.starts_with("bookedbarber_analytics_cache_total")
-            && l.contains("section=\"summary\"")
-            && l.contains("outcome=\"hit\"")),
-        "{metrics}"
-    );
-});
-
-cache_test!(concurrent_misses_compute_once, |app| {
-    let d = dataset(&app).await;
-    let vars = json!({ "shop": d.shop.shop_id, "from": "2026-06-01", "to": "2026-06-07" });
-    let results = futures_util::future::join_all(
-        (0..20).map(|_| app.data_as(&d.shop.owner, DASHBOARD, vars.clone())),
-    )
-    .await;
-    assert!(results.iter().all(|r| r["analytics"]["revenueCents"] == 9100));
-    for section in Section::ALL {
-        assert_eq!(
-            app.state.analytics.stat(section, Outcome::Miss),
-            1,
-            "{section:?} computed once"
-        );
-        assert_eq!(app.state.analytics.stat(section, Outcome::Hit), 19, "{section:?}");
-    }
-});
+);
 
 // Every mutation that changes what a dashboard shows, each followed by a
 // read of the cached dashboard: deleting any one invalidation (an arm of
 // `Effects::invalidate`, or the change a domain write returns) fails here.
-cache_test!(every_kind_of_write_shows_up_in_the_next_query, |app| {
-    let shop = ShopFixture::open(&app, "fresh", "UTC", "09:00", "17:00").await;
-    let client = app.register("client@fresh.test", "correct horse battery", "Client").await;
-    let date = shop.upcoming_weekday();
-    let query = "query($shop: ID!, $from: Date!, $to: Date!) { analytics(shopId: $shop, from: $from, to: $to) { bookingsCount cancelledCount completedCount noShowCount utilization generatedAt peakHours { hour } barberPerformance { bookingsCount } } }";
-    let read = {
-        let (app, shop) = (&app, &shop);
-        move |from: NaiveDate, to: NaiveDate| {
-            let vars =
-                json!({ "shop": shop.shop_id, "from": from.to_string(), "to": to.to_string() });
-            async move { app.data_as(&shop.owner, query, vars).await["analytics"].clone() }
-        }
-    };
-    let (from, to) = (date - Duration::days(1), date + Duration::days(1));
-    let before = read(from, to).await;
-    assert_eq!(before, read(from, to).await, "unchanged data: a hit");
-    // createBooking.
-    let booked = shop.book(&app, &client, shop.at(date, 10, 0)).await;
-    let id = booked["data"]["createBooking"]["id"].clone();
-    let after_booking = read(from, to).await;
-    assert_eq!(after_booking["bookingsCount"], 1);
-    close(&after_booking["utilization"], 30.0 / (3.0 * 480.0));
-    // recordPayment (changes no number here, but must not be served stale).
-    app.data_as(
-        &shop.owner,
-        "mutation($input: RecordPaymentInput!) { recordPayment(input: $input) { id } }",
-        json!({ "input": { "bookingId": id, "amountCents": 500, "method": "CASH" } }),
-    )
-    .await;
-    let after_payment = read(from, to).await;
-    assert_ne!(
-        after_payment["generatedAt"], after_booking["generatedAt"],
-        "recomputed after a payment"
-    );
-    // rescheduleBooking.
-    app.data_as(
+api_test!(
+    every_kind_of_write_shows_up_in_the_next_query,
+    [sqlite, postgres, sqlite_redis, postgres_redis],
+    |app| {
+        let shop = ShopFixture::open(&app, "fresh", "UTC", "09:00", "17:00").await;
+        let client = app.register("client@fresh.test", "correct horse battery", "Client").await;
+        let date = shop.upcoming_weekday();
+        let query = "query($shop: ID!, $from: Date!, $to: Date!) { analytics(shopId: $shop, from: $from, to: $to) { bookingsCount cancelledCount completedCount noShowCount utilization generatedAt peakHours { hour } barberPerformance { bookingsCount } } }";
+        let read = {
+            let (app, shop) = (&app, &shop);
+            move |from: NaiveDate, to: NaiveDate| {
+                let vars =
+                    json!({ "shop": shop.shop_id, "from": from.to_string(), "to": to.to_string() });
+                async move { app.data_as(&shop.owner, query, vars).await["analytics"].clone() }
+            }
+        };
+        let (from, to) = (date - Duration::days(1), date + Duration::days(1));
+        let before = read(from, to).await;
+        assert_eq!(before, read(from, to).await, "unchanged data: a hit");
+        // createBooking.
+        let booked = shop.book(&app, &client, shop.at(date, 10, 0)).await;
+        let id = booked["data"]["createBooking"]["id"].clone();
+        let after_booking = read(from, to).await;
+        assert_eq!(after_booking["bookingsCount"], 1);
+        close(&after_booking["utilization"], 30.0 / (3.0 * 480.0));
+        // recordPayment (changes no number here, but must not be served stale).
+        app.data_as(
+            &shop.owner,
+            "mutation($input: RecordPaymentInput!) { recordPayment(input: $input) { id } }",
+            json!({ "input": { "bookingId": id, "amountCents": 500, "method": "CASH" } }),
+        )
+        .await;
+        let after_payment = read(from, to).await;
+        assert_ne!(
+            after_payment["generatedAt"], after_booking["generatedAt"],
+            "recomputed after a payment"
+        );
+        // rescheduleBooking.
+        app.data_as(
         &client,
         "mutation($id: ID!, $at: DateTime!) { rescheduleBooking(id: $id, startsAt: $at) { id } }",
         json!({ "id": id, "at": shop.at(date, 11, 0).to_rfc3339() }),
     )
     .await;
-    assert_eq!(read(from, to).await["peakHours"], json!([{ "hour": 11 }]));
-    // Two more, to complete and to miss later.
-    let second =
-        shop.book(&app, &client, shop.at(date, 12, 0)).await["data"]["createBooking"]["id"].clone();
-    let third =
-        shop.book(&app, &client, shop.at(date, 13, 0)).await["data"]["createBooking"]["id"].clone();
-    assert_eq!(read(from, to).await["bookingsCount"], 3);
-    // addTimeOff.
-    app.data_as(
+        assert_eq!(read(from, to).await["peakHours"], json!([{ "hour": 11 }]));
+        // Two more, to complete and to miss later.
+        let second = shop.book(&app, &client, shop.at(date, 12, 0)).await["data"]["createBooking"]
+            ["id"]
+            .clone();
+        let third =
+            shop.book(&app, &client, shop.at(date, 13, 0)).await["data"]["createBooking"]["id"]
+                .clone();
+        assert_eq!(read(from, to).await["bookingsCount"], 3);
+        // addTimeOff.
+        app.data_as(
         &shop.owner,
         "mutation($input: AddTimeOffInput!) { addTimeOff(input: $input) { id } }",
         json!({ "input": { "barberId": shop.barber_id, "startsAt": shop.at(date, 14, 0).to_rfc3339(), "endsAt": shop.at(date, 16, 0).to_rfc3339() } }),
     )
     .await;
-    close(&read(from, to).await["utilization"], 90.0 / (3.0 * 480.0 - 120.0));
-    // setWorkingHours.
-    shop.set_hours(&app, (1..=7).map(|d| (d, "09:00", "13:00")).collect()).await;
-    close(&read(from, to).await["utilization"], 90.0 / (3.0 * 240.0));
-    // addBarber.
-    app.data_as(
-        &shop.owner,
-        "mutation($input: AddBarberInput!) { addBarber(input: $input) { id } }",
-        json!({ "input": { "shopId": shop.shop_id, "displayName": "Second chair" } }),
-    )
-    .await;
-    assert_eq!(read(from, to).await["barberPerformance"].as_array().unwrap().len(), 2);
-    // cancelBooking.
-    app.data_as(
-        &client,
-        "mutation($id: ID!) { cancelBooking(id: $id) { status } }",
-        json!({ "id": id }),
-    )
-    .await;
-    assert_eq!(read(from, to).await["cancelledCount"], 1);
+        close(&read(from, to).await["utilization"], 90.0 / (3.0 * 480.0 - 120.0));
+        // setWorkingHours.
+        shop.set_hours(&app, (1..=7).map(|d| (d, "09:00", "13:00")).collect()).await;
+        close(&read(from, to).await["utilization"], 90.0 / (3.0 * 240.0));
+        // addBarber.
+        app.data_as(
+            &shop.owner,
+            "mutation($input: AddBarberInput!) { addBarber(input: $input) { id } }",
+            json!({ "input": { "shopId": shop.shop_id, "displayName": "Second chair" } }),
+        )
+        .await;
+        assert_eq!(read(from, to).await["barberPerformance"].as_array().unwrap().len(), 2);
+        // cancelBooking.
+        app.data_as(
+            &client,
+            "mutation($id: ID!) { cancelBooking(id: $id) { status } }",
+            json!({ "id": id }),
+        )
+        .await;
+        assert_eq!(read(from, to).await["cancelledCount"], 1);
 
-    // completeBooking and markNoShow, on bookings moved into the past (in
-    // the database, which no cached range has seen yet).
-    crate::lifecycle::let_time_pass(&app, &second, 3).await;
-    crate::lifecycle::let_time_pass(&app, &third, 2).await;
-    let today = Utc::now().date_naive();
-    let (past_from, past_to) = (today - Duration::days(2), today + Duration::days(2));
-    let past = read(past_from, past_to).await;
-    assert_eq!(
-        (past["bookingsCount"].clone(), past["completedCount"].clone()),
-        (json!(2), json!(0))
-    );
-    app.data_as(
-        &shop.owner,
-        "mutation($id: ID!) { completeBooking(id: $id) { status } }",
-        json!({ "id": second }),
-    )
-    .await;
-    assert_eq!(read(past_from, past_to).await["completedCount"], 1);
-    app.data_as(
-        &shop.owner,
-        "mutation($id: ID!) { markNoShow(id: $id) { status } }",
-        json!({ "id": third }),
-    )
-    .await;
-    let closed = read(past_from, past_to).await;
-    assert_eq!(closed["noShowCount"], 1);
-    // updateShop: another time zone puts the bookings in other hours.
-    app.data_as(
+        // completeBooking and markNoShow, on bookings moved into the past (in
+        // the database, which no cached range has seen yet).
+        crate::lifecycle::let_time_pass(&app, &second, 3).await;
+        crate::lifecycle::let_time_pass(&app, &third, 2).await;
+        let today = Utc::now().date_naive();
+        let (past_from, past_to) = (today - Duration::days(2), today + Duration::days(2));
+        let past = read(past_from, past_to).await;
+        assert_eq!(
+            (past["bookingsCount"].clone(), past["completedCount"].clone()),
+            (json!(2), json!(0))
+        );
+        app.data_as(
+            &shop.owner,
+            "mutation($id: ID!) { completeBooking(id: $id) { status } }",
+            json!({ "id": second }),
+        )
+        .await;
+        assert_eq!(read(past_from, past_to).await["completedCount"], 1);
+        app.data_as(
+            &shop.owner,
+            "mutation($id: ID!) { markNoShow(id: $id) { status } }",
+            json!({ "id": third }),
+        )
+        .await;
+        let closed = read(past_from, past_to).await;
+        assert_eq!(closed["noShowCount"], 1);
+        // updateShop: another time zone puts the bookings in other hours.
+        app.data_as(
         &shop.owner,
         "mutation($id: ID!, $input: UpdateShopInput!) { updateShop(id: $id, input: $input) { id } }",
         json!({ "id": shop.shop_id, "input": { "timezone": "Asia/Kolkata" } }),
     )
     .await;
-    assert_ne!(read(past_from, past_to).await["peakHours"], closed["peakHours"]);
-});
+        assert_ne!(read(past_from, past_to).await["peakHours"], closed["peakHours"]);
+    }
+);
 
-cache_test!(only_the_owner_and_only_sensible_ranges, |app| {
-    let shop = ShopFixture::open(&app, "private", "UTC", "09:00", "17:00").await;
-    let client = app.register("client@private.test", "correct horse battery", "Client").await;
-    let query = "query($shop: ID!, $from: Date!, $to: Date!) { analytics(shopId: $shop, from: $from, to: $to) { bookingsCount } }";
-    let vars = |from: &str, to: &str| json!({ "shop": shop.shop_id, "from": from, "to": to });
-    for (user, code) in [(&shop.barber_user, "FORBIDDEN"), (&client, "FORBIDDEN")] {
+api_test!(
+    only_the_owner_and_only_sensible_ranges,
+    [sqlite, postgres, sqlite_redis, postgres_redis],
+    |app| {
+        let shop = ShopFixture::open(&app, "private", "UTC", "09:00", "17:00").await;
+        let client = app.register("client@private.test", "correct horse battery", "Client").await;
+        let query = "query($shop: ID!, $from: Date!, $to: Date!) { analytics(shopId: $shop, from: $from, to: $to) { bookingsCount } }";
+        let vars = |from: &str, to: &str| json!({ "shop": shop.shop_id, "from": from, "to": to });
+        for (user, code) in [(&shop.barber_user, "FORBIDDEN"), (&client, "FORBIDDEN")] {
+            assert_eq!(
+                first_error(&app.gql_as(user, query, vars("2026-01-01", "2026-01-31")).await).0,
+                code
+            );
+        }
         assert_eq!(
-            first_error(&app.gql_as(user, query, vars("2026-01-01", "2026-01-31")).await).0,
-            code
+            first_error(&app.gql(query, vars("2026-01-01", "2026-01-31")).await).0,
+            "UNAUTHENTICATED"
         );
+        for (from, to, word) in [
+            ("2026-02-01", "2026-01-31", "from"),
+            ("2025-01-01", "2026-01-02", "366"),
+            ("2026-02-30", "2026-03-01", "Date"),
+        ] {
+            let (code, message) =
+                first_error(&app.gql_as(&shop.owner, query, vars(from, to)).await);
+            assert_eq!(code, "BAD_USER_INPUT", "{from}..{to}");
+            assert!(message.contains(word), "{word}: {message}");
+        }
+        // 366 days is fine (a leap year).
+        let data = app.data_as(&shop.owner, query, vars("2028-01-01", "2028-12-31")).await;
+        assert_eq!(data["analytics"]["bookingsCount"], 0);
     }
-    assert_eq!(
-        first_error(&app.gql(query, vars("2026-01-01", "2026-01-31")).await).0,
-        "UNAUTHENTICATED"
-    );
-    for (from, to, word) in [
-        ("2026-02-01", "2026-01-31", "from"),
-        ("2025-01-01", "2026-01-02", "366"),
-        ("2026-02-30", "2026-03-01", "Date"),
-    ] {
-        let (code, message) = first_error(&app.gql_as(&shop.owner, query, vars(from, to)).await);
-        assert_eq!(code, "BAD_USER_INPUT", "{from}..{to}");
-        assert!(message.contains(word), "{word}: {message}");
-    }
-    // 366 days is fine (a leap year).
-    let data = app.data_as(&shop.owner, query, vars("2028-01-01", "2028-12-31")).await;
-    assert_eq!(data["analytics"]["bookingsCount"], 0);
-});
+);

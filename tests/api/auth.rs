@@ -5,7 +5,7 @@ use sea_orm::{ConnectionTrait, FromQueryResult, Statement};
 use serde_json::json;
 
 use crate::{
-    db_test,
+    api_test,
     helpers::{TEST_JWT_SECRET, TestApp, first_error, row_id},
 };
 
@@ -30,7 +30,7 @@ async fn stored_users(app: &TestApp) -> Vec<Stored> {
     .unwrap()
 }
 
-db_test!(register_then_login_then_viewer, |app| {
+api_test!(register_then_login_then_viewer, [sqlite, postgres], |app| {
     let input = json!({ "input": { "email": "  Ann@Example.COM ", "password": "correct horse", "name": " Ann " } });
     let data = app.data(REGISTER, input).await;
     let payload = &data["register"];
@@ -65,7 +65,7 @@ db_test!(register_then_login_then_viewer, |app| {
     assert!(body.get("errors").is_none());
 });
 
-db_test!(a_taken_email_is_a_conflict_and_changes_nothing, |app| {
+api_test!(a_taken_email_is_a_conflict_and_changes_nothing, [sqlite, postgres], |app| {
     app.register("bob@example.com", "password one", "Bob").await;
     let again = json!({ "input": { "email": "BOB@example.com", "password": "password two", "name": "Bobby" } });
     let response = app.gql(REGISTER, again).await;
@@ -81,7 +81,7 @@ db_test!(a_taken_email_is_a_conflict_and_changes_nothing, |app| {
     assert_eq!(first_error(&response).0, "UNAUTHENTICATED");
 });
 
-db_test!(bad_registrations_name_the_field, |app| {
+api_test!(bad_registrations_name_the_field, [sqlite, postgres], |app| {
     for (input, field) in [
         (json!({ "email": "not-an-email", "password": "long enough", "name": "X" }), "email"),
         (json!({ "email": "x@example.com", "password": "short", "name": "X" }), "password"),
@@ -95,7 +95,7 @@ db_test!(bad_registrations_name_the_field, |app| {
     assert!(stored_users(&app).await.is_empty(), "nothing written");
 });
 
-db_test!(wrong_email_and_wrong_password_look_the_same, |app| {
+api_test!(wrong_email_and_wrong_password_look_the_same, [sqlite, postgres], |app| {
     app.register("carol@example.com", "the right one", "Carol").await;
     let wrong_password =
         app.gql(LOGIN, json!({ "email": "carol@example.com", "password": "the wrong one" })).await;
@@ -108,7 +108,7 @@ db_test!(wrong_email_and_wrong_password_look_the_same, |app| {
     assert!(wrong_password["data"].is_null());
 });
 
-db_test!(the_login_payload_shows_the_new_sessions_roles, |app| {
+api_test!(the_login_payload_shows_the_new_sessions_roles, [sqlite, postgres], |app| {
     app.seed(1, 1, 1, 0).await;
     let data =
         app.data(LOGIN, json!({ "email": "owner@demo.test", "password": "bookedbarber" })).await;
@@ -147,7 +147,7 @@ async fn assert_refused(app: &TestApp, authorization: &str) {
     assert!(body["data"].is_null());
 }
 
-db_test!(bad_tokens_are_refused, |app| {
+api_test!(bad_tokens_are_refused, [sqlite, postgres], |app| {
     let dave = app.register("dave@example.com", "correct horse battery", "Dave").await;
     let id = row_id(&dave.id).to_string();
     let sid = session_of(&dave.token);
@@ -198,7 +198,7 @@ db_test!(bad_tokens_are_refused, |app| {
     assert_refused(&app, &format!("Bearer {}", dave.token)).await;
 });
 
-db_test!(mutations_are_refused_over_get, |app| {
+api_test!(mutations_are_refused_over_get, [sqlite, postgres], |app| {
     let mutation = r#"mutation { register(input: { email: "get@example.com", password: "correct horse battery", name: "G" }) { token } }"#;
     let response =
         app.client.get(app.url("/graphql")).query(&[("query", mutation)]).send().await.unwrap();
@@ -208,7 +208,7 @@ db_test!(mutations_are_refused_over_get, |app| {
     assert!(stored_users(&app).await.is_empty(), "nothing written");
 });
 
-db_test!(a_persisted_mutation_does_not_run_over_get, |app| {
+api_test!(a_persisted_mutation_does_not_run_over_get, [sqlite, postgres], |app| {
     use sha2::Digest;
     let owner = app.register("apq@example.com", "correct horse battery", "Apq").await;
     let mutation = r#"mutation { createShop(input: { name: "Via Get", slug: "via-get", timezone: "UTC", address: "1 St" }) { id } }"#;

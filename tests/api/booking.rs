@@ -5,7 +5,7 @@ use chrono::{Datelike, Duration, NaiveDate, Utc};
 use serde_json::json;
 
 use crate::{
-    db_test,
+    api_test,
     helpers::{first_error, row_id, scalar},
     shop_fixture::{BOOK, SLOTS, ShopFixture},
 };
@@ -14,7 +14,7 @@ async fn bookings_in_db(app: &crate::helpers::TestApp) -> i64 {
     scalar(app, "SELECT COUNT(*) AS n FROM bookings").await
 }
 
-db_test!(slots_follow_hours_step_bookings_and_time_off, |app| {
+api_test!(slots_follow_hours_step_bookings_and_time_off, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "slots", "Europe/London", "09:00", "12:00").await;
     let date = shop.upcoming_weekday();
     let at = |h, m| shop.at(date, h, m);
@@ -63,7 +63,7 @@ db_test!(slots_follow_hours_step_bookings_and_time_off, |app| {
     assert!(shop.slots(&app, date).await.is_empty());
 });
 
-db_test!(daylight_saving_days, |app| {
+api_test!(daylight_saving_days, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "dst", "America/New_York", "00:00", "24:00").await;
     shop.policy(&app, json!({ "slotStepMinutes": 60, "maxAdvanceDays": 365 })).await;
     // The next daylight-saving changes in New York (second Sunday of
@@ -106,7 +106,7 @@ db_test!(daylight_saving_days, |app| {
     }
 });
 
-db_test!(every_booking_rule_and_nothing_half_written, |app| {
+api_test!(every_booking_rule_and_nothing_half_written, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "rules", "Europe/Berlin", "09:00", "17:00").await;
     let client = app.register("client@rules.test", "correct horse battery", "Client").await;
     let date = shop.upcoming_weekday();
@@ -217,7 +217,7 @@ db_test!(every_booking_rule_and_nothing_half_written, |app| {
     assert_eq!(bookings_in_db(&app).await, 1);
 });
 
-db_test!(fifty_clients_race_for_one_slot, |app| {
+api_test!(fifty_clients_race_for_one_slot, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "race", "Europe/London", "09:00", "17:00").await;
     let date = shop.upcoming_weekday();
     let start = shop.at(date, 11, 0);
@@ -265,7 +265,7 @@ db_test!(fifty_clients_race_for_one_slot, |app| {
     );
 });
 
-db_test!(the_database_itself_refuses_overlapping_bookings, |app| {
+api_test!(the_database_itself_refuses_overlapping_bookings, [sqlite, postgres], |app| {
     use sea_orm::{ActiveModelTrait, ActiveValue::Set, NotSet};
     let shop = ShopFixture::open(&app, "guard", "UTC", "00:00", "24:00").await;
     let client = app.register("client@guard.test", "correct horse battery", "Client").await;

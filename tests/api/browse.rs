@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::db_test;
+use crate::api_test;
 
 const SHOP_PAGE: &str = r#"
 query Shops($first: Int, $after: String, $last: Int, $before: String, $search: String) {
@@ -23,7 +23,7 @@ fn slugs(page: &Value) -> Vec<String> {
         .collect()
 }
 
-db_test!(shops_page_forwards_and_backwards, |app| {
+api_test!(shops_page_forwards_and_backwards, [sqlite, postgres], |app| {
     app.seed(7, 7, 1, 0).await;
     let mut seen = Vec::new();
     let mut after = Value::Null;
@@ -56,7 +56,7 @@ db_test!(shops_page_forwards_and_backwards, |app| {
     assert!(data["shops"]["pageInfo"]["hasNextPage"].as_bool().unwrap());
 });
 
-db_test!(shops_search_by_name_ignoring_case, |app| {
+api_test!(shops_search_by_name_ignoring_case, [sqlite, postgres], |app| {
     app.seed(7, 7, 1, 0).await;
     // Seeded names: "<shop name> <city>"; two of seven shops are in London
     // (the locations repeat every six shops).
@@ -68,7 +68,7 @@ db_test!(shops_search_by_name_ignoring_case, |app| {
     assert_eq!(data["shops"]["totalCount"], 0);
 });
 
-db_test!(shop_by_slug_and_id_with_its_barbers_and_menu, |app| {
+api_test!(shop_by_slug_and_id_with_its_barbers_and_menu, [sqlite, postgres], |app| {
     app.seed(2, 6, 1, 0).await;
     let query = r#"
       query($slug: String, $id: ID) {
@@ -106,7 +106,7 @@ db_test!(shop_by_slug_and_id_with_its_barbers_and_menu, |app| {
     assert_eq!(by_id["shop"]["slug"], "sharp-co-london");
 });
 
-db_test!(barber_service_and_node_by_id, |app| {
+api_test!(barber_service_and_node_by_id, [sqlite, postgres], |app| {
     app.seed(1, 2, 1, 0).await;
     let data = app
         .data(

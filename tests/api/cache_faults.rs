@@ -10,10 +10,7 @@ use std::{
 use bookedbarber::domain::dashboard::{Outcome, Section};
 use serde_json::{Value, json};
 
-use crate::{
-    analytics::dataset,
-    helpers::{Backend, spawn_app_with},
-};
+use crate::{analytics::dataset, helpers::TestApp};
 
 /// A `redis-server` of this test's own, killed when dropped.
 struct OwnRedis {
@@ -80,11 +77,12 @@ async fn redis_dying_does_not_fail_a_request() {
         eprintln!("redis-server is not installed: the Redis fault test is skipped");
         return;
     };
-    let app = spawn_app_with(Backend::Sqlite, |config| {
-        config.redis_url = Some(format!("redis://127.0.0.1:{}", redis.port));
-    })
-    .await
-    .unwrap();
+    let app = TestApp::sqlite()
+        .with_config(|config| {
+            config.redis_url = Some(format!("redis://127.0.0.1:{}", redis.port));
+        })
+        .start()
+        .await;
     let data = dataset(&app).await;
     let query = "query($shop: ID!) { analytics(shopId: $shop, from: \"2026-06-01\", to: \"2026-06-07\") { revenueCents bookingsCount } }";
     let vars = json!({ "shop": data.shop.shop_id });

@@ -3,9 +3,9 @@
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 
-use crate::{db_test, helpers::first_error};
+use crate::{api_test, helpers::first_error};
 
-db_test!(first_over_100_is_bad_input, |app| {
+api_test!(first_over_100_is_bad_input, [sqlite, postgres], |app| {
     let response = app.gql("{ shops(first: 101) { totalCount } }", json!({})).await;
     let (code, message) = first_error(&response);
     assert_eq!(code, "BAD_USER_INPUT");
@@ -16,14 +16,14 @@ db_test!(first_over_100_is_bad_input, |app| {
     assert_eq!(first_error(&response).0, "BAD_USER_INPUT");
 });
 
-db_test!(a_bad_cursor_is_bad_input, |app| {
+api_test!(a_bad_cursor_is_bad_input, [sqlite, postgres], |app| {
     let response = app.gql(r#"{ shops(after: "not-a-cursor") { totalCount } }"#, json!({})).await;
     let (code, message) = first_error(&response);
     assert_eq!(code, "BAD_USER_INPUT");
     assert!(message.contains("after") && message.contains("cursor"), "{message}");
 });
 
-db_test!(unknown_and_malformed_ids, |app| {
+api_test!(unknown_and_malformed_ids, [sqlite, postgres], |app| {
     app.seed(1, 1, 1, 0).await;
     let data = app.data("{ shops { nodes { id barbers { nodes { id } } } } }", json!({})).await;
     let shop_id = data["shops"]["nodes"][0]["id"].as_str().unwrap().to_owned();
@@ -56,7 +56,7 @@ db_test!(unknown_and_malformed_ids, |app| {
     assert_eq!(first_error(&response).0, "BAD_USER_INPUT");
 });
 
-db_test!(invalid_documents_are_bad_input, |app| {
+api_test!(invalid_documents_are_bad_input, [sqlite, postgres], |app| {
     let response = app.gql("{ shops { ", json!({})).await;
     assert_eq!(first_error(&response).0, "BAD_USER_INPUT");
     let response = app.gql("{ shops { noSuchField } }", json!({})).await;
@@ -65,7 +65,7 @@ db_test!(invalid_documents_are_bad_input, |app| {
     assert_eq!(first_error(&response).0, "BAD_USER_INPUT");
 });
 
-db_test!(an_internal_failure_is_generic_and_leaks_no_sql, |app| {
+api_test!(an_internal_failure_is_generic_and_leaks_no_sql, [sqlite, postgres], |app| {
     app.seed(1, 1, 1, 0).await;
     // Break the database under the running server.
     app.state.db.execute_unprepared("DROP TABLE working_hours").await.unwrap();
@@ -85,7 +85,7 @@ db_test!(an_internal_failure_is_generic_and_leaks_no_sql, |app| {
     assert!(response["data"]["shops"]["nodes"][0]["name"].is_string(), "{response:#}");
 });
 
-db_test!(a_body_that_is_not_graphql_gets_a_json_error, |app| {
+api_test!(a_body_that_is_not_graphql_gets_a_json_error, [sqlite, postgres], |app| {
     let response = app
         .client
         .post(app.url("/graphql"))

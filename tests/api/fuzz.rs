@@ -8,7 +8,10 @@ use rand::{Rng, SeedableRng, seq::IndexedRandom};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, TestUser, spawn_app_with};
+use crate::{
+    api_test,
+    helpers::{Backend, TestApp, TestAppBuilder, TestUser},
+};
 
 /// Requests per run.
 const REQUESTS: usize = 3_000;
@@ -259,10 +262,10 @@ async fn send_one(
     (status, content_type, response.text().await.unwrap_or_default())
 }
 
-async fn fuzz(backend: Backend, seed: u64) {
+async fn fuzz(app: TestAppBuilder, seed: u64) {
     // `FUZZ_SEED=n` explores another sequence (CI keeps the fixed ones).
     let seed = std::env::var("FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(seed);
-    let Some(app) = spawn_app_with(backend, |_| {}).await else { return };
+    let app = app.start().await;
     app.seed(2, 4, 5, 60).await;
     let owner = app.login_seeded(bookedbarber::seed::DEMO_OWNER_EMAIL).await;
     let client = app.register("fuzz@example.com", "fine and long", "Fuzz").await;
@@ -296,18 +299,18 @@ async fn fuzz(backend: Backend, seed: u64) {
             );
         }
     }
-    eprintln!("fuzz {backend:?} seed {seed}: {REQUESTS} requests, statuses {statuses:?}");
+    eprintln!("fuzz {:?} seed {seed}: {REQUESTS} requests, statuses {statuses:?}", app.backend);
     // The server is still well.
     let ready = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generated_requests_never_get_a_5xx_or_an_internal_error_sqlite() {
-    fuzz(Backend::Sqlite, 0x5eed_0001).await;
-}
+api_test!(generated_requests_never_get_a_5xx_or_an_internal_error, [sqlite, postgres]);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generated_requests_never_get_a_5xx_or_an_internal_error_postgres() {
-    fuzz(Backend::Postgres, 0x5eed_0002).await;
+async fn generated_requests_never_get_a_5xx_or_an_internal_error(app: TestAppBuilder) {
+    let seed = match app.backend() {
+        Backend::Sqlite => 0x5eed_0001,
+        Backend::Postgres => 0x5eed_0002,
+    };
+    fuzz(app, seed).await;
 }

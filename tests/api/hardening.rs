@@ -11,7 +11,8 @@ use tokio::{
 };
 
 use crate::{
-    helpers::{Backend, first_error, spawn_app_with},
+    api_test,
+    helpers::{TestAppBuilder, first_error},
     process::ServerProcess,
 };
 
@@ -67,8 +68,8 @@ async fn a_fragment_bomb_is_refused_at_once_and_the_server_keeps_its_memory() {
     assert!(grown < 16 * 1024, "peak memory grew by {grown} kB");
 }
 
-async fn fields_are_counted_after_expansion(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |c| c.max_query_fields = 8).await else { return };
+async fn fields_are_counted_after_expansion(app: TestAppBuilder) {
+    let app = app.with_config(|c| c.max_query_fields = 8).start().await;
     // Eight fields, `__typename` included, spread through fragments: allowed.
     let eight = "{ shops { ...S } } fragment S on ShopConnection { totalCount a: __typename nodes { ...N } }
         fragment N on Shop { id name b: __typename c: __typename }";
@@ -93,10 +94,7 @@ async fn fields_are_counted_after_expansion(backend: Backend) {
     assert!(message.contains("cycle"), "{message}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fields_are_counted_after_expansion_sqlite() {
-    fields_are_counted_after_expansion(Backend::Sqlite).await;
-}
+api_test!(fields_are_counted_after_expansion, [sqlite]);
 
 /// A connection that sends a request line and one header, then nothing.
 async fn half_open(addr: std::net::SocketAddr) -> Option<TcpStream> {
@@ -203,8 +201,8 @@ async fn shutdown_takes_no_longer_than_its_grace_even_with_a_request_stuck() {
     lock.rollback().await.unwrap();
 }
 
-async fn computed_fields_weigh_what_they_cost(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |_| {}).await else { return };
+async fn computed_fields_weigh_what_they_cost(app: TestAppBuilder) {
+    let app = app.start().await;
     let slots = |n: usize| {
         let fields: String = (0..n)
             .map(|i| format!("s{i}: availableSlots(barberId: \"x\", serviceId: \"y\", date: \"2030-01-01\") {{ startsAt }} "))
@@ -228,7 +226,4 @@ async fn computed_fields_weigh_what_they_cost(backend: Backend) {
     assert_eq!(code, "QUERY_TOO_COMPLEX");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn computed_fields_weigh_what_they_cost_sqlite() {
-    computed_fields_weigh_what_they_cost(Backend::Sqlite).await;
-}
+api_test!(computed_fields_weigh_what_they_cost, [sqlite]);

@@ -3,16 +3,16 @@
 use sea_orm::ConnectionTrait;
 use serde_json::Value;
 
-use crate::db_test;
+use crate::api_test;
 
-db_test!(health_answers_ok, |app| {
+api_test!(health_answers_ok, [sqlite, postgres], |app| {
     let response = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ok");
 });
 
-db_test!(ready_names_each_dependency, |app| {
+api_test!(ready_names_each_dependency, [sqlite, postgres], |app| {
     let response = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -22,7 +22,7 @@ db_test!(ready_names_each_dependency, |app| {
     assert!(body["checks"]["cache"]["status"].is_string());
 });
 
-db_test!(ready_is_503_while_a_migration_is_pending, |app| {
+api_test!(ready_is_503_while_a_migration_is_pending, [sqlite, postgres], |app| {
     // Forget that the last migration was applied, as a database restored
     // from an older backup would.
     app.state.db.execute_unprepared("DELETE FROM seaql_migrations").await.unwrap();
@@ -33,7 +33,7 @@ db_test!(ready_is_503_while_a_migration_is_pending, |app| {
     assert!(body["checks"]["migrations"]["reason"].as_str().unwrap().contains("pending"));
 });
 
-db_test!(ready_is_503_when_the_database_does_not_answer, |app| {
+api_test!(ready_is_503_when_the_database_does_not_answer, [sqlite, postgres], |app| {
     app.state.db.clone().close().await.unwrap();
     let response = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(response.status(), 503);
@@ -45,7 +45,7 @@ db_test!(ready_is_503_when_the_database_does_not_answer, |app| {
     assert_eq!(health.status(), 200);
 });
 
-db_test!(graphiql_is_served_on_get, |app| {
+api_test!(graphiql_is_served_on_get, [sqlite, postgres], |app| {
     let response = app.client.get(app.url("/graphql")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
@@ -70,7 +70,7 @@ db_test!(graphiql_is_served_on_get, |app| {
     }
 });
 
-db_test!(get_with_a_query_answers_it, |app| {
+api_test!(get_with_a_query_answers_it, [sqlite, postgres], |app| {
     app.seed(2, 2, 1, 0).await;
     let response = app
         .client
@@ -84,7 +84,7 @@ db_test!(get_with_a_query_answers_it, |app| {
     assert_eq!(body["data"]["shops"]["totalCount"], 2);
 });
 
-db_test!(request_ids_are_echoed_or_made, |app| {
+api_test!(request_ids_are_echoed_or_made, [sqlite, postgres], |app| {
     let response = app
         .client
         .get(app.url("/health"))

@@ -57,39 +57,146 @@ impl Drop for TestDatabase {
     }
 }
 
-/// CI sets `TEST_REQUIRE_BACKENDS`: a PostgreSQL or Redis variant that
-/// would skip itself for want of its URL fails instead, so that a green run
-/// means the variants ran.
-pub fn skip_or_fail(what: &str) {
+/// Says that a variant cannot run here for want of `variable`: a clear
+/// line locally, a failure in CI, which sets `TEST_REQUIRE_BACKENDS` so that
+/// a green run means every PostgreSQL and Redis variant ran.
+pub fn skip_or_fail(variable: &str, what: &str) {
     assert!(
         std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(),
-        "TEST_REQUIRE_BACKENDS is set but {what} is not: this variant would not run"
+        "TEST_REQUIRE_BACKENDS is set but {variable} is not: the {what} variants would not run"
     );
+    let once = match variable {
+        "TEST_DATABASE_URL" => &SKIPPED_POSTGRES,
+        _ => &SKIPPED_REDIS,
+    };
+    once.call_once(|| {
+        eprintln!(
+            "SKIPPED: {variable} is not set, so the {what} variants of the API tests do not run \
+             (they pass without testing anything); set it, e.g. \
+             TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
+             TEST_REDIS_URL=redis://127.0.0.1:6379"
+        )
+    });
 }
 
-static SKIPPED: Once = Once::new();
+static SKIPPED_POSTGRES: Once = Once::new();
 static SKIPPED_REDIS: Once = Once::new();
 
-/// Points `config` at the test Redis with a key prefix of its own; `false`
-/// when `TEST_REDIS_URL` is not set.
-pub fn use_test_redis(config: &mut Config) -> bool {
-    let Ok(url) = std::env::var("TEST_REDIS_URL") else {
-        skip_or_fail("TEST_REDIS_URL");
-        SKIPPED_REDIS.call_once(|| {
-            eprintln!(
-                "TEST_REDIS_URL is not set: the Redis variants of the cache tests are skipped \
-                 (e.g. TEST_REDIS_URL=redis://127.0.0.1:6379)"
-            )
-        });
-        return false;
-    };
-    config.redis_url = Some(url);
-    config.redis_key_prefix = format!("bbtest-{}", uuid::Uuid::new_v4().simple());
-    // These tests count hits and misses exactly; on a loaded machine a
-    // 100 ms timeout would turn some into fallbacks. The fault test keeps
-    // the default.
-    config.redis_timeout_ms = 2_000;
-    true
+/// How a test server is to be started: its database, its cache and its
+/// configuration. Made by [`TestApp::sqlite`] or [`TestApp::postgres`].
+#[derive(Clone)]
+pub struct TestAppBuilder {
+    backend: Backend,
+    redis: bool,
+    config: Config,
+    /// Where to reach the database instead of its own address (a proxy).
+    via: Option<SocketAddr>,
+}
+
+impl TestApp {
+    /// A server on a fresh SQLite database, with the in-process cache.
+    pub fn sqlite() -> TestAppBuilder {
+        TestAppBuilder {
+            backend: Backend::Sqlite,
+            redis: false,
+            config: test_config(String::new()),
+            via: None,
+        }
+    }
+
+    /// A server on a fresh PostgreSQL database of `TEST_DATABASE_URL`.
+    pub fn postgres() -> TestAppBuilder {
+        TestAppBuilder { backend: Backend::Postgres, ..Self::sqlite() }
+    }
+}
+
+impl TestAppBuilder {
+    /// The builder of a test variant by name: `sqlite`, `postgres`,
+    /// `sqlite_redis` or `postgres_redis`.
+    pub fn variant(name: &str) -> Self {
+        match name {
+            "sqlite" => TestApp::sqlite(),
+            "postgres" => TestApp::postgres(),
+            "sqlite_redis" => TestApp::sqlite().with_redis(),
+            "postgres_redis" => TestApp::postgres().with_redis(),
+            other => panic!("no test variant is called {other:?}"),
+        }
+    }
+
+    /// With the cache in the Redis of `TEST_REDIS_URL`, under a key prefix
+    /// of its own.
+    pub fn with_redis(mut self) -> Self {
+        self.redis = true;
+        self.config.redis_url = std::env::var("TEST_REDIS_URL").ok();
+        self.config.redis_key_prefix = format!("bbtest-{}", uuid::Uuid::new_v4().simple());
+        // These tests count hits and misses exactly; on a loaded machine a
+        // 100 ms timeout would turn some into fallbacks. The fault tests
+        // set their own.
+        self.config.redis_timeout_ms = 2_000;
+        self
+    }
+
+    /// With the configuration adjusted by `adjust`.
+    pub fn with_config(mut self, adjust: impl FnOnce(&mut Config)) -> Self {
+        adjust(&mut self.config);
+        self
+    }
+
+    /// With the server reaching its (PostgreSQL) database through `addr`,
+    /// a proxy that forwards to it.
+    pub fn via(mut self, addr: SocketAddr) -> Self {
+        self.via = Some(addr);
+        self
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether this variant can run here. When its database or Redis is not
+    /// configured it cannot: that is a clear line locally and a failure in
+    /// CI (see [`skip_or_fail`]).
+    pub fn runs_here(&self) -> bool {
+        let mut runs = true;
+        if self.backend == Backend::Postgres && std::env::var_os("TEST_DATABASE_URL").is_none() {
+            skip_or_fail("TEST_DATABASE_URL", "PostgreSQL");
+            runs = false;
+        }
+        if self.redis && self.config.redis_url.is_none() {
+            skip_or_fail("TEST_REDIS_URL", "Redis");
+            runs = false;
+        }
+        runs
+    }
+
+    /// Starts the server on a fresh database; the variant must run here.
+    pub async fn start(self) -> TestApp {
+        assert!(self.runs_here(), "a {:?} variant was started where it cannot run", self.backend);
+        let (url, database) = fresh_database(self.backend).await;
+        let mut config = self.config;
+        config.database_url = match self.via {
+            Some(proxy) => {
+                let mut url = url::Url::parse(&url).unwrap();
+                url.set_host(Some(&proxy.ip().to_string())).unwrap();
+                url.set_port(Some(proxy.port())).unwrap();
+                url.to_string()
+            }
+            None => url,
+        };
+        let app = App::build(config).await.expect("the app builds");
+        let addr = app.local_addr().unwrap();
+        let metrics_addr = app.metrics_addr();
+        let state = app.state().clone();
+        tokio::spawn(app.run_until(std::future::pending()));
+        TestApp {
+            addr,
+            metrics_addr,
+            client: reqwest::Client::new(),
+            state,
+            backend: self.backend,
+            _database: database,
+        }
+    }
 }
 
 /// A config for a test server on `database_url`, listening on a free port.
@@ -122,26 +229,17 @@ pub struct TestUser {
     pub email: String,
 }
 
-/// A fresh, empty database URL for `backend`, or `None` when the PostgreSQL
-/// run is not configured.
-async fn fresh_database(backend: Backend) -> Option<(String, TestDatabase)> {
+/// A fresh, empty database for `backend` (PostgreSQL's is made in the
+/// server of `TEST_DATABASE_URL`).
+async fn fresh_database(backend: Backend) -> (String, TestDatabase) {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-            Some((url, TestDatabase::Sqlite(dir)))
+            (url, TestDatabase::Sqlite(dir))
         }
         Backend::Postgres => {
-            let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-                skip_or_fail("TEST_DATABASE_URL");
-                SKIPPED.call_once(|| {
-                    eprintln!(
-                        "TEST_DATABASE_URL is not set: the PostgreSQL variants of the API tests \
-                         are skipped (e.g. TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test)"
-                    )
-                });
-                return None;
-            };
+            let admin_url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL is set");
             let name = format!("bb_test_{}", uuid::Uuid::new_v4().simple());
             use sea_orm::ConnectionTrait;
             let admin = sea_orm::Database::connect(admin_url.as_str()).await.unwrap();
@@ -149,34 +247,9 @@ async fn fresh_database(backend: Backend) -> Option<(String, TestDatabase)> {
             admin.close().await.unwrap();
             let mut url = url::Url::parse(&admin_url).unwrap();
             url.set_path(&name);
-            Some((url.to_string(), TestDatabase::Postgres { admin_url, name }))
+            (url.to_string(), TestDatabase::Postgres { admin_url, name })
         }
     }
-}
-
-/// Starts a server on a fresh database; `None` when `backend` is not set up.
-pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
-    spawn_app_with(backend, |_| {}).await
-}
-
-/// Like [`spawn_app`], with the configuration adjusted first.
-pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
-    let (url, database) = fresh_database(backend).await?;
-    let mut config = test_config(url);
-    adjust(&mut config);
-    let app = App::build(config).await.expect("the app builds");
-    let addr = app.local_addr().unwrap();
-    let metrics_addr = app.metrics_addr();
-    let state = app.state().clone();
-    tokio::spawn(app.run_until(std::future::pending()));
-    Some(TestApp {
-        addr,
-        metrics_addr,
-        client: reqwest::Client::new(),
-        state,
-        backend,
-        _database: database,
-    })
 }
 
 impl TestApp {
@@ -326,31 +399,48 @@ pub fn first_error(response: &Value) -> (String, String) {
     )
 }
 
-/// Declares a test that runs on SQLite and, when configured, on PostgreSQL.
+/// Declares a test that runs once per variant (`sqlite`, `postgres`,
+/// `sqlite_redis`, `postgres_redis`), each in a module of its name:
+///
+/// - `api_test!(name, [sqlite, postgres], |app| { … })` runs the body with a
+///   started [`TestApp`];
+/// - `api_test!(name, [sqlite, postgres])` calls `async fn name(app:
+///   TestAppBuilder)`, which adjusts the configuration and starts it.
+///
+/// A variant whose database or Redis is not configured does not run (see
+/// [`TestAppBuilder::runs_here`]).
 #[macro_export]
-macro_rules! db_test {
-    ($name:ident, |$app:ident| $body:block) => {
+macro_rules! api_test {
+    ($name:ident, [$($variant:ident),+ $(,)?], |$app:ident| $body:block) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let $app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite)
-                    .await
-                    .expect("SQLite always runs");
-                $body
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some($app) =
-                    $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await
-                else {
-                    return;
-                };
-                $body
-            }
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $variant() {
+                    let builder = $crate::helpers::TestAppBuilder::variant(stringify!($variant));
+                    if !builder.runs_here() {
+                        return;
+                    }
+                    let $app = builder.start().await;
+                    $body
+                }
+            )+
+        }
+    };
+    ($name:ident, [$($variant:ident),+ $(,)?]) => {
+        mod $name {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $variant() {
+                    let builder = $crate::helpers::TestAppBuilder::variant(stringify!($variant));
+                    if !builder.runs_here() {
+                        return;
+                    }
+                    super::$name(builder).await;
+                }
+            )+
         }
     };
 }
@@ -376,58 +466,4 @@ pub async fn scalar(app: &TestApp, sql: &str) -> i64 {
         .unwrap()
         .unwrap()
         .n
-}
-
-/// Declares a test that runs on SQLite and PostgreSQL, each with the
-/// in-process cache and, when `TEST_REDIS_URL` is set, with Redis.
-#[macro_export]
-macro_rules! cache_test {
-    ($name:ident, |$app:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            use $crate::helpers::{Backend, spawn_app_with, use_test_redis};
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let $app =
-                    spawn_app_with(Backend::Sqlite, |_| {}).await.expect("SQLite always runs");
-                $body
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some($app) = spawn_app_with(Backend::Postgres, |_| {}).await else { return };
-                $body
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite_redis() {
-                let mut redis = false;
-                let Some($app) =
-                    spawn_app_with(Backend::Sqlite, |c| redis = use_test_redis(c)).await
-                else {
-                    return;
-                };
-                if !redis {
-                    return;
-                }
-                $body
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres_redis() {
-                let mut redis = false;
-                let Some($app) =
-                    spawn_app_with(Backend::Postgres, |c| redis = use_test_redis(c)).await
-                else {
-                    return;
-                };
-                if !redis {
-                    return;
-                }
-                $body
-            }
-        }
-    };
 }

@@ -7,7 +7,7 @@ use chrono::Duration;
 use serde_json::{Value, json};
 
 use crate::{
-    db_test,
+    api_test,
     helpers::{TestApp, TestUser, first_error},
     shop_fixture::{BOOK, ShopFixture},
 };
@@ -27,7 +27,7 @@ async fn refused(app: &TestApp, user: Option<&TestUser>, query: &str, variables:
     message
 }
 
-db_test!(a_nul_character_is_refused_wherever_it_is_sent, |app| {
+api_test!(a_nul_character_is_refused_wherever_it_is_sent, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "nul", "UTC", "09:00", "17:00").await;
     let before = app.statements();
     // In a literal of the document, as an escape.
@@ -53,7 +53,7 @@ db_test!(a_nul_character_is_refused_wherever_it_is_sent, |app| {
     assert_eq!(app.statements() - before, 2, "refused before any resolver ran");
 });
 
-db_test!(every_mutation_takes_the_longest_text_it_allows_and_no_more, |app| {
+api_test!(every_mutation_takes_the_longest_text_it_allows_and_no_more, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "long", "UTC", "08:00", "20:00").await;
     let owner = &shop.owner;
     // register: name 200, email 254.
@@ -190,7 +190,7 @@ db_test!(every_mutation_takes_the_longest_text_it_allows_and_no_more, |app| {
     assert_eq!(data["cancelBooking"]["status"], "CANCELLED");
 });
 
-db_test!(the_text_limits_are_the_columns, |app| {
+api_test!(the_text_limits_are_the_columns, [sqlite, postgres], |app| {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
     if app.backend != crate::helpers::Backend::Postgres {
         return; // SQLite does not enforce VARCHAR lengths; PostgreSQL does.
@@ -212,7 +212,7 @@ db_test!(the_text_limits_are_the_columns, |app| {
     }
 });
 
-db_test!(dates_and_cursors_are_read_strictly, |app| {
+api_test!(dates_and_cursors_are_read_strictly, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "strict", "UTC", "09:00", "17:00").await;
     let analytics = "query($shop: ID!, $from: Date!, $to: Date!) { analytics(shopId: $shop, from: $from, to: $to) { bookingsCount } }";
     for odd in [" 2026-12-01", "2026-1-1", "2026-12-01T00:00:00Z", "2026-02-30"] {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
 use crate::{
-    db_test,
+    api_test,
     helpers::{TestApp, TestUser, first_error, row_id, scalar},
     shop_fixture::ShopFixture,
 };
@@ -45,7 +45,7 @@ pub async fn let_time_pass(app: &TestApp, id: &Value, hours_ago: i64) {
         .unwrap();
 }
 
-db_test!(cancel_by_client_until_the_cutoff_and_by_staff_any_time, |app| {
+api_test!(cancel_by_client_until_the_cutoff_and_by_staff_any_time, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "cancel", "UTC", "00:00", "24:00").await;
     let client = app.register("client@cancel.test", "correct horse battery", "Client").await;
     let stranger = app.register("stranger@cancel.test", "correct horse battery", "Stranger").await;
@@ -82,7 +82,7 @@ db_test!(cancel_by_client_until_the_cutoff_and_by_staff_any_time, |app| {
     assert_eq!(data["cancelBooking"]["status"], "CANCELLED");
 });
 
-db_test!(complete_and_no_show_only_after_the_start_and_only_once, |app| {
+api_test!(complete_and_no_show_only_after_the_start_and_only_once, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "close", "UTC", "00:00", "24:00").await;
     let client = app.register("client@close.test", "correct horse battery", "Client").await;
     let date = shop.upcoming_weekday();
@@ -115,7 +115,7 @@ db_test!(complete_and_no_show_only_after_the_start_and_only_once, |app| {
     assert_eq!(data["markNoShow"]["status"], "NO_SHOW");
 });
 
-db_test!(reschedule_frees_the_old_time_under_the_same_rules, |app| {
+api_test!(reschedule_frees_the_old_time_under_the_same_rules, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "move", "Europe/London", "09:00", "17:00").await;
     let client = app.register("client@move.test", "correct horse battery", "Client").await;
     let other = app.register("other@move.test", "correct horse battery", "Other").await;
@@ -156,7 +156,7 @@ db_test!(reschedule_frees_the_old_time_under_the_same_rules, |app| {
     assert!(!slots.contains(&shop.at(date, 10, 15)));
 });
 
-db_test!(payments_add_up_to_the_price_and_never_more, |app| {
+api_test!(payments_add_up_to_the_price_and_never_more, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "pay", "UTC", "00:00", "24:00").await;
     let client = app.register("client@pay.test", "correct horse battery", "Client").await;
     let date = shop.upcoming_weekday();

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::{
-    db_test,
+    api_test,
     helpers::{first_error, scalar},
     shop_fixture::{ACCEPT_INVITE, SET_HOURS, ShopFixture},
 };
@@ -18,7 +18,7 @@ fn failure(response: &Value) -> (String, String) {
     first_error(response)
 }
 
-db_test!(creating_and_changing_a_shop, |app| {
+api_test!(creating_and_changing_a_shop, [sqlite, postgres], |app| {
     let owner = app.register("owner@new.test", "correct horse battery", "Owner").await;
     let input = |slug: &str, tz: &str| json!({ "input": { "name": "New Cuts", "slug": slug, "timezone": tz, "address": "2 High St" } });
     assert_eq!(
@@ -93,7 +93,7 @@ db_test!(creating_and_changing_a_shop, |app| {
     assert_eq!(name["shop"]["name"], "Newer Cuts");
 });
 
-db_test!(staffing_a_shop, |app| {
+api_test!(staffing_a_shop, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "staff", "UTC", "09:00", "17:00").await;
     let add = |email: Option<&str>| json!({ "input": { "shopId": shop.shop_id, "displayName": "Kim", "userEmail": email } });
     // An invitation: the same answer whether the email has an account or
@@ -157,7 +157,7 @@ db_test!(staffing_a_shop, |app| {
     assert_eq!(failure(&response).0, "FORBIDDEN");
 });
 
-db_test!(working_hours_are_replaced_whole_or_not_at_all, |app| {
+api_test!(working_hours_are_replaced_whole_or_not_at_all, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "hours", "UTC", "09:00", "17:00").await;
     let set = |hours: Value| json!({ "barber": shop.barber_id, "hours": hours });
     let data = app
@@ -196,7 +196,7 @@ db_test!(working_hours_are_replaced_whole_or_not_at_all, |app| {
     assert_eq!(failure(&app.gql_as(&stranger, SET_HOURS, set(json!([]))).await).0, "FORBIDDEN");
 });
 
-db_test!(a_menu_only_lists_the_shops_own_barbers, |app| {
+api_test!(a_menu_only_lists_the_shops_own_barbers, [sqlite, postgres], |app| {
     let shop = ShopFixture::open(&app, "menu", "UTC", "09:00", "17:00").await;
     let other = ShopFixture::open(&app, "elsewhere", "UTC", "09:00", "17:00").await;
     let services = scalar(&app, "SELECT COUNT(*) AS n FROM services").await;

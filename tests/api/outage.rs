@@ -19,7 +19,8 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Backend, TestApp, TestUser, first_error, spawn_app_with},
+    api_test,
+    helpers::{TestApp, TestAppBuilder, TestUser, first_error},
     proxy::Proxy,
     shop_fixture::{BOOK, ShopFixture},
 };
@@ -68,26 +69,17 @@ enum Outcome {
     Unknown,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_fails_fast_and_recovers_without_losing_a_booking() {
-    let Some(upstream) = postgres_addr() else {
-        crate::helpers::skip_or_fail("TEST_DATABASE_URL");
-        eprintln!("TEST_DATABASE_URL is not set: the database outage test is skipped");
-        return;
-    };
+api_test!(a_database_outage_fails_fast_and_recovers_without_losing_a_booking, [postgres]);
+
+async fn a_database_outage_fails_fast_and_recovers_without_losing_a_booking(app: TestAppBuilder) {
+    let upstream = postgres_addr().expect("TEST_DATABASE_URL names a reachable server");
     let proxy = Proxy::start(upstream).await;
-    let Some(app) = spawn_app_with(Backend::Postgres, |c| {
-        let mut url = url::Url::parse(&c.database_url).unwrap();
-        url.set_host(Some("127.0.0.1")).unwrap();
-        url.set_port(Some(proxy.addr.port())).unwrap();
-        c.database_url = url.to_string();
+    let app = app
+        .via(proxy.addr)
         // Production's, not the patient tests' minute.
-        c.database_acquire_timeout_secs = 5;
-    })
-    .await
-    else {
-        return;
-    };
+        .with_config(|c| c.database_acquire_timeout_secs = 5)
+        .start()
+        .await;
     let app = Arc::new(app);
     let shop = Arc::new(ShopFixture::open(&app, "outage", "UTC", "08:00", "20:00").await);
     let mut clients = Vec::new();
@@ -229,15 +221,17 @@ async fn a_database_outage_fails_fast_and_recovers_without_losing_a_booking() {
     assert!(stored.keys().all(|note| outcomes.contains_key(note)), "a booking nobody made");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_statement_past_its_timeout_fails_with_timeout_and_frees_its_connection() {
-    let Some(app) = spawn_app_with(Backend::Postgres, |c| {
-        c.database_statement_timeout_ms = 500;
-    })
-    .await
-    else {
-        return;
-    };
+api_test!(a_statement_past_its_timeout_fails_with_timeout_and_frees_its_connection, [postgres]);
+
+async fn a_statement_past_its_timeout_fails_with_timeout_and_frees_its_connection(
+    app: TestAppBuilder,
+) {
+    let app = app
+        .with_config(|c| {
+            c.database_statement_timeout_ms = 500;
+        })
+        .start()
+        .await;
     // A lock held far longer than the statement timeout.
     let lock = app.state.db.begin().await.unwrap();
     lock.execute_unprepared("LOCK TABLE users IN EXCLUSIVE MODE").await.unwrap();
@@ -265,16 +259,16 @@ async fn a_statement_past_its_timeout_fails_with_timeout_and_frees_its_connectio
     assert!(body["data"]["register"]["token"].is_string(), "{body:#}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_past_the_request_timeout_gets_a_json_timeout() {
-    let Some(app) = spawn_app_with(Backend::Postgres, |c| {
-        c.database_statement_timeout_ms = 0;
-        c.request_timeout_secs = 1;
-    })
-    .await
-    else {
-        return;
-    };
+api_test!(a_request_past_the_request_timeout_gets_a_json_timeout, [postgres]);
+
+async fn a_request_past_the_request_timeout_gets_a_json_timeout(app: TestAppBuilder) {
+    let app = app
+        .with_config(|c| {
+            c.database_statement_timeout_ms = 0;
+            c.request_timeout_secs = 1;
+        })
+        .start()
+        .await;
     let lock = app.state.db.begin().await.unwrap();
     lock.execute_unprepared("LOCK TABLE users IN EXCLUSIVE MODE").await.unwrap();
     let register = "mutation { register(input: { email: \"cut@example.com\", password: \"a fine passphrase\", name: \"Cut\" }) { token } }";

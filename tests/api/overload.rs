@@ -8,23 +8,23 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Backend, first_error, spawn_app_with},
+    api_test,
+    helpers::{Backend, TestAppBuilder, first_error},
     protection::post,
 };
 
-async fn a_server_at_capacity_refuses_at_once_and_does_nothing(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |c| {
-        c.max_in_flight_requests = 1;
-        c.admission_timeout_ms = 200;
-    })
-    .await
-    else {
-        return;
-    };
+async fn a_server_at_capacity_refuses_at_once_and_does_nothing(app: TestAppBuilder) {
+    let app = app
+        .with_config(|c| {
+            c.max_in_flight_requests = 1;
+            c.admission_timeout_ms = 200;
+        })
+        .start()
+        .await;
     // Hold the write lock on accounts, so a sign-up stalls inside the server
     // holding the only turn.
     let lock = app.state.db.begin().await.unwrap();
-    lock.execute_unprepared(match backend {
+    lock.execute_unprepared(match app.backend {
         Backend::Sqlite => "CREATE TABLE admission_probe (x INTEGER)",
         Backend::Postgres => "LOCK TABLE users IN EXCLUSIVE MODE",
     })
@@ -69,12 +69,4 @@ async fn a_server_at_capacity_refuses_at_once_and_does_nothing(backend: Backend)
     assert_eq!((status, &body["data"]["shops"]["totalCount"]), (200, &json!(0)), "{body:#}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite() {
-    a_server_at_capacity_refuses_at_once_and_does_nothing(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres() {
-    a_server_at_capacity_refuses_at_once_and_does_nothing(Backend::Postgres).await;
-}
+api_test!(a_server_at_capacity_refuses_at_once_and_does_nothing, [sqlite, postgres]);

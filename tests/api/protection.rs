@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::{
-    cache_test,
-    helpers::{Backend, TestApp, first_error, spawn_app_with},
+    api_test,
+    helpers::{TestApp, TestAppBuilder, first_error},
 };
 
 pub(crate) async fn post(
@@ -30,40 +30,20 @@ fn header(headers: &reqwest::header::HeaderMap, name: &str) -> i64 {
     headers[name].to_str().unwrap().parse().unwrap()
 }
 
-/// Runs `$name(backend)` on SQLite and, when configured, on PostgreSQL.
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            use crate::helpers::Backend;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await;
-            }
-        }
-    };
-}
-
 const PLAIN: &str = "{ shops { totalCount } }";
 
-on_both!(a_burst_over_the_limit_is_refused_then_recovers);
+api_test!(a_burst_over_the_limit_is_refused_then_recovers, [sqlite, postgres]);
 
-async fn a_burst_over_the_limit_is_refused_then_recovers(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |c| {
-        // A point every five seconds: the burst is spent long before one
-        // comes back, however slow the machine.
-        c.rate_limit_per_minute = 12;
-        c.rate_limit_burst = 4;
-    })
-    .await
-    else {
-        return;
-    };
+async fn a_burst_over_the_limit_is_refused_then_recovers(app: TestAppBuilder) {
+    let app = app
+        .with_config(|c| {
+            // A point every five seconds: the burst is spent long before one
+            // comes back, however slow the machine.
+            c.rate_limit_per_minute = 12;
+            c.rate_limit_burst = 4;
+        })
+        .start()
+        .await;
     // An operation costing more than the burst can never run: it is too
     // complex, not a matter of waiting.
     let big = "{ shops(first: 50) { nodes { barbers(first: 20) { nodes { displayName } } } } }";
@@ -98,17 +78,17 @@ async fn a_burst_over_the_limit_is_refused_then_recovers(backend: Backend) {
     assert!(metrics.contains("bookedbarber_rate_limit_refusals_total"), "{metrics}");
 }
 
-on_both!(a_forged_forwarded_for_does_not_pick_a_new_bucket);
+api_test!(a_forged_forwarded_for_does_not_pick_a_new_bucket, [sqlite, postgres]);
 
-async fn a_forged_forwarded_for_does_not_pick_a_new_bucket(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |c| {
-        c.rate_limit_per_minute = 1;
-        c.rate_limit_burst = 2;
-    })
-    .await
-    else {
-        return;
-    };
+async fn a_forged_forwarded_for_does_not_pick_a_new_bucket(builder: TestAppBuilder) {
+    let app = builder
+        .clone()
+        .with_config(|c| {
+            c.rate_limit_per_minute = 1;
+            c.rate_limit_burst = 2;
+        })
+        .start()
+        .await;
     for ip in ["203.0.113.1", "203.0.113.2"] {
         assert_eq!(post(&app, json!({ "query": PLAIN }), Some(ip)).await.0, 200);
     }
@@ -119,15 +99,14 @@ async fn a_forged_forwarded_for_does_not_pick_a_new_bucket(backend: Backend) {
     );
 
     // Behind a trusted proxy, the forwarded address is the client.
-    let Some(app) = spawn_app_with(backend, |c| {
-        c.rate_limit_per_minute = 1;
-        c.rate_limit_burst = 2;
-        c.trust_proxy = vec!["127.0.0.0/8".parse().unwrap()];
-    })
-    .await
-    else {
-        return;
-    };
+    let app = builder
+        .with_config(|c| {
+            c.rate_limit_per_minute = 1;
+            c.rate_limit_burst = 2;
+            c.trust_proxy = vec!["127.0.0.0/8".parse().unwrap()];
+        })
+        .start()
+        .await;
     for ip in ["203.0.113.1", "203.0.113.1", "203.0.113.2", "203.0.113.2"] {
         assert_eq!(post(&app, json!({ "query": PLAIN }), Some(ip)).await.0, 200, "{ip}");
     }
@@ -142,17 +121,16 @@ async fn a_forged_forwarded_for_does_not_pick_a_new_bucket(backend: Backend) {
 const LOGIN: &str =
     "mutation($email: String!) { login(email: $email, password: \"wrong password\") { token } }";
 
-on_both!(sign_ins_are_limited_by_ip_and_by_email);
+api_test!(sign_ins_are_limited_by_ip_and_by_email, [sqlite, postgres]);
 
-async fn sign_ins_are_limited_by_ip_and_by_email(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |c| {
-        c.login_rate_limit_per_minute = 3;
-        c.trust_proxy = vec!["127.0.0.1/32".parse().unwrap()];
-    })
-    .await
-    else {
-        return;
-    };
+async fn sign_ins_are_limited_by_ip_and_by_email(app: TestAppBuilder) {
+    let app = app
+        .with_config(|c| {
+            c.login_rate_limit_per_minute = 3;
+            c.trust_proxy = vec!["127.0.0.1/32".parse().unwrap()];
+        })
+        .start()
+        .await;
     // One email from many places.
     for ip in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
         let (status, _, body) = post(
@@ -218,10 +196,10 @@ fragment TypeRef on __Type {
   ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }
 }"#;
 
-on_both!(deep_and_complex_operations_are_refused_before_any_resolver);
+api_test!(deep_and_complex_operations_are_refused_before_any_resolver, [sqlite, postgres]);
 
-async fn deep_and_complex_operations_are_refused_before_any_resolver(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |_| {}).await else { return };
+async fn deep_and_complex_operations_are_refused_before_any_resolver(app: TestAppBuilder) {
+    let app = app.start().await;
     app.seed(2, 2, 1, 0).await;
     // shops > nodes > (barbers > nodes > shop) × 5 > name: 18 levels.
     let deep = format!(
@@ -289,73 +267,80 @@ fn sha256(text: &str) -> String {
     format!("{:x}", Sha256::digest(text.as_bytes()))
 }
 
-cache_test!(persisted_queries_register_then_run_by_hash, |app| {
-    app.seed(1, 1, 1, 0).await;
-    let query = "query Shops { shops { totalCount } }";
-    let persisted = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(query) } });
-    let (_, _, body) = post(&app, json!({ "extensions": persisted }), None).await;
-    let (code, message) = first_error(&body);
-    assert_eq!(
-        (code.as_str(), message.as_str()),
-        ("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
-    );
-    let (status, _, body) =
-        post(&app, json!({ "query": query, "extensions": persisted }), None).await;
-    assert_eq!(status, 200);
-    assert_eq!(body["data"]["shops"]["totalCount"], 1);
-    let (status, _, body) = post(&app, json!({ "extensions": persisted }), None).await;
-    assert_eq!(status, 200, "{body:#}");
-    assert_eq!(body["data"]["shops"]["totalCount"], 1);
-    // Apollo's GET form: the hash alone in the URL.
-    let response = app
-        .client
-        .get(app.url("/graphql"))
-        .query(&[("extensions", persisted.to_string())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["data"]["shops"]["totalCount"], 1, "{body:#}");
-    // A hash that does not match its query is refused.
-    let wrong =
-        json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256("something else") } });
-    let (_, _, body) = post(&app, json!({ "query": query, "extensions": wrong }), None).await;
-    assert_eq!(first_error(&body).0, "BAD_USER_INPUT", "{body:#}");
-});
+api_test!(
+    persisted_queries_register_then_run_by_hash,
+    [sqlite, postgres, sqlite_redis, postgres_redis],
+    |app| {
+        app.seed(1, 1, 1, 0).await;
+        let query = "query Shops { shops { totalCount } }";
+        let persisted = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(query) } });
+        let (_, _, body) = post(&app, json!({ "extensions": persisted }), None).await;
+        let (code, message) = first_error(&body);
+        assert_eq!(
+            (code.as_str(), message.as_str()),
+            ("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
+        );
+        let (status, _, body) =
+            post(&app, json!({ "query": query, "extensions": persisted }), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["data"]["shops"]["totalCount"], 1);
+        let (status, _, body) = post(&app, json!({ "extensions": persisted }), None).await;
+        assert_eq!(status, 200, "{body:#}");
+        assert_eq!(body["data"]["shops"]["totalCount"], 1);
+        // Apollo's GET form: the hash alone in the URL.
+        let response = app
+            .client
+            .get(app.url("/graphql"))
+            .query(&[("extensions", persisted.to_string())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["data"]["shops"]["totalCount"], 1, "{body:#}");
+        // A hash that does not match its query is refused.
+        let wrong =
+            json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256("something else") } });
+        let (_, _, body) = post(&app, json!({ "query": query, "extensions": wrong }), None).await;
+        assert_eq!(first_error(&body).0, "BAD_USER_INPUT", "{body:#}");
+    }
+);
 
-cache_test!(persisted_queries_are_bounded_in_size_budget_and_total, |app| {
-    // Over 64 KiB: refused, and not kept.
-    let padding = "a: __typename ".repeat(5_000);
-    let big = format!("query Big {{ {padding} }}");
-    assert!(big.len() > 64 * 1024);
-    let persisted = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(&big) } });
-    let (status, _, body) =
-        post(&app, json!({ "query": big, "extensions": persisted }), None).await;
-    assert_eq!(status, 200);
-    let (code, message) = first_error(&body);
-    assert_eq!(code, "BAD_USER_INPUT");
-    assert!(message.contains("at most 64 KiB"), "{message}");
-    let (_, _, body) = post(&app, json!({ "extensions": persisted }), None).await;
-    assert_eq!(first_error(&body).0, "PERSISTED_QUERY_NOT_FOUND");
+api_test!(
+    persisted_queries_are_bounded_in_size_budget_and_total,
+    [sqlite, postgres, sqlite_redis, postgres_redis],
+    |app| {
+        // Over 64 KiB: refused, and not kept.
+        let padding = "a: __typename ".repeat(5_000);
+        let big = format!("query Big {{ {padding} }}");
+        assert!(big.len() > 64 * 1024);
+        let persisted = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(&big) } });
+        let (status, _, body) =
+            post(&app, json!({ "query": big, "extensions": persisted }), None).await;
+        assert_eq!(status, 200);
+        let (code, message) = first_error(&body);
+        assert_eq!(code, "BAD_USER_INPUT");
+        assert!(message.contains("at most 64 KiB"), "{message}");
+        let (_, _, body) = post(&app, json!({ "extensions": persisted }), None).await;
+        assert_eq!(first_error(&body).0, "PERSISTED_QUERY_NOT_FOUND");
 
-    // The bytes all clients may register per window are bounded.
-    let cache = &app.state.cache;
-    assert!(cache.spend_window_bytes("apq-test", 600, 1_000).await);
-    assert!(!cache.spend_window_bytes("apq-test", 600, 1_000).await, "the window is spent");
-});
+        // The bytes all clients may register per window are bounded.
+        let cache = &app.state.cache;
+        assert!(cache.spend_window_bytes("apq-test", 600, 1_000).await);
+        assert!(!cache.spend_window_bytes("apq-test", 600, 1_000).await, "the window is spent");
+    }
+);
 
-on_both!(registering_a_persisted_query_costs_points);
+api_test!(registering_a_persisted_query_costs_points, [sqlite, postgres]);
 
-async fn registering_a_persisted_query_costs_points(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |c| {
-        c.rate_limit_per_minute = 1;
-        c.rate_limit_burst = 100;
-    })
-    .await
-    else {
-        return;
-    };
+async fn registering_a_persisted_query_costs_points(app: TestAppBuilder) {
+    let app = app
+        .with_config(|c| {
+            c.rate_limit_per_minute = 1;
+            c.rate_limit_burst = 100;
+        })
+        .start()
+        .await;
     let (_, headers, _) = post(&app, json!({ "query": PLAIN }), None).await;
     let before = header(&headers, "ratelimit-remaining");
     let small = "query Small { shops { totalCount } }";
@@ -371,14 +356,12 @@ async fn registering_a_persisted_query_costs_points(backend: Backend) {
     assert_eq!(before - 6 - header(&headers, "ratelimit-remaining"), 1);
 }
 
-on_both!(metrics_show_requests_errors_and_the_pool);
+api_test!(metrics_show_requests_errors_and_the_pool, [sqlite, postgres]);
 
-async fn metrics_show_requests_errors_and_the_pool(backend: Backend) {
-    let name = format!("MetricsProbe{:?}{}", backend, std::process::id());
+async fn metrics_show_requests_errors_and_the_pool(app: TestAppBuilder) {
+    let name = format!("MetricsProbe{:?}{}", app.backend(), std::process::id());
     let known = name.clone();
-    let Some(app) = spawn_app_with(backend, |c| c.metrics_operations = vec![known]).await else {
-        return;
-    };
+    let app = app.with_config(|c| c.metrics_operations = vec![known]).start().await;
     let metrics = || async {
         app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap()
     };

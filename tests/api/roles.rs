@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use crate::{
-    db_test,
+    api_test,
     helpers::{TestApp, TestUser, first_error, row_id, scalar},
 };
 
@@ -66,7 +66,7 @@ async fn outcome(app: &TestApp, user: Option<&TestUser>, query: &str, variables:
 const BOOKING: &str =
     "query($id: ID!) { booking(id: $id) { id shop { id } barber { id } client { email } } }";
 
-db_test!(booking_by_id, |app| {
+api_test!(booking_by_id, [sqlite, postgres], |app| {
     let w = world(&app).await;
     // A booking in the barber's schedule whose client is not client@demo.test.
     let schedule = app
@@ -143,7 +143,7 @@ db_test!(booking_by_id, |app| {
 const SHOP_BOOKINGS: &str = "query($shop: ID!, $barber: ID) { bookings(shopId: $shop, barberId: $barber, first: 100) { totalCount nodes { barber { id } shop { id } } } }";
 const SHOP_FIELD: &str = "query($shop: ID!, $barber: ID) { node(id: $shop) { ... on Shop { bookings(barberId: $barber, first: 100) { totalCount nodes { barber { id } shop { id } } } } } }";
 
-db_test!(a_shops_bookings, |app| {
+api_test!(a_shops_bookings, [sqlite, postgres], |app| {
     let w = world(&app).await;
     let shop_row = row_id(&w.shop_a);
     let barber_row = row_id(&w.barber_id);
@@ -193,7 +193,7 @@ db_test!(a_shops_bookings, |app| {
     }
 });
 
-db_test!(a_barbers_bookings, |app| {
+api_test!(a_barbers_bookings, [sqlite, postgres], |app| {
     let w = world(&app).await;
     let mine = scalar(
         &app,
@@ -220,7 +220,7 @@ db_test!(a_barbers_bookings, |app| {
     }
 });
 
-db_test!(own_bookings_and_account, |app| {
+api_test!(own_bookings_and_account, [sqlite, postgres], |app| {
     let w = world(&app).await;
     let client_row =
         scalar(&app, "SELECT id AS n FROM users WHERE email = 'client@demo.test'").await;
@@ -275,7 +275,7 @@ db_test!(own_bookings_and_account, |app| {
     );
 });
 
-db_test!(client_details_are_for_the_client_and_the_shops_staff, |app| {
+api_test!(client_details_are_for_the_client_and_the_shops_staff, [sqlite, postgres], |app| {
     let w = world(&app).await;
     let query =
         "query($shop: ID!) { bookings(shopId: $shop, first: 5) { nodes { client { id email } } } }";

@@ -1,8 +1,8 @@
 //! The seed: deterministic, realistic and never double-booked.
 
-use crate::{db_test, helpers::scalar};
+use crate::{api_test, helpers::scalar};
 
-db_test!(seeded_bookings_never_overlap_and_completed_ones_are_paid, |app| {
+api_test!(seeded_bookings_never_overlap_and_completed_ones_are_paid, [sqlite, postgres], |app| {
     app.seed(3, 9, 40, 3_000).await;
     assert_eq!(scalar(&app, "SELECT COUNT(*) AS n FROM bookings").await, 3_000);
     let overlapping = scalar(

@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 
 use crate::{
-    db_test,
-    helpers::{Backend, TestApp, first_error, spawn_app_with},
+    api_test,
+    helpers::{TestApp, TestAppBuilder, first_error},
     protection::post,
 };
 
@@ -67,7 +67,7 @@ async fn works(app: &TestApp, access: &str) -> bool {
     }
 }
 
-db_test!(refresh_tokens_rotate_and_a_reused_one_ends_the_session, |app| {
+api_test!(refresh_tokens_rotate_and_a_reused_one_ends_the_session, [sqlite, postgres], |app| {
     let first = sign_up(&app, "rotate@example.com").await;
     let second =
         tokens(&app.data(REFRESH, json!({ "token": first.refresh })).await["refreshToken"]);
@@ -99,7 +99,7 @@ db_test!(refresh_tokens_rotate_and_a_reused_one_ends_the_session, |app| {
     assert!(works(&app, &other.access).await);
 });
 
-db_test!(logout_ends_a_session_at_once_on_every_replica, |app| {
+api_test!(logout_ends_a_session_at_once_on_every_replica, [sqlite, postgres], |app| {
     let replica = app.replica().await;
     let phone = sign_up(&app, "leave@example.com").await;
     let laptop = log_in(&app, "leave@example.com").await;
@@ -122,7 +122,7 @@ db_test!(logout_ends_a_session_at_once_on_every_replica, |app| {
     }
 });
 
-db_test!(changing_the_password_ends_the_other_sessions, |app| {
+api_test!(changing_the_password_ends_the_other_sessions, [sqlite, postgres], |app| {
     let here = sign_up(&app, "change@example.com").await;
     let elsewhere = log_in(&app, "change@example.com").await;
     let change = |current: &str, new: &str| {
@@ -150,7 +150,7 @@ db_test!(changing_the_password_ends_the_other_sessions, |app| {
     assert!(new["login"]["token"].is_string());
 });
 
-db_test!(weak_passwords_are_refused_with_a_reason, |app| {
+api_test!(weak_passwords_are_refused_with_a_reason, [sqlite, postgres], |app| {
     for (email, password, says) in [
         ("weak1@example.com", "password1", "commonly used"),
         ("weak2@example.com", "Qwerty123", "commonly used"),
@@ -166,15 +166,14 @@ db_test!(weak_passwords_are_refused_with_a_reason, |app| {
     }
 });
 
-async fn a_stranger_cannot_lock_the_owner_out(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |c| {
-        c.login_rate_limit_per_minute = 3;
-        c.trust_proxy = vec!["127.0.0.1/32".parse().unwrap()];
-    })
-    .await
-    else {
-        return;
-    };
+async fn a_stranger_cannot_lock_the_owner_out(app: TestAppBuilder) {
+    let app = app
+        .with_config(|c| {
+            c.login_rate_limit_per_minute = 3;
+            c.trust_proxy = vec!["127.0.0.1/32".parse().unwrap()];
+        })
+        .start()
+        .await;
     let owner = "owner@lockout.test";
     sign_up(&app, owner).await;
     let attempt = |password: &str| json!({ "query": LOGIN, "variables": { "email": owner, "password": password } });
@@ -212,12 +211,4 @@ async fn a_stranger_cannot_lock_the_owner_out(backend: Backend) {
     assert_eq!(status, 200, "another /64 is another client: {body:#}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stranger_cannot_lock_the_owner_out_sqlite() {
-    a_stranger_cannot_lock_the_owner_out(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stranger_cannot_lock_the_owner_out_postgres() {
-    a_stranger_cannot_lock_the_owner_out(Backend::Postgres).await;
-}
+api_test!(a_stranger_cannot_lock_the_owner_out, [sqlite, postgres]);

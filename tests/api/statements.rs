@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::{db_test, helpers::TestApp};
+use crate::{api_test, helpers::TestApp};
 
 const NESTED: &str = r#"
 query($first: Int!) {
@@ -37,7 +37,7 @@ async fn cost(app: &TestApp, shops: i64) -> (u64, usize) {
     (after - before, nodes.len())
 }
 
-db_test!(nested_page_costs_a_constant_number_of_statements, |app| {
+api_test!(nested_page_costs_a_constant_number_of_statements, [sqlite, postgres], |app| {
     app.seed(20, 60, 1, 0).await;
     let (for_two, seen) = cost(&app, 2).await;
     assert_eq!(seen, 2);
@@ -62,7 +62,7 @@ query($shop: ID!, $first: Int!) {
   }
 }"#;
 
-db_test!(a_page_of_bookings_with_every_relation_costs_the_same, |app| {
+api_test!(a_page_of_bookings_with_every_relation_costs_the_same, [sqlite, postgres], |app| {
     app.seed(1, 4, 30, 400).await;
     let owner = app.login_seeded("owner@demo.test").await;
     let shops = app.data("{ shops { nodes { id } } }", json!({})).await;
