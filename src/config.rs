@@ -74,7 +74,7 @@ pub enum LogFormat {
 }
 
 /// Settings of the server, each a flag and an environment variable.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct Config {
     /// SQLite (embedded) or `postgres://…` URL.
     #[arg(
@@ -199,6 +199,48 @@ pub struct Config {
     pub demo_seed: bool,
 }
 
+/// Every setting, with the secrets left out: the token secret, and the
+/// passwords in the database and Redis URLs.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &crate::db::redacted(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("database_min_connections", &self.database_min_connections)
+            .field("database_acquire_timeout_secs", &self.database_acquire_timeout_secs)
+            .field("database_idle_timeout_secs", &self.database_idle_timeout_secs)
+            .field("database_statement_timeout_ms", &self.database_statement_timeout_ms)
+            .field("redis_url", &self.redis_url.as_deref().map(crate::db::redacted))
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("bind_addr", &self.bind_addr)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("refresh_token_ttl_days", &self.refresh_token_ttl_days)
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("login_rate_limit_per_minute", &self.login_rate_limit_per_minute)
+            .field("max_in_flight_requests", &self.max_in_flight_requests)
+            .field("admission_timeout_ms", &self.admission_timeout_ms)
+            .field("trust_proxy", &self.trust_proxy)
+            .field("max_query_depth", &self.max_query_depth)
+            .field("max_query_complexity", &self.max_query_complexity)
+            .field("max_query_fields", &self.max_query_fields)
+            .field("slow_request_ms", &self.slow_request_ms)
+            .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
+            .field("analytics_cache_ttl_secs", &self.analytics_cache_ttl_secs)
+            .field("log_format", &self.log_format)
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
+            .field("metrics_bind_addr", &self.metrics_bind_addr)
+            .field("metrics_operations", &self.metrics_operations)
+            .field("demo_seed", &self.demo_seed)
+            .finish()
+    }
+}
+
 impl Config {
     /// The configuration with every default, as a fresh checkout runs.
     pub fn from_defaults() -> Self {
@@ -243,4 +285,22 @@ fn parse_net(raw: &str) -> Result<ipnet::IpNet, String> {
     raw.parse::<ipnet::IpNet>()
         .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("{raw:?} is not an IP address or CIDR"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_keeps_the_secrets_out() {
+        let mut config = Config::from_defaults();
+        config.database_url = "postgres://app:hunter2@db.internal/bookedbarber".to_owned();
+        config.redis_url = Some("redis://:swordfish@cache.internal:6379".to_owned());
+        config.jwt_secret = Some("correct-horse-battery-staple".to_owned());
+        let printed = format!("{config:?}");
+        for secret in ["hunter2", "swordfish", "correct-horse-battery-staple"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("db.internal") && printed.contains("max_query_depth"));
+    }
 }

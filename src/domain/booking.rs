@@ -182,7 +182,6 @@ pub enum PaymentStatus {
     Unpaid,
     PartiallyPaid,
     Paid,
-    Refunded,
 }
 
 /// The payment status of a booking of `price_cents` with `payments`.

@@ -87,23 +87,6 @@ impl Slug {
 
 pub use super::local_time::parse_zone as parse_timezone;
 
-/// A whole number in `range`, named `field` in the error.
-pub fn parse_range(
-    value: i32,
-    field: &str,
-    range: std::ops::RangeInclusive<i32>,
-) -> AppResult<i32> {
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(AppError::bad_input(format!(
-            "`{field}` must be between {} and {}, got {value}",
-            range.start(),
-            range.end()
-        )))
-    }
-}
-
 /// A valid new shop.
 pub struct NewShop {
     pub name: String,

@@ -7,6 +7,7 @@ pub mod expansion;
 pub mod guard;
 pub mod http;
 pub mod id;
+pub mod input;
 pub mod limits;
 pub mod loader;
 pub mod mutation;

@@ -3,42 +3,20 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ErrorExtensions, InputObject, Object, SimpleObject};
+use async_graphql::{Context, ErrorExtensions, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use sea_orm::{EntityTrait, TransactionTrait};
 
 use crate::{
     auth::{policy, token::TokenKeys},
     domain::{
-        account::{self, Email, NewAccount, Password, PersonName},
+        account::{self, Email, NewAccount, Password},
         session,
     },
     error::{AppError, AppResult},
-    graphql::{db, guard::identity, object::User, publish},
+    graphql::{db, guard::identity, input::RegisterInput, object::User, publish},
     protect::{ClientIp, Limits},
 };
-
-/// A new account.
-#[derive(InputObject)]
-pub struct RegisterInput {
-    pub email: String,
-    /// 8 to 128 characters; not a commonly used password, not the email.
-    pub password: String,
-    pub name: String,
-}
-
-impl TryFrom<RegisterInput> for NewAccount {
-    type Error = AppError;
-
-    fn try_from(input: RegisterInput) -> AppResult<Self> {
-        let email = Email::parse(&input.email)?;
-        Ok(NewAccount {
-            password: Password::parse(input.password, &email, "password")?,
-            email,
-            name: PersonName::parse(&input.name)?,
-        })
-    }
-}
 
 /// A signed-in session: send `token` as `Authorization: Bearer <token>`;
 /// before it expires, trade `refreshToken` for a new pair with

@@ -1,6 +1,6 @@
 //! Booking a slot, and running a booking's life.
 
-use async_graphql::{Context, ID, InputObject, Object};
+use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 use entity::BookingStatus;
 
@@ -11,59 +11,17 @@ use crate::{
         lifecycle::{self, NewBooking},
         text,
     },
-    error::{AppError, AppResult},
+    error::AppResult,
     graphql::{
         db,
         guard::{SignedIn, identity},
         id::{self, Kind},
+        input::{CreateBookingInput, RecordPaymentInput},
         loader::{BookingByIdLoader, PaymentsByBookingLoader},
-        object::{Booking, PaymentMethod, loader},
+        object::{Booking, loader},
         publish,
     },
 };
-
-/// A booking request.
-#[derive(InputObject)]
-pub struct CreateBookingInput {
-    pub barber_id: ID,
-    pub service_id: ID,
-    /// One of the `startsAt` of `availableSlots`.
-    pub starts_at: DateTime<Utc>,
-    /// For the barber; at most 1000 characters.
-    pub notes: Option<String>,
-}
-
-impl TryFrom<CreateBookingInput> for NewBooking {
-    type Error = AppError;
-
-    fn try_from(input: CreateBookingInput) -> AppResult<Self> {
-        Ok(NewBooking {
-            barber_id: id::decode_as(&input.barber_id, Kind::Barber, "barberId")?,
-            service_id: id::decode_as(&input.service_id, Kind::Service, "serviceId")?,
-            starts_at: input.starts_at,
-            notes: text::optional(input.notes, "notes", text::BOOKING_NOTES)?,
-        })
-    }
-}
-
-/// Money received for a booking.
-#[derive(InputObject)]
-pub struct RecordPaymentInput {
-    pub booking_id: ID,
-    /// Positive, and at most what is still owed.
-    pub amount_cents: i64,
-    pub method: PaymentMethod,
-}
-
-impl From<PaymentMethod> for entity::PaymentMethod {
-    fn from(method: PaymentMethod) -> Self {
-        match method {
-            PaymentMethod::Card => Self::Card,
-            PaymentMethod::Cash => Self::Cash,
-            PaymentMethod::Other => Self::Other,
-        }
-    }
-}
 
 /// Publishes what a booking's write changed, and refreshes the request's
 /// copy of the booking.

@@ -54,7 +54,6 @@ impl From<DomainPaymentStatus> for PaymentStatus {
             DomainPaymentStatus::Unpaid => Self::Unpaid,
             DomainPaymentStatus::PartiallyPaid => Self::PartiallyPaid,
             DomainPaymentStatus::Paid => Self::Paid,
-            DomainPaymentStatus::Refunded => Self::Refunded,
         }
     }
 }
