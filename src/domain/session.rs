@@ -50,7 +50,7 @@ pub async fn open(
     db: &impl ConnectionTrait,
     user_id: i64,
     ttl: std::time::Duration,
-) -> AppResult<Issued> {
+) -> AppResult<Changed<Issued>> {
     let public_id = uuid::Uuid::new_v4().simple().to_string();
     let refresh_token = token_for(&public_id, 0);
     let now = Utc::now();
@@ -67,7 +67,7 @@ pub async fn open(
     }
     .insert(db)
     .await?;
-    Ok(Issued { session, refresh_token })
+    Ok(Changed::new(Issued { session, refresh_token }, Change::Sessions { user: user_id }))
 }
 
 fn expiry(now: DateTime<Utc>, ttl: std::time::Duration) -> AppResult<DateTime<Utc>> {
@@ -78,13 +78,15 @@ fn expiry(now: DateTime<Utc>, ttl: std::time::Duration) -> AppResult<DateTime<Ut
 }
 
 /// Rotates `token`: the session with its next refresh token, valid `ttl`.
-/// A token already rotated away ends the session.
+/// A token already rotated away ends the session: that is a write too, so
+/// it comes back as a change whose value is the error the client gets. An
+/// outer error means nothing was written.
 #[tracing::instrument(skip_all)]
 pub async fn refresh(
     db: &impl ConnectionTrait,
     token: &str,
     ttl: std::time::Duration,
-) -> AppResult<Issued> {
+) -> AppResult<Changed<AppResult<Issued>>> {
     let mut parts = token.trim().splitn(3, '.');
     let (Some(public_id), Some(generation), Some(_secret)) =
         (parts.next(), parts.next(), parts.next())
@@ -109,10 +111,11 @@ pub async fn refresh(
             session.id = session.id,
             "a rotated refresh token was reused; session ended"
         );
-        return Err(AppError::Unauthenticated(
+        let refused = AppError::Unauthenticated(
             "this refresh token was already used, so the session was ended to keep it safe; sign in again with `login`"
                 .to_owned(),
-        ));
+        );
+        return Ok(Changed::new(Err(refused), Change::Sessions { user: session.user_id }));
     }
     if generation != session.generation || hash(token.trim()) != session.refresh_hash {
         return Err(invalid());
@@ -140,11 +143,13 @@ pub async fn refresh(
         .await?;
     if rotated.rows_affected == 0 {
         end(db, public_id).await?;
-        return Err(AppError::Unauthenticated(
+        let refused = AppError::Unauthenticated(
             "this refresh token was used twice at once, so the session was ended to keep it safe; sign in again with `login`"
                 .to_owned(),
-        ));
+        );
+        return Ok(Changed::new(Err(refused), Change::Sessions { user: session.user_id }));
     }
+    let user = session.user_id;
     let session = session::Model {
         generation: generation + 1,
         refresh_hash: next_hash,
@@ -152,7 +157,7 @@ pub async fn refresh(
         expires_at,
         ..session
     };
-    Ok(Issued { session, refresh_token: next })
+    Ok(Changed::new(Ok(Issued { session, refresh_token: next }), Change::Sessions { user }))
 }
 
 /// Ends `user_id`'s session `public_id` (and with it its access tokens).
@@ -165,9 +170,7 @@ pub async fn revoke(
     Ok(Changed::new((), Change::Sessions { user: user_id }))
 }
 
-/// Ends the session `public_id`. A refresh that finds a token reused ends
-/// the session this way and fails; nothing cached depends on sessions yet,
-/// so that failure has no change to publish.
+/// Ends the session `public_id`.
 async fn end(db: &impl ConnectionTrait, public_id: &str) -> AppResult<()> {
     session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))

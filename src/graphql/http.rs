@@ -119,8 +119,7 @@ fn for_authentication(error: AppError) -> AppError {
     match error {
         AppError::Unauthenticated(_) | AppError::ServiceUnavailable(_) => error,
         other => {
-            // Logged with its cause; the client is told to try again.
-            let _ = async_graphql::ErrorExtensions::extend(&other);
+            tracing::error!(error = ?other, "could not authenticate a request");
             AppError::ServiceUnavailable(
                 "your token could not be checked just now; try again in a few seconds".to_owned(),
             )

@@ -1,11 +1,18 @@
-//! Query limits and cost: depth and complexity are checked, and the cost
-//! charged to the client, after validation and before any resolver runs.
+//! Query limits and cost, checked before any resolver runs.
+//!
+//! Before async-graphql reads the document: mutations over GET, the fields
+//! and the depth it reaches once fragments are expanded (counted linearly,
+//! see `expansion`), and NUL characters. Any depth over `MAX_QUERY_DEPTH` is
+//! `QUERY_TOO_COMPLEX`, also past async-graphql's own recursion limit and
+//! its parser's. After validation: complexity, and the cost charged to the
+//! client.
 //!
 //! Complexity is one per field; a connection counts its child `first` (or
 //! `last`, 20 by default) times, which async-graphql's own complexity does
 //! not. An operation costs its complexity in points, a hundred to the point
 //! and at least one (GitHub's normalisation), so a plain request costs 1.
-//! GraphiQL's introspection query is exempt from the depth limit.
+//! GraphiQL's introspection query is exempt from the depth limit, up to
+//! async-graphql's own 32 levels.
 
 use std::sync::{
     Arc, Mutex,

@@ -58,7 +58,7 @@ fn payload(
 /// Opens a session for `user`.
 async fn signed_in(ctx: &Context<'_>, user: entity::user::Model) -> AppResult<AuthPayload> {
     let keys = keys(ctx)?;
-    let issued = session::open(db(ctx)?, user.id, keys.refresh_ttl).await?;
+    let issued = publish(ctx, session::open(db(ctx)?, user.id, keys.refresh_ttl).await?).await?;
     payload(keys, user, issued)
 }
 
@@ -134,7 +134,8 @@ impl AccountMutation {
         refresh_token: String,
     ) -> async_graphql::Result<AuthPayload> {
         let keys = keys(ctx)?;
-        let issued = session::refresh(db(ctx)?, &refresh_token, keys.refresh_ttl).await?;
+        let refreshed = session::refresh(db(ctx)?, &refresh_token, keys.refresh_ttl).await?;
+        let issued = publish(ctx, refreshed).await??;
         let user = entity::user::Entity::find_by_id(issued.session.user_id)
             .one(db(ctx)?)
             .await
