@@ -147,8 +147,8 @@ impl Cache {
         format!("{}:{key}", self.0.prefix)
     }
 
-    /// The current version of `scope` (a name like `analytics:12`), for the
-    /// keys of the scope's entries to hold.
+    /// The current version of `scope` (a name like `analytics:version:12`),
+    /// for the keys of the scope's entries to hold.
     pub async fn version(&self, scope: &str) -> Result<u64, Unavailable> {
         match &self.0.store {
             Store::Local { versions, .. } => Ok(versions

@@ -65,7 +65,7 @@ impl RedisStore {
     }
 
     fn version_key(&self, scope: &str) -> String {
-        format!("{}:version:{scope}", self.prefix)
+        format!("{}:{scope}", self.prefix)
     }
 
     /// Runs one command with a timeout, through the breaker.

@@ -8,7 +8,10 @@ use sea_orm::{
 };
 use tokio::sync::OnceCell;
 
-use super::change::{Change, Changed};
+use super::{
+    change::{Change, Changed},
+    invalid::Invalid,
+};
 use crate::{
     auth::password,
     db::{Violation, conflict_on},
@@ -20,7 +23,7 @@ use crate::{
 pub struct Email(String);
 
 impl Email {
-    pub fn parse(raw: &str) -> AppResult<Self> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let email = raw.trim().to_lowercase();
         let valid = email.chars().count() <= super::text::EMAIL
             && !email.contains('\0')
@@ -38,8 +41,8 @@ impl Email {
         if valid {
             Ok(Self(email))
         } else {
-            Err(AppError::bad_input(format!(
-                "`email` is not a valid email address: {raw:?}; use the form name@example.com"
+            Err(Invalid(format!(
+                "is not a valid email address: {raw:?}; use the form name@example.com"
             )))
         }
     }
@@ -70,13 +73,12 @@ impl Password {
     pub const MIN_CHARS: usize = 8;
     pub const MAX_CHARS: usize = 128;
 
-    /// `raw` as the password of the account `email`; `field` names it in
-    /// messages.
-    pub fn parse(raw: String, email: &Email, field: &str) -> AppResult<Self> {
+    /// `raw` as the password of the account `email`.
+    pub fn parse(raw: String, email: &Email) -> Result<Self, Invalid> {
         let chars = raw.chars().count();
         if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
-            return Err(AppError::bad_input(format!(
-                "`{field}` must be {} to {} characters long, got {chars}",
+            return Err(Invalid(format!(
+                "must be {} to {} characters long, got {chars}",
                 Self::MIN_CHARS,
                 Self::MAX_CHARS
             )));
@@ -84,22 +86,22 @@ impl Password {
         let lower = raw.to_lowercase();
         let local = email.as_str().split('@').next().unwrap_or_default();
         if lower == email.as_str() || lower == local {
-            return Err(AppError::bad_input(format!(
-                "`{field}` must not be your email address or its name part; choose something only you know"
-            )));
+            return Err(Invalid::new(
+                "must not be your email address or its name part; choose something only you know",
+            ));
         }
         let mut characters = raw.chars();
         if let Some(first) = characters.next()
             && characters.all(|c| c == first)
         {
-            return Err(AppError::bad_input(format!(
-                "`{field}` must not be one character repeated; a short phrase of a few words is easy to remember and hard to guess"
-            )));
+            return Err(Invalid::new(
+                "must not be one character repeated; a short phrase of a few words is easy to remember and hard to guess",
+            ));
         }
         if is_common(&raw) {
-            return Err(AppError::bad_input(format!(
-                "`{field}` is one of the most commonly used passwords, which attackers try first; choose another, such as a phrase of a few unrelated words"
-            )));
+            return Err(Invalid::new(
+                "is one of the most commonly used passwords, which attackers try first; choose another, such as a phrase of a few unrelated words",
+            ));
         }
         Ok(Self(raw))
     }
@@ -113,8 +115,8 @@ impl Password {
 pub struct PersonName(String);
 
 impl PersonName {
-    pub fn parse(raw: &str) -> AppResult<Self> {
-        super::text::required(raw, "name", super::text::PERSON_NAME).map(Self)
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        super::text::required(raw, super::text::PERSON_NAME).map(Self)
     }
 }
 
@@ -237,7 +239,8 @@ mod tests {
     #[test]
     fn passwords_have_a_length_range_and_are_not_easily_guessed() {
         let email = Email::parse("ann.lee@example.com").unwrap();
-        let parse = |raw: &str| Password::parse(raw.to_owned(), &email, "password");
+        let parse =
+            |raw: &str| Password::parse(raw.to_owned(), &email).map_err(|e| e.at("password"));
         assert!(parse("short").is_err());
         assert!(parse("plenty of words").is_ok());
         assert!(parse(&"xy".repeat(65)).is_err());
@@ -252,12 +255,8 @@ mod tests {
         assert!(parse("ann.lee1").is_ok());
         assert!(parse("ann.lee").is_err(), "too short anyway");
         assert!(
-            Password::parse(
-                "annleeexample".into(),
-                &Email::parse("annleeexample@x.io").unwrap(),
-                "p"
-            )
-            .is_err()
+            Password::parse("annleeexample".into(), &Email::parse("annleeexample@x.io").unwrap())
+                .is_err()
         );
         assert!(parse("aaaaaaaaaa").is_err());
         assert!(parse("ééééééééé").is_err());

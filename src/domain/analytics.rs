@@ -53,11 +53,6 @@ impl Range {
         Ok(Self { tz, from, to, starts, ends })
     }
 
-    /// The cache key part of this range.
-    pub fn key(&self) -> String {
-        format!("{}..{}", self.from, self.to)
-    }
-
     fn dates(&self) -> impl Iterator<Item = NaiveDate> + '_ {
         self.from.iter_days().take_while(move |d| *d <= self.to)
     }

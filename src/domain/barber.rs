@@ -145,10 +145,12 @@ pub async fn add(db: &impl ConnectionTrait, new: NewBarber) -> AppResult<Changed
 /// is; a user who already is a barber of that shop is `CONFLICT`.
 #[tracing::instrument(skip_all, fields(barber.id = barber_id, user.id = user.id))]
 pub async fn accept_invite(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     barber_id: i64,
     user: &entity::user::Model,
 ) -> AppResult<Changed<barber::Model>> {
+    // The link and the read of its result commit together.
+    let txn = db.begin().await?;
     let accepted = barber::Entity::update_many()
         .col_expr(barber::Column::UserId, sea_orm::sea_query::Expr::value(user.id))
         .col_expr(
@@ -158,15 +160,20 @@ pub async fn accept_invite(
         .col_expr(barber::Column::UpdatedAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
         .filter(barber::Column::Id.eq(barber_id))
         .filter(barber::Column::InvitedEmail.eq(user.email.as_str()))
-        .exec(db)
+        .exec(&txn)
         .await;
     let done = conflict_on(accepted, Violation::Unique, || {
         "you already are a barber at this shop".to_owned()
     })?;
-    let barber = match get(db, barber_id).await? {
+    let barber = match get(&txn, barber_id).await? {
         Some(barber) if done.rows_affected == 1 => barber,
-        _ => return Err(AppError::not_found("you have no invitation with this id")),
+        _ => {
+            return Err(AppError::not_found(
+                "you have no invitation with this `id`; see `viewer { barberInvites }`",
+            ));
+        }
     };
+    txn.commit().await?;
     let change = Change::Membership { user: user.id, shop: barber.shop_id };
     Ok(Changed::new(barber, change))
 }

@@ -25,7 +25,7 @@ use crate::{
 
 /// Bumped when the layout of cached sections changes, so that replicas of
 /// two releases sharing one Redis never read each other's entries.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 1;
 
 /// A part of the dashboard computed and cached as one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,8 +94,11 @@ pub struct AnalyticsCache {
     stats: Arc<Mutex<HashMap<(Section, Outcome), u64>>>,
 }
 
+/// The version scope of a shop's analytics. Its Redis key,
+/// `{prefix}:analytics:version:{shop}`, is the one earlier releases used,
+/// so replicas of both bump and read one version during a rolling deploy.
 fn scope(shop_id: i64) -> String {
-    format!("analytics:{shop_id}")
+    format!("analytics:version:{shop_id}")
 }
 
 impl AnalyticsCache {

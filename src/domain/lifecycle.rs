@@ -33,6 +33,13 @@ pub struct NewBooking {
     pub notes: Option<String>,
 }
 
+/// A valid payment to record: a positive amount.
+pub struct NewPayment {
+    pub booking_id: i64,
+    pub amount_cents: i64,
+    pub method: PaymentMethod,
+}
+
 /// The answer when a concurrent booking won the slot between our check and
 /// our write (the database's overlap guard refused it).
 const TAKEN: &str =
@@ -185,9 +192,11 @@ async fn changeable(
 }
 
 /// Changes the status of a CONFIRMED booking in one conditional statement;
-/// a concurrent change wins and this one reports the status it found.
+/// a concurrent change wins and this one reports the status it found. The
+/// change and the read of its result commit together, so a change that
+/// committed is always returned (and published).
 async fn transition(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     booking: &booking::Model,
     to: BookingStatus,
     reason: Option<String>,
@@ -202,8 +211,10 @@ async fn transition(
     if reason.is_some() {
         update = update.col_expr(booking::Column::CancellationReason, Expr::value(reason));
     }
-    let result = update.exec(db).await?;
-    let current = find(db, booking.id).await?;
+    let txn = db.begin().await?;
+    let result = update.exec(&txn).await?;
+    let current = find(&txn, booking.id).await?;
+    txn.commit().await?;
     if result.rows_affected == 0 {
         // It was CONFIRMED when read: someone changed it in between.
         return Err(AppError::Conflict(format!(
@@ -277,6 +288,8 @@ pub async fn reschedule(
     let duration = Duration::minutes(i64::from(service.duration_minutes));
     check_slot(db, &rules, booking.barber_id, starts_at, duration, now, Some(booking.id)).await?;
     let ends_at = starts_at + duration;
+    // The move and the read of its result commit together.
+    let txn = db.begin().await?;
     let result = booking::Entity::update_many()
         .col_expr(booking::Column::StartsAt, Expr::value(starts_at))
         .col_expr(booking::Column::EndsAt, Expr::value(ends_at))
@@ -284,10 +297,11 @@ pub async fn reschedule(
         .col_expr(booking::Column::UpdatedAt, Expr::value(now))
         .filter(booking::Column::Id.eq(booking.id))
         .filter(booking::Column::Status.eq(BookingStatus::Confirmed))
-        .exec(db)
+        .exec(&txn)
         .await;
     let done = conflict_on(result, Violation::Overlap, || TAKEN.to_owned())?;
-    let moved = find(db, booking.id).await?;
+    let moved = find(&txn, booking.id).await?;
+    txn.commit().await?;
     if done.rows_affected != 1 {
         return Err(not_confirmed("reschedule", moved.status));
     }
@@ -297,18 +311,14 @@ pub async fn reschedule(
 /// Records a payment for a booking, for the shop's owner and the booking's
 /// barber. The booking is locked first, so concurrent payments cannot
 /// together exceed its price.
-#[tracing::instrument(skip_all, fields(booking.id = booking_id))]
+#[tracing::instrument(skip_all, fields(booking.id = new.booking_id))]
 pub async fn record_payment(
     db: &DatabaseConnection,
     viewer: &Viewer,
-    booking_id: i64,
-    amount_cents: i64,
-    method: PaymentMethod,
+    new: NewPayment,
     now: DateTime<Utc>,
 ) -> AppResult<Changed<booking::Model>> {
-    if amount_cents <= 0 {
-        return Err(AppError::bad_input("`amountCents` must be positive"));
-    }
+    let NewPayment { booking_id, amount_cents, method } = new;
     let booking = find(db, booking_id).await?;
     policy::check_manages_booking(viewer, &booking)?;
     let txn = db.begin().await?;

@@ -16,16 +16,16 @@
 use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::error::{AppError, AppResult};
+use super::invalid::Invalid;
 
 /// Minutes in a (wall-clock) day.
 const DAY_MINUTES: i32 = 24 * 60;
 
 /// An IANA time zone name such as `Europe/London`, as a client sends it.
-pub fn parse_zone(raw: &str) -> AppResult<Tz> {
+pub fn parse_zone(raw: &str) -> Result<Tz, Invalid> {
     raw.trim().parse::<Tz>().map_err(|_| {
-        AppError::bad_input(format!(
-            "`timezone` {raw:?} is not an IANA time zone; use a name like `Europe/London` or `America/New_York`"
+        Invalid(format!(
+            "{raw:?} is not an IANA time zone; use a name like `Europe/London` or `America/New_York`"
         ))
     })
 }

@@ -11,6 +11,7 @@ pub mod barber;
 pub mod booking;
 pub mod change;
 pub mod dashboard;
+pub mod invalid;
 pub mod lifecycle;
 pub mod local_time;
 pub mod page;

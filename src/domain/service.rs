@@ -8,7 +8,10 @@ use sea_orm::{
     EntityTrait, NotSet, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
 
-use super::change::{Change, Changed};
+use super::{
+    change::{Change, Changed},
+    invalid::Invalid,
+};
 use crate::error::{AppError, AppResult};
 
 /// Services by id.
@@ -78,23 +81,21 @@ pub struct ServiceChanges {
 }
 
 /// A price in cents: 0 to 10 000 000.
-pub fn parse_price(cents: i64) -> AppResult<i64> {
+pub fn parse_price(cents: i64) -> Result<i64, Invalid> {
     if (0..=10_000_000).contains(&cents) {
         Ok(cents)
     } else {
-        Err(AppError::bad_input("`priceCents` must be between 0 and 10000000"))
+        Err(Invalid::new("must be between 0 and 10000000"))
     }
 }
 
 /// An ISO 4217 code: three letters, upper-cased.
-pub fn parse_currency(raw: &str) -> AppResult<String> {
+pub fn parse_currency(raw: &str) -> Result<String, Invalid> {
     let code = raw.trim().to_uppercase();
     if code.len() == 3 && code.chars().all(|c| c.is_ascii_uppercase()) {
         Ok(code)
     } else {
-        Err(AppError::bad_input(format!(
-            "`currency` {raw:?} must be an ISO 4217 code like \"EUR\""
-        )))
+        Err(Invalid(format!("{raw:?} must be an ISO 4217 code like \"EUR\"")))
     }
 }
 

@@ -12,11 +12,12 @@ use sea_orm::{
 
 use super::{
     change::{Change, Changed},
+    invalid::Invalid,
     page::{Keyset, Page, PageRequest},
 };
 use crate::{
     db::{Violation, conflict_on},
-    error::{AppError, AppResult},
+    error::AppResult,
 };
 
 /// Shops by id.
@@ -69,7 +70,7 @@ pub async fn count(db: &impl ConnectionTrait, search: Option<&str>) -> Result<u6
 pub struct Slug(String);
 
 impl Slug {
-    pub fn parse(raw: &str) -> AppResult<Self> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let slug = raw.trim().to_lowercase();
         let valid = (2..=100).contains(&slug.len())
             && slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -78,8 +79,8 @@ impl Slug {
         if valid {
             Ok(Self(slug))
         } else {
-            Err(AppError::bad_input(format!(
-                "`slug` {raw:?} must be 2 to 100 lower-case letters, digits and dashes, like `downtown-cuts`"
+            Err(Invalid(format!(
+                "{raw:?} must be 2 to 100 lower-case letters, digits and dashes, like `downtown-cuts`"
             )))
         }
     }

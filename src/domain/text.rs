@@ -5,7 +5,7 @@
 //! PostgreSQL cannot store in text, is refused for every argument at the
 //! GraphQL edge before this runs (and here too, for callers outside it).
 
-use crate::error::{AppError, AppResult};
+use super::invalid::Invalid;
 
 /// `users.email`, `VARCHAR(254)` (RFC 5321's longest path).
 pub const EMAIL: usize = 254;
@@ -46,40 +46,36 @@ pub const COLUMNS: &[(&str, &str, usize)] = &[
     ("time_off", "reason", TIME_OFF_REASON),
 ];
 
-fn clean<'a>(raw: &'a str, field: &str) -> AppResult<&'a str> {
+fn clean(raw: &str) -> Result<&str, Invalid> {
     if raw.contains('\0') {
-        return Err(AppError::bad_input(format!(
-            "`{field}` contains a NUL character (U+0000), which text may not hold; remove it"
-        )));
+        return Err(Invalid::new(
+            "contains a NUL character (U+0000), which text may not hold; remove it",
+        ));
     }
     Ok(raw.trim())
 }
 
 /// A required text: trimmed, 1 to `max` characters.
-pub fn required(raw: &str, field: &str, max: usize) -> AppResult<String> {
-    let text = clean(raw, field)?;
+pub fn required(raw: &str, max: usize) -> Result<String, Invalid> {
+    let text = clean(raw)?;
     let chars = text.chars().count();
     if (1..=max).contains(&chars) {
         Ok(text.to_owned())
     } else {
-        Err(AppError::bad_input(format!(
-            "`{field}` must be 1 to {max} characters long, got {chars}"
-        )))
+        Err(Invalid(format!("must be 1 to {max} characters long, got {chars}")))
     }
 }
 
 /// An optional text: trimmed, at most `max` characters; blank is none.
-pub fn optional(raw: Option<String>, field: &str, max: usize) -> AppResult<Option<String>> {
+pub fn optional(raw: Option<String>, max: usize) -> Result<Option<String>, Invalid> {
     let Some(raw) = raw else { return Ok(None) };
-    let text = clean(&raw, field)?;
+    let text = clean(&raw)?;
     if text.is_empty() {
         return Ok(None);
     }
     let chars = text.chars().count();
     if chars > max {
-        return Err(AppError::bad_input(format!(
-            "`{field}` must be at most {max} characters long, got {chars}"
-        )));
+        return Err(Invalid(format!("must be at most {max} characters long, got {chars}")));
     }
     Ok(Some(text.to_owned()))
 }
@@ -90,14 +86,14 @@ mod tests {
 
     #[test]
     fn texts_are_trimmed_bounded_and_free_of_nul() {
-        assert_eq!(required("  Ann ", "name", 3).unwrap(), "Ann");
-        assert!(required("   ", "name", 3).is_err());
-        assert!(required("Anna", "name", 3).is_err());
-        assert!(required("é".repeat(3).as_str(), "name", 3).is_ok(), "characters, not bytes");
-        assert!(required("A\0n", "name", 3).is_err());
-        assert_eq!(optional(Some("  ".into()), "notes", 3).unwrap(), None);
-        assert_eq!(optional(None, "notes", 3).unwrap(), None);
-        assert!(optional(Some("abcd".into()), "notes", 3).is_err());
-        assert!(optional(Some("a\0".into()), "notes", 3).is_err());
+        assert_eq!(required("  Ann ", 3).unwrap(), "Ann");
+        assert!(required("   ", 3).is_err());
+        assert!(required("Anna", 3).is_err());
+        assert!(required("é".repeat(3).as_str(), 3).is_ok(), "characters, not bytes");
+        assert!(required("A\0n", 3).is_err());
+        assert_eq!(optional(Some("  ".into()), 3).unwrap(), None);
+        assert_eq!(optional(None, 3).unwrap(), None);
+        assert!(optional(Some("abcd".into()), 3).is_err());
+        assert!(optional(Some("a\0".into()), 3).is_err());
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use entity::working_hours;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::error::{AppError, AppResult};
+use super::invalid::Invalid;
 
 /// Each barber's week, ordered by weekday and opening time.
 pub async fn by_barbers(
@@ -35,9 +35,8 @@ pub struct Interval {
 }
 
 /// Minutes after midnight of `"HH:MM"` (`"24:00"` is the end of the day).
-pub fn parse_minute(raw: &str, field: &str) -> AppResult<i32> {
-    let invalid =
-        || AppError::bad_input(format!("`{field}` {raw:?} must be a time like \"09:30\""));
+pub fn parse_minute(raw: &str) -> Result<i32, Invalid> {
+    let invalid = || Invalid(format!("{raw:?} must be a time like \"09:30\""));
     let (hours, minutes) = raw.trim().split_once(':').ok_or_else(invalid)?;
     if hours.len() != 2 || minutes.len() != 2 {
         return Err(invalid());
@@ -51,36 +50,28 @@ pub fn parse_minute(raw: &str, field: &str) -> AppResult<i32> {
     Ok(total)
 }
 
-/// A week of intervals, each valid and none overlapping another of its day.
-pub fn parse_week(raw: &[(i32, String, String)]) -> AppResult<Vec<Interval>> {
-    let mut week = Vec::with_capacity(raw.len());
-    for (index, (weekday, opens, closes)) in raw.iter().enumerate() {
-        let field = |name: &str| format!("hours[{index}].{name}");
-        let weekday =
-            i16::try_from(*weekday).ok().filter(|d| (1..=7).contains(d)).ok_or_else(|| {
-                AppError::bad_input(format!(
-                    "`{}` must be 1 (Monday) to 7 (Sunday)",
-                    field("weekday")
-                ))
-            })?;
-        let opens_minute = parse_minute(opens, &field("opensAt"))?;
-        let closes_minute = parse_minute(closes, &field("closesAt"))?;
-        if opens_minute >= closes_minute {
-            return Err(AppError::bad_input(format!(
-                "`{}` must be before `{}`",
-                field("opensAt"),
-                field("closesAt")
-            )));
-        }
-        week.push(Interval { weekday, opens_minute, closes_minute });
-    }
-    let mut sorted = week.clone();
+/// A weekday as working hours store it: 1 (Monday) to 7 (Sunday).
+pub fn parse_weekday(raw: i32) -> Result<i16, Invalid> {
+    i16::try_from(raw)
+        .ok()
+        .filter(|d| (1..=7).contains(d))
+        .ok_or_else(|| Invalid::new("must be 1 (Monday) to 7 (Sunday)"))
+}
+
+/// One interval, open before it closes.
+pub fn interval(weekday: i16, opens_minute: i32, closes_minute: i32) -> Option<Interval> {
+    (opens_minute < closes_minute).then_some(Interval { weekday, opens_minute, closes_minute })
+}
+
+/// A week of valid intervals, none overlapping another of its day.
+pub fn week(intervals: Vec<Interval>) -> Result<Vec<Interval>, Invalid> {
+    let mut sorted = intervals.clone();
     sorted.sort_by_key(|i| (i.weekday, i.opens_minute));
     if let Some(pair) = sorted.windows(2).find(|pair| {
         pair[0].weekday == pair[1].weekday && pair[1].opens_minute < pair[0].closes_minute
     }) {
-        return Err(AppError::bad_input(format!(
-            "`hours` overlap on weekday {}: {}–{} and {}–{}",
+        return Err(Invalid(format!(
+            "overlap on weekday {}: {}–{} and {}–{}",
             pair[0].weekday,
             format_minute(pair[0].opens_minute),
             format_minute(pair[0].closes_minute),
@@ -88,5 +79,5 @@ pub fn parse_week(raw: &[(i32, String, String)]) -> AppResult<Vec<Interval>> {
             format_minute(pair[1].closes_minute)
         )));
     }
-    Ok(week)
+    Ok(intervals)
 }

@@ -59,30 +59,48 @@ impl std::fmt::Display for Unexecutable {
 
 /// What one selection set holds: fields counted with everything nested
 /// under them, and the fragments it spreads (at any depth).
-/// Fields nest `depth` levels deep in it, not counting its spreads, and
-/// each spread sits under as many fields as its `(name, level)` says.
+/// Fields nest `depth` levels deep in it and selection sets `nesting`
+/// levels, not counting its spreads; each spread is a [`Spread`].
 #[derive(Default)]
 struct Shape<'a> {
     fields: usize,
     depth: usize,
-    spreads: Vec<(&'a str, usize)>,
+    nesting: usize,
+    spreads: Vec<Spread<'a>>,
 }
 
+/// A fragment spread: its name, the fields above it and the selection sets
+/// its fragment's own set sits in.
+#[derive(Clone, Copy)]
+struct Spread<'a> {
+    name: &'a str,
+    level: usize,
+    nesting: usize,
+}
+
+/// Reads `set`, which sits under `level` fields and `nesting` selection
+/// sets (fields with a selection, inline fragments and spreads each add a
+/// set, as async-graphql's recursion check counts them).
 fn shape_of<'a>(
     set: &'a SelectionSet,
     level: usize,
+    nesting: usize,
     shape: &mut Shape<'a>,
 ) -> Result<(), Unexecutable> {
+    shape.nesting = shape.nesting.max(nesting);
     let mut spread_here: HashMap<&str, usize> = HashMap::new();
     for item in &set.items {
         match &item.node {
             Selection::Field(field) => {
                 shape.fields = shape.fields.saturating_add(1);
                 shape.depth = shape.depth.max(level + 1);
-                shape_of(&field.node.selection_set.node, level + 1, shape)?;
+                let inner = &field.node.selection_set.node;
+                if !inner.items.is_empty() {
+                    shape_of(inner, level + 1, nesting + 1, shape)?;
+                }
             }
             Selection::InlineFragment(inline) => {
-                shape_of(&inline.node.selection_set.node, level, shape)?;
+                shape_of(&inline.node.selection_set.node, level, nesting + 1, shape)?;
             }
             Selection::FragmentSpread(spread) => {
                 let name = spread.node.fragment_name.node.as_str();
@@ -95,7 +113,7 @@ fn shape_of<'a>(
                         times: *times,
                     });
                 }
-                shape.spreads.push((name, level));
+                shape.spreads.push(Spread { name, level, nesting: nesting + 1 });
             }
         }
     }
@@ -110,6 +128,9 @@ pub struct Expanded {
     pub fields: usize,
     /// Levels of nested fields, counted as async-graphql's validation does.
     pub depth: usize,
+    /// Levels of nested selection sets, counted as async-graphql's
+    /// recursion check does (fragments add one too).
+    pub nesting: usize,
 }
 
 /// The fields and depth the operations of `document` reach after fragment
@@ -121,17 +142,18 @@ pub fn check(document: &ExecutableDocument, max: usize) -> Result<Expanded, Unex
     let mut fragments: HashMap<&str, Shape<'_>> = HashMap::with_capacity(document.fragments.len());
     for (name, fragment) in &document.fragments {
         let mut shape = Shape::default();
-        shape_of(&fragment.node.selection_set.node, 0, &mut shape)?;
+        shape_of(&fragment.node.selection_set.node, 0, 0, &mut shape)?;
         fragments.insert(name.as_str(), shape);
     }
     let totals = fragment_totals(&fragments)?;
-    let mut largest = Expanded { fields: 0, depth: 0 };
+    let mut largest = Expanded { fields: 0, depth: 0, nesting: 0 };
     for operation in operations(document) {
         let mut shape = Shape::default();
-        shape_of(&operation.selection_set.node, 0, &mut shape)?;
+        shape_of(&operation.selection_set.node, 0, 0, &mut shape)?;
         let expanded = expand(&shape, &totals);
         largest.fields = largest.fields.max(expanded.fields);
         largest.depth = largest.depth.max(expanded.depth);
+        largest.nesting = largest.nesting.max(expanded.nesting);
     }
     if largest.fields > max {
         return Err(Unexecutable::TooManyFields { fields: largest.fields, max });
@@ -141,14 +163,16 @@ pub fn check(document: &ExecutableDocument, max: usize) -> Result<Expanded, Unex
 
 /// `shape` with its spreads replaced by their fragments' totals.
 fn expand(shape: &Shape<'_>, totals: &HashMap<&str, Expanded>) -> Expanded {
-    let unknown = Expanded { fields: 1, depth: 1 };
+    // An unknown fragment (validation reports it) counts as one field.
+    let unknown = Expanded { fields: 1, depth: 1, nesting: 0 };
     shape.spreads.iter().fold(
-        Expanded { fields: shape.fields, depth: shape.depth },
-        |sum, (name, level)| {
-            let spread = totals.get(name).copied().unwrap_or(unknown);
+        Expanded { fields: shape.fields, depth: shape.depth, nesting: shape.nesting },
+        |sum, spread| {
+            let inner = totals.get(spread.name).copied().unwrap_or(unknown);
             Expanded {
-                fields: sum.fields.saturating_add(spread.fields),
-                depth: sum.depth.max(level.saturating_add(spread.depth)),
+                fields: sum.fields.saturating_add(inner.fields),
+                depth: sum.depth.max(spread.level.saturating_add(inner.depth)),
+                nesting: sum.nesting.max(spread.nesting.saturating_add(inner.nesting)),
             }
         },
     )
@@ -227,7 +251,7 @@ fn fragment_totals<'a>(
         marks.insert(root, Mark::Open);
         while let Some((name, next)) = stack.last_mut() {
             let shape = &fragments[name];
-            if let Some(&(child, _)) = shape.spreads.get(*next) {
+            if let Some(&Spread { name: child, .. }) = shape.spreads.get(*next) {
                 *next += 1;
                 if !fragments.contains_key(child) {
                     continue;
@@ -277,6 +301,25 @@ mod tests {
 
     fn depth(query: &str) -> usize {
         check(&parse_query(query).unwrap(), usize::MAX).unwrap().depth
+    }
+
+    fn nesting(query: &str) -> usize {
+        check(&parse_query(query).unwrap(), usize::MAX).unwrap().nesting
+    }
+
+    #[test]
+    fn nesting_counts_selection_sets_as_async_graphql_does() {
+        assert_eq!(nesting("{ __typename }"), 0);
+        assert_eq!(nesting("{ shops { nodes { id } } }"), 2);
+        assert_eq!(nesting("{ ... on Query { ... on Query { __typename } } }"), 2);
+        assert_eq!(nesting("{ ...A } fragment A on Query { shops { totalCount } }"), 2);
+        let mut chain = String::from("{ ...F0 }");
+        for level in 0..40 {
+            chain.push_str(&format!(" fragment F{level} on Query {{ ...F{} }}", level + 1));
+        }
+        chain.push_str(" fragment F40 on Query { __typename }");
+        assert_eq!(nesting(&chain), 41);
+        assert_eq!(depth(&chain), 1);
     }
 
     #[test]

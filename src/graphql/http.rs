@@ -1,18 +1,17 @@
 //! `/graphql` over HTTP: GraphiQL on a plain GET, queries on POST and on GET
 //! with a `query` parameter.
 //!
-//! What every request goes through before it runs is an extractor:
-//! [`Caller`] admits it (the database breaker and the admission queue),
-//! authenticates it and charges its first point; [`GraphQLBody`] reads a
-//! POST's JSON, refusing other types. A request refused on the way still
-//! costs its address a point. What remains here runs the operation and finishes the
+//! A request is read first (refused with 415 or 400 if it is not GraphQL
+//! in JSON); then the [`Caller`] extractor admits it (the database breaker
+//! and the admission queue), authenticates it and charges its first point.
+//! A request refused on the way costs its address that point instead. What remains here runs the operation and finishes the
 //! response: status from the typed error, cost, headers.
 
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLResponse;
 use axum::{
-    extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State},
+    extract::{ConnectInfo, FromRequestParts, Request, State},
     http::{HeaderMap, HeaderValue, header, request::Parts},
     response::{IntoResponse, Response},
 };
@@ -117,7 +116,9 @@ impl FromRequestParts<AppState> for Caller {
 /// needs to look the account up (503), never as the client's mistake.
 fn for_authentication(error: AppError) -> AppError {
     match error {
-        AppError::Unauthenticated(_) | AppError::ServiceUnavailable(_) => error,
+        AppError::Unauthenticated(_) | AppError::ServiceUnavailable(_) | AppError::Timeout(_) => {
+            error
+        }
         other => {
             tracing::error!(error = ?other, "could not authenticate a request");
             AppError::ServiceUnavailable(
@@ -126,9 +127,6 @@ fn for_authentication(error: AppError) -> AppError {
         }
     }
 }
-
-/// A POST body that is a GraphQL request in JSON.
-pub struct GraphQLBody(pub async_graphql::Request);
 
 /// Whether a POST body is declared as JSON. Only JSON runs: a browser sends
 /// `text/plain`, `multipart/form-data` and form encodings cross-site without
@@ -144,46 +142,28 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-impl FromRequest<AppState> for GraphQLBody {
-    type Rejection = Response;
-
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
-        let (mut parts, body) = request.into_parts();
-        let Ok(ip) = ClientIp::from_request_parts(&mut parts, state).await;
-        if !is_json(&parts.headers) {
-            let error = AppError::UnsupportedMediaType(
-                "send GraphQL requests as `Content-Type: application/json`; other types are refused, so that no web page can make a browser run an operation"
-                    .to_owned(),
-            );
-            return Err(refused_early(state, ip, error));
-        }
-        parse(Request::from_parts(parts, body), state, ip).await.map(GraphQLBody)
-    }
+/// 400: what was sent is not a GraphQL request.
+fn not_graphql(error: &async_graphql::ParseRequestError) -> AppError {
+    AppError::bad_input(format!(
+        "the request is not a GraphQL request ({error}); send JSON like {{\"query\": \"{{ shops {{ totalCount }} }}\"}}"
+    ))
 }
 
-/// The GraphQL request of a POST body or of a GET's query string.
-async fn parse(
-    request: Request,
-    state: &AppState,
-    ip: ClientIp,
-) -> Result<async_graphql::Request, Response> {
-    GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(request, state)
-        .await
-        .map(GraphQLRequest::into_inner)
-        .map_err(|rejection| {
-            let error = AppError::bad_input(format!(
-                "the request is not a GraphQL request ({}); send JSON like {{\"query\": \"{{ shops {{ totalCount }} }}\"}}",
-                rejection.0
-            ));
-            refused_early(state, ip, error)
-        })
+/// The GraphQL request of a POST's JSON body, read as async-graphql reads
+/// it (one request, not a batch).
+fn from_json(body: &[u8]) -> Result<async_graphql::Request, async_graphql::ParseRequestError> {
+    serde_json::from_slice::<async_graphql::BatchRequest>(body)
+        .map_err(|e| async_graphql::ParseRequestError::InvalidRequest(Box::new(e)))?
+        .into_single()
 }
 
 /// POST `/graphql`: runs one GraphQL request as its sender.
 ///
 /// The body is read before anything may refuse the request: a refusal
 /// that left it unread would leave the connection unusable, and the
-/// client's next request on it would fail.
+/// client's next request on it would fail. What is not a GraphQL request
+/// in JSON is refused (415, 400) before the caller is admitted, so it takes
+/// no turn and no database lookup, and costs its address one point.
 pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
     let Ok(ip) = ClientIp::from_request_parts(&mut parts, &state).await;
@@ -195,13 +175,19 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
         ));
         return refused_early(&state, ip, error);
     };
-    let caller = match Caller::from_request_parts(&mut parts, &state).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
+    if !is_json(&parts.headers) {
+        let error = AppError::UnsupportedMediaType(
+            "send GraphQL requests as `Content-Type: application/json`; other types are refused, so that no web page can make a browser run an operation"
+                .to_owned(),
+        );
+        return refused_early(&state, ip, error);
+    }
+    let request = match from_json(&bytes) {
+        Ok(request) => request,
+        Err(error) => return refused_early(&state, ip, not_graphql(&error)),
     };
-    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
-    match GraphQLBody::from_request(request, &state).await {
-        Ok(GraphQLBody(request)) => run(state, caller, request).await,
+    match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(caller) => run(state, caller, request).await,
         Err(refused) => refused,
     }
 }
@@ -215,13 +201,14 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     if !asks {
         return super::playground::page().await.into_response();
     }
-    let (mut parts, body) = request.into_parts();
-    let caller = match Caller::from_request_parts(&mut parts, &state).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
+    let (mut parts, _) = request.into_parts();
+    let Ok(ip) = ClientIp::from_request_parts(&mut parts, &state).await;
+    let request = match async_graphql::http::parse_query_string(parts.uri.query().unwrap_or("")) {
+        Ok(request) => request.data(ViaGet),
+        Err(error) => return refused_early(&state, ip, not_graphql(&error)),
     };
-    match parse(Request::from_parts(parts, body), &state, caller.ip).await {
-        Ok(request) => run(state, caller, request.data(ViaGet)).await,
+    match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(caller) => run(state, caller, request).await,
         Err(refused) => refused,
     }
 }

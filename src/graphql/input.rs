@@ -15,11 +15,12 @@ use crate::{
     domain::{
         account::{Email, NewAccount, Password, PersonName},
         barber::{BarberChanges, NewBarber, NewTimeOff},
-        lifecycle::NewBooking,
+        invalid::At,
+        lifecycle::{NewBooking, NewPayment},
         service::{NewService, ServiceChanges, parse_currency, parse_price},
         shop::{NewShop, ShopChanges, Slug, parse_timezone},
         text,
-        working_hours::{Interval, parse_week},
+        working_hours::{self, Interval},
     },
     error::{AppError, AppResult},
     graphql::{
@@ -41,11 +42,11 @@ impl TryFrom<RegisterInput> for NewAccount {
     type Error = AppError;
 
     fn try_from(input: RegisterInput) -> AppResult<Self> {
-        let email = Email::parse(&input.email)?;
+        let email = Email::parse(&input.email).at("email")?;
         Ok(NewAccount {
-            password: Password::parse(input.password, &email, "password")?,
+            password: Password::parse(input.password, &email).at("password")?,
             email,
-            name: PersonName::parse(&input.name)?,
+            name: PersonName::parse(&input.name).at("name")?,
         })
     }
 }
@@ -66,10 +67,10 @@ impl TryFrom<CreateShopInput> for NewShop {
 
     fn try_from(input: CreateShopInput) -> AppResult<Self> {
         Ok(NewShop {
-            name: text::required(&input.name, "name", text::SHOP_NAME)?,
-            slug: Slug::parse(&input.slug)?,
-            timezone: parse_timezone(&input.timezone)?,
-            address: text::required(&input.address, "address", text::SHOP_ADDRESS)?,
+            name: text::required(&input.name, text::SHOP_NAME).at("name")?,
+            slug: Slug::parse(&input.slug).at("slug")?,
+            timezone: parse_timezone(&input.timezone).at("timezone")?,
+            address: text::required(&input.address, text::SHOP_ADDRESS).at("address")?,
         })
     }
 }
@@ -110,12 +111,12 @@ impl TryFrom<UpdateShopInput> for ShopChanges {
             })
             .transpose()?;
         Ok(ShopChanges {
-            name: input.name.map(|n| text::required(&n, "name", text::SHOP_NAME)).transpose()?,
+            name: input.name.map(|n| text::required(&n, text::SHOP_NAME).at("name")).transpose()?,
             address: input
                 .address
-                .map(|a| text::required(&a, "address", text::SHOP_ADDRESS))
+                .map(|a| text::required(&a, text::SHOP_ADDRESS).at("address"))
                 .transpose()?,
-            timezone: input.timezone.map(|t| parse_timezone(&t)).transpose()?,
+            timezone: input.timezone.map(|t| parse_timezone(&t).at("timezone")).transpose()?,
             slot_step_minutes: step,
             min_notice_minutes: input
                 .min_notice_minutes
@@ -212,7 +213,7 @@ impl TryFrom<AddTimeOffInput> for NewTimeOff {
         Ok(NewTimeOff {
             starts_at: input.starts_at,
             ends_at: input.ends_at,
-            reason: text::optional(input.reason, "reason", text::TIME_OFF_REASON)?,
+            reason: text::optional(input.reason, text::TIME_OFF_REASON).at("reason")?,
         })
     }
 }
@@ -244,7 +245,7 @@ impl TryFrom<CreateBookingInput> for NewBooking {
             barber_id: id::decode_as(&input.barber_id, Kind::Barber, "barberId")?,
             service_id: id::decode_as(&input.service_id, Kind::Service, "serviceId")?,
             starts_at: input.starts_at,
-            notes: text::optional(input.notes, "notes", text::BOOKING_NOTES)?,
+            notes: text::optional(input.notes, text::BOOKING_NOTES).at("notes")?,
         })
     }
 }
@@ -268,14 +269,30 @@ impl From<PaymentMethod> for entity::PaymentMethod {
     }
 }
 
+impl TryFrom<RecordPaymentInput> for NewPayment {
+    type Error = AppError;
+
+    fn try_from(input: RecordPaymentInput) -> AppResult<Self> {
+        if input.amount_cents <= 0 {
+            return Err(AppError::bad_input("`amountCents` must be positive"));
+        }
+        Ok(NewPayment {
+            booking_id: id::decode_as(&input.booking_id, Kind::Booking, "bookingId")?,
+            amount_cents: input.amount_cents,
+            method: input.method.into(),
+        })
+    }
+}
+
 impl TryFrom<AddBarberInput> for NewBarber {
     type Error = AppError;
 
     fn try_from(input: AddBarberInput) -> AppResult<Self> {
         Ok(NewBarber {
             shop_id: id::decode_as(&input.shop_id, Kind::Shop, "shopId")?,
-            display_name: text::required(&input.display_name, "displayName", text::BARBER_NAME)?,
-            bio: text::optional(input.bio, "bio", text::BARBER_BIO)?,
+            display_name: text::required(&input.display_name, text::BARBER_NAME)
+                .at("displayName")?,
+            bio: text::optional(input.bio, text::BARBER_BIO).at("bio")?,
             // An invitation, answered alike whether the email has an
             // account or not: the owner learns nothing about who is
             // registered.
@@ -298,7 +315,7 @@ impl TryFrom<UpdateBarberInput> for BarberChanges {
         Ok(BarberChanges {
             display_name: input
                 .display_name
-                .map(|n| text::required(&n, "displayName", text::BARBER_NAME))
+                .map(|n| text::required(&n, text::BARBER_NAME).at("displayName"))
                 .transpose()?,
             bio: clearable(input.bio, "bio", text::BARBER_BIO)?,
             active: input.active,
@@ -312,15 +329,12 @@ impl TryFrom<CreateServiceInput> for NewService {
     fn try_from(input: CreateServiceInput) -> AppResult<Self> {
         Ok(NewService {
             shop_id: id::decode_as(&input.shop_id, Kind::Shop, "shopId")?,
-            name: text::required(&input.name, "name", text::SERVICE_NAME)?,
-            description: text::optional(
-                input.description,
-                "description",
-                text::SERVICE_DESCRIPTION,
-            )?,
+            name: text::required(&input.name, text::SERVICE_NAME).at("name")?,
+            description: text::optional(input.description, text::SERVICE_DESCRIPTION)
+                .at("description")?,
             duration_minutes: duration(input.duration_minutes)?,
-            price_cents: parse_price(input.price_cents)?,
-            currency: input.currency.map(|c| parse_currency(&c)).transpose()?,
+            price_cents: parse_price(input.price_cents).at("priceCents")?,
+            currency: input.currency.map(|c| parse_currency(&c).at("currency")).transpose()?,
             barber_ids: decode_barbers(&input.barber_ids)?,
         })
     }
@@ -331,10 +345,13 @@ impl TryFrom<UpdateServiceInput> for ServiceChanges {
 
     fn try_from(input: UpdateServiceInput) -> AppResult<Self> {
         Ok(ServiceChanges {
-            name: input.name.map(|n| text::required(&n, "name", text::SERVICE_NAME)).transpose()?,
+            name: input
+                .name
+                .map(|n| text::required(&n, text::SERVICE_NAME).at("name"))
+                .transpose()?,
             description: clearable(input.description, "description", text::SERVICE_DESCRIPTION)?,
             duration_minutes: input.duration_minutes.map(duration).transpose()?,
-            price_cents: input.price_cents.map(parse_price).transpose()?,
+            price_cents: input.price_cents.map(|p| parse_price(p).at("priceCents")).transpose()?,
             barber_ids: input.barber_ids.as_deref().map(decode_barbers).transpose()?,
         })
     }
@@ -350,14 +367,28 @@ fn clearable(
     match value {
         MaybeUndefined::Undefined => Ok(None),
         MaybeUndefined::Null => Ok(Some(None)),
-        MaybeUndefined::Value(text) => Ok(Some(text::optional(Some(text), field, max)?)),
+        MaybeUndefined::Value(text) => Ok(Some(text::optional(Some(text), max).at(field)?)),
     }
 }
 
-/// A barber's week, from its intervals.
+/// A barber's week, from the intervals of the argument `hours`.
 pub fn week(hours: Vec<WorkingHoursInput>) -> AppResult<Vec<Interval>> {
-    let raw: Vec<_> = hours.into_iter().map(|h| (h.weekday, h.opens_at, h.closes_at)).collect();
-    parse_week(&raw)
+    let mut intervals = Vec::with_capacity(hours.len());
+    for (index, hours) in hours.into_iter().enumerate() {
+        let field = |name: &str| format!("hours[{index}].{name}");
+        let weekday = working_hours::parse_weekday(hours.weekday).at(&field("weekday"))?;
+        let opens = working_hours::parse_minute(&hours.opens_at).at(&field("opensAt"))?;
+        let closes = working_hours::parse_minute(&hours.closes_at).at(&field("closesAt"))?;
+        let interval = working_hours::interval(weekday, opens, closes).ok_or_else(|| {
+            AppError::bad_input(format!(
+                "`{}` must be before `{}`",
+                field("opensAt"),
+                field("closesAt")
+            ))
+        })?;
+        intervals.push(interval);
+    }
+    working_hours::week(intervals).at("hours")
 }
 
 /// A whole number in `range`, named `field` in the error.

@@ -254,6 +254,11 @@ impl Check {
         if expanded.depth > max_depth {
             return Err(too_deep(expanded.depth, max_depth));
         }
+        // Fragments nest too, and async-graphql refuses past its limit
+        // whatever nests: that is too deep as well.
+        if expanded.nesting > RECURSION_LIMIT {
+            return Err(too_deep(expanded.nesting, RECURSION_LIMIT));
+        }
         self.introspection.store(introspection, Ordering::Relaxed);
         if let (Some(info), DocumentOperations::Multiple(ops)) = (info, &document.operations) {
             info.seen().names = ops.keys().map(|name| name.to_string()).collect();

@@ -235,7 +235,14 @@ async fn deep_and_complex_operations_are_refused_before_any_resolver(app: TestAp
         "fields { type { ofType { ".repeat(12),
         "} } } ".repeat(12)
     );
-    for query in [nest(40), nest(100), nest(2_000), fragment, introspection] {
+    // Fragments nest as well: a chain of spreads, and inline fragments.
+    let mut chain = String::from("{ ...F0 }");
+    for level in 0..40 {
+        chain.push_str(&format!(" fragment F{level} on Query {{ ...F{} }}", level + 1));
+    }
+    chain.push_str(" fragment F40 on Query { __typename }");
+    let inline = format!("{{ {} __typename {} }}", "... on Query { ".repeat(40), "} ".repeat(40));
+    for query in [nest(40), nest(100), nest(2_000), fragment, introspection, chain, inline] {
         let response = app.gql(&query, json!({})).await;
         let (code, message) = first_error(&response);
         assert_eq!(code, "QUERY_TOO_COMPLEX", "{}", &message[..message.len().min(300)]);
@@ -391,4 +398,74 @@ async fn metrics_show_requests_errors_and_the_pool(app: TestAppBuilder) {
     ] {
         assert!(after.contains(gauge), "{gauge} missing");
     }
+}
+
+api_test!(a_request_refused_before_it_runs_costs_one_point, [sqlite]);
+
+async fn a_request_refused_before_it_runs_costs_one_point(app: TestAppBuilder) {
+    let app = app
+        .with_config(|c| {
+            c.rate_limit_per_minute = 1;
+            c.rate_limit_burst = 100;
+        })
+        .start()
+        .await;
+    let remaining = |response: &reqwest::Response| {
+        response.headers()["ratelimit-remaining"].to_str().unwrap().parse::<i64>().unwrap()
+    };
+    let plain = app.client.post(app.url("/graphql")).json(&json!({ "query": PLAIN }));
+    let before = remaining(&plain.send().await.unwrap());
+    let refusals = [
+        (
+            app.client.post(app.url("/graphql")).header("content-type", "text/plain").body(PLAIN),
+            415,
+        ),
+        (
+            app.client
+                .post(app.url("/graphql"))
+                .header("content-type", "application/json")
+                .body("{ not json"),
+            400,
+        ),
+        (
+            app.client
+                .post(app.url("/graphql"))
+                .header("authorization", "Bearer junk")
+                .json(&json!({ "query": PLAIN })),
+            401,
+        ),
+    ];
+    for (n, (request, status)) in refusals.into_iter().enumerate() {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status);
+        let expected = before - 1 - i64::try_from(n).unwrap();
+        assert_eq!(remaining(&response), expected, "a {status} costs one point");
+    }
+}
+
+api_test!(an_operation_that_costs_more_than_is_left_gets_429, [sqlite]);
+
+async fn an_operation_that_costs_more_than_is_left_gets_429(app: TestAppBuilder) {
+    let app = app
+        .with_config(|c| {
+            c.rate_limit_per_minute = 1;
+            c.rate_limit_burst = 30;
+        })
+        .start()
+        .await;
+    let page = "{ shops(first: 50) { nodes { barbers(first: 20) { nodes { displayName } } } } }";
+    let (status, _, body) = post(&app, json!({ "query": page }), None).await;
+    assert_eq!(status, 200, "{body:#}");
+    let cost = body["extensions"]["cost"]["requested"].as_i64().unwrap();
+    assert!(cost > 10 && cost < 30, "the page costs {cost} points");
+    // The second costs as much, and less than that is left: refused as a
+    // whole, by the limit on cost (not the one on arrival).
+    let (status, headers, body) = post(&app, json!({ "query": page }), None).await;
+    assert_eq!(status, 429, "{body:#}");
+    let (code, message) = first_error(&body);
+    assert_eq!(code, "RATE_LIMITED");
+    assert!(message.contains("costs"), "{message}");
+    assert!(body["data"].is_null());
+    assert!(header(&headers, "retry-after") >= 1);
+    assert_eq!(body["errors"][0]["extensions"]["retryAfter"], header(&headers, "retry-after"));
 }

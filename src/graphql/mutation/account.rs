@@ -11,6 +11,7 @@ use crate::{
     auth::{policy, token::TokenKeys},
     domain::{
         account::{self, Email, NewAccount, Password},
+        invalid::At,
         session,
     },
     error::{AppError, AppResult},
@@ -169,12 +170,12 @@ impl AccountMutation {
     ) -> async_graphql::Result<bool> {
         let viewer = policy::require_viewer(identity(ctx))?;
         check_address(ctx)?;
-        let email = Email::parse(&viewer.user.email)?;
+        let email = Email::parse(&viewer.user.email).at("email")?;
         if !account::verify_password(&viewer.user, current).await? {
             let wrong = AppError::bad_input("`current` is not your password");
             return Err(failed_for(ctx, email.as_str(), wrong));
         }
-        let new = Password::parse(new_password, &email, "new")?;
+        let new = Password::parse(new_password, &email).at("new")?;
         let txn = db(ctx)?.begin().await.map_err(AppError::from)?;
         let password = account::set_password(&txn, &viewer.user, new).await?;
         let sessions = session::revoke_all(&txn, viewer.id(), viewer.session.as_deref()).await?;

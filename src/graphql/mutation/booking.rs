@@ -8,7 +8,8 @@ use crate::{
     auth::policy,
     domain::{
         change::Changed,
-        lifecycle::{self, NewBooking},
+        invalid::At,
+        lifecycle::{self, NewBooking, NewPayment},
         text,
     },
     error::AppResult,
@@ -80,7 +81,7 @@ impl BookingMutation {
     ) -> async_graphql::Result<Booking> {
         let booking_id = id::decode_as(&id, Kind::Booking, "id")?;
         let viewer = policy::require_viewer(identity(ctx))?;
-        let reason = text::optional(reason, "reason", text::CANCELLATION_REASON)?;
+        let reason = text::optional(reason, text::CANCELLATION_REASON).at("reason")?;
         let booking = lifecycle::cancel(db(ctx)?, viewer, booking_id, reason, Utc::now()).await?;
         Ok(changed(ctx, booking).await?)
     }
@@ -117,17 +118,9 @@ impl BookingMutation {
         ctx: &Context<'_>,
         input: RecordPaymentInput,
     ) -> async_graphql::Result<Booking> {
-        let booking_id = id::decode_as(&input.booking_id, Kind::Booking, "bookingId")?;
+        let new = NewPayment::try_from(input)?;
         let viewer = policy::require_viewer(identity(ctx))?;
-        let booking = lifecycle::record_payment(
-            db(ctx)?,
-            viewer,
-            booking_id,
-            input.amount_cents,
-            input.method.into(),
-            Utc::now(),
-        )
-        .await?;
+        let booking = lifecycle::record_payment(db(ctx)?, viewer, new, Utc::now()).await?;
         loader::<PaymentsByBookingLoader>(ctx)?.clear::<i64>();
         Ok(changed(ctx, booking).await?)
     }

@@ -170,10 +170,10 @@ impl ShopMutation {
     ) -> async_graphql::Result<TimeOff> {
         let barber_id = id::decode_as(&input.barber_id, Kind::Barber, "barberId")?;
         let viewer = policy::require_viewer(identity(ctx))?;
-        let new = NewTimeOff::try_from(input)?;
         let barber =
             id::found(domain::barber::get(db(ctx)?, barber_id).await?, Kind::Barber, "barberId")?;
         policy::check_owner_or_barber(viewer, &barber)?;
+        let new = NewTimeOff::try_from(input)?;
         let added = domain::barber::add_time_off(db(ctx)?, &barber, new).await?;
         Ok(TimeOff(publish(ctx, added).await?))
     }
