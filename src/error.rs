@@ -206,11 +206,6 @@ impl AppError {
         )
     }
 
-    /// Whether this error means the database is away.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::ServiceUnavailable(_))
-    }
-
     /// This error as a GraphQL error of the whole request (no path, no
     /// location), as the limits refuse a document.
     pub fn into_server_error(self) -> async_graphql::ServerError {

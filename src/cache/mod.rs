@@ -224,23 +224,32 @@ impl Cache {
         }
     }
 
-    /// The value under `key`, or the bytes `compute` makes, stored under
-    /// it; concurrent callers of one key share one computation. `valid`
-    /// says whether stored bytes can still be read (an entry of an older
-    /// layout is computed anew).
-    pub async fn get_or_compute<F>(
+    /// The value under `key`, read with `decode`, or the one whose bytes
+    /// `compute` makes, stored under it; concurrent callers of one key share
+    /// one computation. Bytes `decode` cannot read (an entry of an older
+    /// layout) are computed anew.
+    pub async fn get_or_compute<T, F>(
         &self,
         key: &str,
-        valid: impl Fn(&[u8]) -> bool,
+        decode: impl Fn(&[u8]) -> Option<T>,
         compute: F,
-    ) -> AppResult<(Vec<u8>, Lookup)>
+    ) -> AppResult<(T, Lookup)>
     where
         F: Future<Output = AppResult<Vec<u8>>>,
     {
+        let unreadable =
+            || AppError::Internal(anyhow::anyhow!("cannot read what was computed for {key}"));
         match self.read(key).await {
-            Ok(Some(bytes)) if valid(&bytes) => return Ok((bytes, Lookup::Hit)),
-            Ok(_) => {}
-            Err(Unavailable) => return Ok((compute.await?, Lookup::Fallback)),
+            Ok(Some(bytes)) => {
+                if let Some(value) = decode(&bytes) {
+                    return Ok((value, Lookup::Hit));
+                }
+            }
+            Ok(None) => {}
+            Err(Unavailable) => {
+                let value = decode(&compute.await?).ok_or_else(unreadable)?;
+                return Ok((value, Lookup::Fallback));
+            }
         }
         let computed = AtomicBool::new(false);
         let unstored = AtomicBool::new(false);
@@ -250,7 +259,7 @@ impl Cache {
             .try_get_with(key.to_owned(), async {
                 // A flight that finished between our read and now stored it.
                 if let Ok(Some(bytes)) = self.read(key).await
-                    && valid(&bytes)
+                    && decode(&bytes).is_some()
                 {
                     return Ok(Arc::new(bytes));
                 }
@@ -269,7 +278,7 @@ impl Cache {
             (true, false) => Lookup::Miss,
             (true, true) => Lookup::MissUnstored,
         };
-        Ok((Arc::unwrap_or_clone(bytes), lookup))
+        Ok((decode(&bytes).ok_or_else(unreadable)?, lookup))
     }
 
     /// Spends `bytes` of `budget` for `name` in the current TTL-long window

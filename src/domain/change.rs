@@ -73,16 +73,6 @@ impl<T> Changed<T> {
     pub(crate) fn new(value: T, change: Change) -> Self {
         Self { value, changes: vec![change] }
     }
-
-    /// The changes, for a look before publishing.
-    pub fn changes(&self) -> &[Change] {
-        &self.changes
-    }
-
-    /// The same changes with the value mapped.
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Changed<U> {
-        Changed { value: f(self.value), changes: self.changes }
-    }
 }
 
 /// What follows a committed write; cheap to clone.

@@ -175,13 +175,12 @@ impl AnalyticsCache {
                 AppError::Internal(anyhow::anyhow!("serialising {}: {e}", section.name()))
             })
         });
-        let readable = |bytes: &[u8]| serde_json::from_slice::<T>(bytes).is_ok();
-        let (bytes, lookup) = self.cache.get_or_compute(&key, readable, computation).await?;
+        let decode = |bytes: &[u8]| serde_json::from_slice::<T>(bytes).ok();
+        let (value, lookup) = self.cache.get_or_compute(&key, decode, computation).await?;
         for outcome in Outcome::of(lookup) {
             self.count(section, *outcome);
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("reading {}: {e}", section.name())))
+        Ok(value)
     }
 }
 

@@ -2,7 +2,7 @@
 //! with a `query` parameter.
 //!
 //! A request is read first (refused with 415 or 400 if it is not GraphQL
-//! in JSON); then the [`Caller`] extractor admits it (the database breaker
+//! in JSON); then [`Caller::admit`] admits it (the database breaker
 //! and the admission queue), authenticates it and charges its first point.
 //! A request refused on the way costs its address that point instead. What remains here runs the operation and finishes the
 //! response: status from the typed error, cost, headers.
@@ -73,11 +73,9 @@ pub struct Caller {
     _turn: OwnedSemaphorePermit,
 }
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let Ok(ip) = ClientIp::from_request_parts(parts, state).await;
+impl Caller {
+    /// Admits a request from `ip` with `headers`, or answers its refusal.
+    async fn admit(state: &AppState, ip: ClientIp, headers: &HeaderMap) -> Result<Self, Response> {
         if state.db_health.is_open() {
             // The database is away: refuse at once, every path alike,
             // rather than queue for a connection that will not come.
@@ -94,7 +92,7 @@ impl FromRequestParts<AppState> for Caller {
             telemetry::overloaded();
             return Err(AppError::Overloaded.into_response());
         };
-        let identity = bearer::authenticate(&state.db, &state.tokens, &parts.headers)
+        let identity = bearer::authenticate(&state.db, &state.tokens, headers)
             .await
             .map_err(|error| refused_early(state, ip, for_authentication(error)))?;
         let key = match identity.viewer() {
@@ -186,7 +184,7 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
         Ok(request) => request,
         Err(error) => return refused_early(&state, ip, not_graphql(&error)),
     };
-    match Caller::from_request_parts(&mut parts, &state).await {
+    match Caller::admit(&state, ip, &parts.headers).await {
         Ok(caller) => run(state, caller, request).await,
         Err(refused) => refused,
     }
@@ -207,7 +205,7 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         Ok(request) => request.data(ViaGet),
         Err(error) => return refused_early(&state, ip, not_graphql(&error)),
     };
-    match Caller::from_request_parts(&mut parts, &state).await {
+    match Caller::admit(&state, ip, &parts.headers).await {
         Ok(caller) => run(state, caller, request).await,
         Err(refused) => refused,
     }

@@ -14,10 +14,7 @@
 //! GraphiQL's introspection query is exempt from the depth limit, up to
 //! async-graphql's own 32 levels.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicBool, Ordering},
-};
+use std::sync::{Arc, Mutex};
 
 use async_graphql::{
     Request, ServerError, ServerResult, ValidationResult,
@@ -114,7 +111,6 @@ impl ExtensionFactory for QueryLimits {
             max_depth: self.max_depth,
             max_complexity: self.max_complexity,
             max_fields: self.max_fields,
-            introspection: AtomicBool::new(false),
         })
     }
 }
@@ -123,7 +119,6 @@ struct Check {
     max_depth: usize,
     max_complexity: usize,
     max_fields: usize,
-    introspection: AtomicBool,
 }
 
 /// How deep async-graphql itself lets a document nest (its default,
@@ -259,7 +254,6 @@ impl Check {
         if expanded.nesting > RECURSION_LIMIT {
             return Err(too_deep(expanded.nesting, RECURSION_LIMIT));
         }
-        self.introspection.store(introspection, Ordering::Relaxed);
         if let (Some(info), DocumentOperations::Multiple(ops)) = (info, &document.operations) {
             info.seen().names = ops.keys().map(|name| name.to_string()).collect();
         }
@@ -323,9 +317,8 @@ impl Extension for Check {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await?;
-        if !self.introspection.load(Ordering::Relaxed) && result.depth > self.max_depth {
-            return Err(vec![too_deep(result.depth, self.max_depth)]);
-        }
+        // Depth was checked before validation, through fragments, as
+        // async-graphql counts it here.
         if result.complexity > self.max_complexity {
             return Err(vec![
                 AppError::QueryTooComplex(format!(
