@@ -11,13 +11,12 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::token::TokenKeys,
+    auth::{known::KnownTokens, token::TokenKeys},
     cache::Cache,
     config::Config,
     db::{self, StatementCounter},
-    domain::dashboard::AnalyticsCache,
-    graphql::persisted::PersistedQueries,
-    graphql::{self, AppSchema},
+    domain::{change::Effects, dashboard::AnalyticsCache},
+    graphql::{self, AppSchema, persisted::PersistedQueries, public::PublicReads},
     protect::{Admission, Limits},
     router, seed,
     server::{ConnectionLimits, fitting_connection_cap},
@@ -44,6 +43,10 @@ pub struct AppState {
     pub persisted: PersistedQueries,
     /// Signs and checks access tokens.
     pub tokens: TokenKeys,
+    /// The identities of tokens already checked.
+    pub known: KnownTokens,
+    /// Anonymous answers kept in the cache.
+    pub public: PublicReads,
     /// The configuration the server started with.
     pub config: Arc<Config>,
     /// Statements sent to the database so far (tests read it).
@@ -110,15 +113,19 @@ impl App {
         let limits = Arc::new(Limits::new(&config));
         crate::protect::spawn_pruning(&limits);
         let analytics = AnalyticsCache::new(cache.clone());
+        let known = KnownTokens::new(cache.clone());
+        let public = PublicReads::new(cache.clone());
         let state = AppState {
             schema: graphql::build_schema(
                 db.clone(),
                 tokens.clone(),
-                analytics.clone(),
+                Effects::new(analytics.clone(), known.clone(), public.clone()),
                 limits.clone(),
                 &config,
             ),
             analytics,
+            known,
+            public,
             persisted: PersistedQueries::new(cache.clone()),
             limits,
             admission: Admission::new(&config),

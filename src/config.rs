@@ -73,6 +73,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// The level of the one line logged per answered request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccessLog {
+    /// No access log; failures (5xx) are still logged as errors.
+    Off,
+    Debug,
+    Info,
+    Warn,
+}
+
 /// Settings of the server, each a flag and an environment variable.
 #[derive(Clone, Args)]
 pub struct Config {
@@ -170,6 +180,14 @@ pub struct Config {
     /// `pretty` for people, `json` for machine-read logs.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,
+    /// The level of the access log line of each request (`off`, `debug`,
+    /// `info`, `warn`); a line costs a few microseconds of formatting.
+    #[arg(long, env = "ACCESS_LOG", value_enum, default_value_t = AccessLog::Info, global = true)]
+    pub access_log: AccessLog,
+    /// Keep anonymous answers (shops, barbers, services, free slots) in the
+    /// cache, fresh by the versions of what they show.
+    #[arg(long, env = "PUBLIC_CACHE", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub public_cache: bool,
     /// Open HTTP connections at most; lowered to what the process's file
     /// limit leaves room for.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, global = true)]
@@ -230,6 +248,8 @@ impl std::fmt::Debug for Config {
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
             .field("analytics_cache_ttl_secs", &self.analytics_cache_ttl_secs)
             .field("log_format", &self.log_format)
+            .field("access_log", &self.access_log)
+            .field("public_cache", &self.public_cache)
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)

@@ -6,18 +6,34 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
+use std::time::Duration;
+
 use tower_http::{
-    LatencyUnit,
     catch_panic::CatchPanicLayer,
     compression::CompressionLayer,
     cors::{AllowOrigin, CorsLayer},
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
-    trace::{DefaultOnResponse, TraceLayer},
+    trace::TraceLayer,
 };
 
-use crate::{app::AppState, error::AppError, graphql, health, telemetry};
+use tracing::Span;
+
+use crate::{app::AppState, config::AccessLog, error::AppError, graphql, health, telemetry};
+
+/// The access log line of an answered request, at the configured level
+/// (inside the request's span, which holds its method, path and id).
+fn access_log(level: AccessLog, status: axum::http::StatusCode, latency: Duration) {
+    let status = status.as_u16();
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    match level {
+        AccessLog::Off => {}
+        AccessLog::Debug => tracing::debug!(status, latency_ms, "finished processing request"),
+        AccessLog::Info => tracing::info!(status, latency_ms, "finished processing request"),
+        AccessLog::Warn => tracing::warn!(status, latency_ms, "finished processing request"),
+    }
+}
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -104,6 +120,7 @@ async fn json_when_too_large(response: axum::response::Response) -> axum::respon
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout();
+    let access = state.config.access_log;
     let cors = cors(&state.config.cors_allowed_origins);
     let mut routes = Router::new()
         .route("/graphql", get(graphql::http::get).post(graphql::http::post))
@@ -126,9 +143,9 @@ pub fn router(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .on_response(
-                    DefaultOnResponse::new()
-                        .level(tracing::Level::INFO)
-                        .latency_unit(LatencyUnit::Millis),
+                    move |response: &axum::response::Response, latency: Duration, _: &Span| {
+                        access_log(access, response.status(), latency);
+                    },
                 )
                 .make_span_with(|request: &Request<_>| {
                     let request_id = request

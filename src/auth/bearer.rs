@@ -1,15 +1,9 @@
 //! `Authorization: Bearer <token>`: who sent a request.
 
-use std::sync::Arc;
-
 use axum::http::{HeaderMap, header};
 use sea_orm::DatabaseConnection;
 
-use super::{
-    Identity,
-    identity::{Loaded, load_viewer},
-    token::{TokenError, TokenKeys},
-};
+use super::{Identity, known::KnownTokens, token::TokenKeys};
 use crate::error::{AppError, AppResult};
 
 /// The token of the `Authorization` header; `None` without the header.
@@ -40,28 +34,11 @@ pub fn bearer_token(headers: &HeaderMap) -> AppResult<Option<&str>> {
 pub async fn authenticate(
     db: &DatabaseConnection,
     keys: &TokenKeys,
+    known: &KnownTokens,
     headers: &HeaderMap,
 ) -> AppResult<Identity> {
     let Some(token) = bearer_token(headers)? else {
         return Ok(Identity::Anonymous);
     };
-    let verified = keys.verify(token).map_err(|err| {
-        AppError::Unauthenticated(match err {
-            TokenError::Expired => {
-                "your token has expired; get a new one with `refreshToken`, or sign in again with `login`"
-                    .to_owned()
-            }
-            TokenError::Invalid => "your token is not valid; sign in again with `login`".to_owned(),
-        })
-    })?;
-    match load_viewer(db, verified.user_id, Some(&verified.session)).await? {
-        Loaded::Viewer(viewer) => Ok(Identity::User(Arc::new(viewer))),
-        Loaded::NoAccount => Err(AppError::Unauthenticated(
-            "the account of this token no longer exists; register or sign in again".to_owned(),
-        )),
-        Loaded::SessionEnded => Err(AppError::Unauthenticated(
-            "the session of this token has ended (signed out or password changed); sign in again with `login`"
-                .to_owned(),
-        )),
-    }
+    Ok(Identity::User(known.viewer(db, keys, token).await?))
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use entity::{shop, user};
+use entity::user;
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, IdenStatic, Iterable, Statement, Value};
 
 /// A user's role at one shop, beyond being a client everywhere.
@@ -18,7 +18,7 @@ pub enum Role {
 /// One shop the viewer has a role at.
 #[derive(Clone, Debug)]
 pub struct Membership {
-    pub shop: shop::Model,
+    pub shop_id: i64,
     pub role: Role,
     /// The viewer's barber record at this shop, for `Role::Barber`.
     pub barber_id: Option<i64>,
@@ -40,14 +40,14 @@ impl Viewer {
 
     /// Whether the viewer owns `shop_id`.
     pub fn owns(&self, shop_id: i64) -> bool {
-        self.memberships.iter().any(|m| m.role == Role::Owner && m.shop.id == shop_id)
+        self.memberships.iter().any(|m| m.role == Role::Owner && m.shop_id == shop_id)
     }
 
     /// The viewer's barber record at `shop_id`, if they work there.
     pub fn barber_at(&self, shop_id: i64) -> Option<i64> {
         self.memberships
             .iter()
-            .find(|m| m.role == Role::Barber && m.shop.id == shop_id)
+            .find(|m| m.role == Role::Barber && m.shop_id == shop_id)
             .and_then(|m| m.barber_id)
     }
 }
@@ -108,7 +108,8 @@ pub async fn load_viewer(
         None => "CAST(1 AS BIGINT)".to_owned(),
     };
     let sql = format!(
-        "SELECT {users}, {live} AS session_live, m.role AS m_role, m.barber_id AS m_barber_id, {shops} \
+        "SELECT {users}, {live} AS session_live, m.role AS m_role, m.shop_id AS m_shop_id, \
+         m.barber_id AS m_barber_id \
          FROM users u \
          LEFT JOIN ( \
              SELECT 'OWNER' AS role, id AS shop_id, CAST(NULL AS BIGINT) AS barber_id \
@@ -116,11 +117,9 @@ pub async fn load_viewer(
              UNION ALL \
              SELECT 'BARBER' AS role, shop_id, id AS barber_id FROM barbers WHERE user_id = {param} \
          ) m ON 1 = 1 \
-         LEFT JOIN shops s ON s.id = m.shop_id \
          WHERE u.id = {param} \
-         ORDER BY s.id",
+         ORDER BY m.shop_id",
         users = prefixed::<user::Column>("u", "u_"),
-        shops = prefixed::<shop::Column>("s", "s_"),
     );
     let mut values = vec![Value::from(user_id)];
     if let Some(session) = session {
@@ -137,7 +136,7 @@ pub async fn load_viewer(
     let user = user::Model::from_query_result(first, "u_")?;
     let mut memberships = Vec::new();
     for row in &rows {
-        let Some(shop) = shop::Model::from_query_result_optional(row, "s_")? else {
+        let Some(shop_id) = row.try_get::<Option<i64>>("", "m_shop_id")? else {
             continue;
         };
         let role = match row.try_get::<Option<String>>("", "m_role")?.as_deref() {
@@ -146,7 +145,7 @@ pub async fn load_viewer(
             _ => continue,
         };
         let barber_id = row.try_get::<Option<i64>>("", "m_barber_id")?;
-        memberships.push(Membership { shop, role, barber_id });
+        memberships.push(Membership { shop_id, role, barber_id });
     }
     Ok(Loaded::Viewer(Viewer { user, memberships, session: session.map(str::to_owned) }))
 }

@@ -49,6 +49,8 @@ pub struct TokenKeys {
 pub struct Verified {
     pub user_id: i64,
     pub session: String,
+    /// When the token expires, in Unix seconds.
+    pub expires: i64,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -116,7 +118,7 @@ impl TokenKeys {
                 }
             })?;
         let user_id = data.claims.sub.parse().map_err(|_| TokenError::Invalid)?;
-        Ok(Verified { user_id, session: data.claims.sid })
+        Ok(Verified { user_id, session: data.claims.sid, expires: data.claims.exp })
     }
 }
 
@@ -129,7 +131,11 @@ mod tests {
         let day = Duration::from_secs(86_400);
         let keys = TokenKeys::new(Some("secret"), Duration::from_secs(60), day);
         let issued = keys.issue(42, "s1").unwrap();
-        assert_eq!(keys.verify(&issued.token), Ok(Verified { user_id: 42, session: "s1".into() }));
+        let expires = issued.expires_at.timestamp();
+        assert_eq!(
+            keys.verify(&issued.token),
+            Ok(Verified { user_id: 42, session: "s1".into(), expires })
+        );
         let other = TokenKeys::new(Some("another secret"), Duration::from_secs(60), day);
         assert_eq!(other.verify(&issued.token), Err(TokenError::Invalid));
         assert_eq!(keys.verify("not.a.token"), Err(TokenError::Invalid));

@@ -161,6 +161,21 @@ impl Cache {
         }
     }
 
+    /// The current versions of `scopes`, read at one instant (one lock, or
+    /// one `MGET`); `None` for a scope that has none yet.
+    pub async fn versions(&self, scopes: &[String]) -> Result<Vec<Option<u64>>, Unavailable> {
+        match &self.0.store {
+            Store::Local { versions, .. } => {
+                let versions = versions.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(scopes
+                    .iter()
+                    .map(|scope| Some(versions.get(scope).copied().unwrap_or(0)))
+                    .collect())
+            }
+            Store::Redis(redis) => redis.versions(scopes).await,
+        }
+    }
+
     /// Makes every entry of `scope` stale at once. A bump Redis could not
     /// take is made before Redis is read again.
     pub async fn bump(&self, scope: &str) {

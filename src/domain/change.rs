@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 
 use super::dashboard::AnalyticsCache;
+use crate::{auth::known::KnownTokens, graphql::public::PublicReads};
 
 /// What happened to a booking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,17 +80,30 @@ impl<T> Changed<T> {
 #[derive(Clone)]
 pub struct Effects {
     analytics: AnalyticsCache,
+    known: KnownTokens,
+    public: PublicReads,
 }
 
 impl Effects {
-    pub fn new(analytics: AnalyticsCache) -> Self {
-        Self { analytics }
+    pub fn new(analytics: AnalyticsCache, known: KnownTokens, public: PublicReads) -> Self {
+        Self { analytics, known, public }
+    }
+
+    /// The public answers this invalidates.
+    pub fn public(&self) -> &PublicReads {
+        &self.public
+    }
+
+    /// The analytics this invalidates.
+    pub fn analytics(&self) -> &AnalyticsCache {
+        &self.analytics
     }
 
     /// Acts on what a committed write changed, then hands back its value.
     pub async fn publish<T>(&self, changed: Changed<T>) -> T {
         for change in &changed.changes {
             self.invalidate(change).await;
+            self.public.invalidate(change).await;
         }
         changed.value
     }
@@ -113,8 +127,13 @@ impl Effects {
             Change::Staff { kind: StaffChange::Updated, .. } => {}
             // Top services are made of bookings, which keep their own price.
             Change::Service { .. } => {}
-            // Nothing cached shows who holds a role, or accounts.
-            Change::Membership { .. } | Change::Account { .. } | Change::Sessions { .. } => {}
+            // A token's kept identity holds the user, their roles and
+            // whether its session is open.
+            Change::Membership { user, .. }
+            | Change::Account { user }
+            | Change::Sessions { user } => {
+                self.known.invalidate_user(*user).await;
+            }
         }
     }
 }

@@ -18,8 +18,9 @@ use axum::{
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{
-    limits::{OperationInfo, ViaGet},
+    limits::{OperationInfo, ViaGet, charge_operation},
     persisted::{self, Asked},
+    public::{self, Kept, Touched},
 };
 use crate::{
     app::AppState,
@@ -92,7 +93,7 @@ impl Caller {
             telemetry::overloaded();
             return Err(AppError::Overloaded.into_response());
         };
-        let identity = bearer::authenticate(&state.db, &state.tokens, headers)
+        let identity = bearer::authenticate(&state.db, &state.tokens, &state.known, headers)
             .await
             .map_err(|error| refused_early(state, ip, for_authentication(error)))?;
         let key = match identity.viewer() {
@@ -231,14 +232,31 @@ async fn run(state: AppState, caller: Caller, mut request: async_graphql::Reques
             return finished.into_http(&state, &budget, &OperationInfo::default(), started);
         }
     };
+    // An anonymous read may have been answered already (see `public`).
+    let public_key = (!personal && registration.is_none() && state.config.public_cache)
+        .then(|| public::key(&request));
+    if let Some(key) = &public_key
+        && let Some(kept) = state.public.lookup(key).await
+    {
+        return answer_kept(&state, &caller, kept, started);
+    }
+    let keeping = match &public_key {
+        Some(key) => Some((key, state.public.start().await, Touched::default())),
+        None => None,
+    };
     let info = OperationInfo::default();
     let requested_name = request.operation_name.clone();
     let request =
         request.data(caller.key.clone()).data(budget.clone()).data(info.clone()).data(caller.ip);
+    let touched = keeping.as_ref().map(|(_, _, touched)| touched.clone());
     let mut response =
-        super::loader::execute(&state.schema, request, &state.db, caller.identity.clone()).await;
+        super::loader::execute(&state.schema, request, &state.db, caller.identity.clone(), touched)
+            .await;
     super::ensure_error_codes(&mut response);
     let ran = info.name(requested_name.as_deref());
+    if let Some((key, started, touched)) = keeping {
+        state.public.keep(key, started, &touched, &response, info.cost(), ran.clone()).await;
+    }
     // Kept once it parsed and validated (a field's error has a path; an
     // error of the whole request has none).
     let request_refused = response.data == async_graphql::Value::Null
@@ -252,6 +270,43 @@ async fn run(state: AppState, caller: Caller, mut request: async_graphql::Reques
     }
     let finished = Finished { response, operation: ran, personal };
     finished.into_http(&state, &budget, &info, started)
+}
+
+/// A public answer kept in the cache, as it was computed, with this
+/// request's cost paid and reported.
+fn answer_kept(state: &AppState, caller: &Caller, kept: Kept, started: Instant) -> Response {
+    // Charged as when it is computed, refused the same way.
+    if let Err(refusal) = charge_operation(&state.limits, &caller.key, &caller.budget, kept.cost) {
+        if let AppError::RateLimited { .. } = refusal {
+            telemetry::rate_limit_refused("cost_or_sign_in");
+        }
+        return with_budget(refusal.into_response(), &caller.budget.get());
+    }
+    let spent = caller.budget.get();
+    let cost = serde_json::json!({
+        "requested": kept.cost,
+        "remaining": spent.remaining,
+        "limit": spent.limit,
+        "resetAt": spent.reset_at.to_rfc3339(),
+    });
+    let mut body = Vec::with_capacity(kept.data.len() + 128);
+    body.extend_from_slice(b"{\"data\":");
+    body.extend_from_slice(&kept.data);
+    body.extend_from_slice(b",\"extensions\":{\"cost\":");
+    body.extend_from_slice(cost.to_string().as_bytes());
+    body.extend_from_slice(b"}}");
+    let label = state.operation_names.label(kept.operation.as_deref());
+    telemetry::graphql_request(
+        &label,
+        &async_graphql::Response::default(),
+        started.elapsed(),
+        state.config.slow_request_ms,
+    );
+    let mut http = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&kept.cache_control) {
+        http.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
+    with_budget(http, &spent)
 }
 
 /// A GraphQL response on its way out.

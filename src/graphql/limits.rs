@@ -332,33 +332,43 @@ impl Extension for Check {
         if let Some(info) = ctx.data_opt::<OperationInfo>() {
             info.seen().cost = cost;
         }
-        // The request itself was charged one point on arrival.
-        if let (Some(limits), Some(key), Some(budget), true) = (
+        if let (Some(limits), Some(key), Some(budget)) = (
             ctx.data_opt::<Arc<Limits>>(),
             ctx.data_opt::<ClientKey>(),
             ctx.data_opt::<RequestBudget>(),
-            cost > 1,
         ) {
-            match limits.charge(key, cost - 1) {
-                Ok(after) => budget.set(after),
-                Err(overdrawn) if overdrawn.impossible => {
-                    return Err(vec![
-                        AppError::QueryTooComplex(format!(
-                            "this operation costs {cost} points, more than the {} a client may spend at once: ask for smaller pages",
-                            limits.burst()
-                        ))
-                        .into_server_error(),
-                    ]);
-                }
-                Err(overdrawn) => {
-                    budget.set(overdrawn.budget);
-                    let what = format!(
-                        "this operation costs {cost} points, more than your budget holds now"
-                    );
-                    return Err(vec![overdrawn.error(&what).into_server_error()]);
-                }
-            }
+            charge_operation(limits, key, budget, cost)
+                .map_err(|error| vec![error.into_server_error()])?;
         }
         Ok(result)
+    }
+}
+
+/// Charges an operation of `cost` points to `key`, beyond the point its
+/// request paid on arrival, and keeps the budget left in `budget`.
+pub fn charge_operation(
+    limits: &Limits,
+    key: &ClientKey,
+    budget: &RequestBudget,
+    cost: u32,
+) -> Result<(), AppError> {
+    if cost <= 1 {
+        return Ok(());
+    }
+    match limits.charge(key, cost - 1) {
+        Ok(after) => {
+            budget.set(after);
+            Ok(())
+        }
+        Err(overdrawn) if overdrawn.impossible => Err(AppError::QueryTooComplex(format!(
+            "this operation costs {cost} points, more than the {} a client may spend at once: ask for smaller pages",
+            limits.burst()
+        ))),
+        Err(overdrawn) => {
+            budget.set(overdrawn.budget);
+            let what =
+                format!("this operation costs {cost} points, more than your budget holds now");
+            Err(overdrawn.error(&what))
+        }
     }
 }

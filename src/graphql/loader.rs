@@ -2,7 +2,15 @@
 //! `GROUP BY`, or windowed) statement per batch. A fresh set is made for
 //! every request by [`execute`]; values are cached for that request only.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context as TaskContext, Poll, Wake, Waker},
+    time::Duration,
+};
 
 use async_graphql::{
     Request, Response,
@@ -13,7 +21,10 @@ use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::mpsc;
 
-use super::AppSchema;
+use super::{
+    AppSchema,
+    public::{Touched, Touches},
+};
 use crate::{
     auth::Identity,
     domain::{
@@ -32,6 +43,7 @@ macro_rules! loader {
         $(#[$doc])*
         pub struct $name {
             db: DatabaseConnection,
+            touched: Option<Touched>,
         }
 
         impl async_graphql::dataloader::Loader<$key> for $name {
@@ -41,7 +53,9 @@ macro_rules! loader {
             async fn load(&self, keys: &[$key]) -> Result<HashMap<$key, $value>, Self::Error> {
                 let $db = &self.db;
                 let $keys = keys;
-                $body.await.map_err(Arc::new)
+                let loaded = $body.await.map_err(Arc::new)?;
+                touch(&self.touched, loaded.values());
+                Ok(loaded)
             }
         }
     };
@@ -103,6 +117,13 @@ loader!(
     |db, ids| domain::booking::payments_by_bookings(db, ids)
 );
 
+/// Notes what was loaded, when the request's answer may be kept.
+fn touch<'a, T: Touches + 'a>(touched: &Option<Touched>, loaded: impl Iterator<Item = &'a T>) {
+    if let Some(touched) = touched {
+        loaded.for_each(|value| value.touch(touched));
+    }
+}
+
 /// Groups keys that share everything but their parent id, so each group is
 /// one statement (in practice one group per batch).
 fn group_keys<P, K>(keys: &[K], split: impl Fn(&K) -> (P, i64)) -> HashMap<P, Vec<i64>>
@@ -120,6 +141,7 @@ where
 /// A page of a shop's barbers, keyed by shop and page request.
 pub struct BarbersByShopLoader {
     db: DatabaseConnection,
+    touched: Option<Touched>,
 }
 
 impl async_graphql::dataloader::Loader<(i64, PageRequest)> for BarbersByShopLoader {
@@ -137,6 +159,7 @@ impl async_graphql::dataloader::Loader<(i64, PageRequest)> for BarbersByShopLoad
                 .map_err(Arc::new)?;
             pages.extend(loaded.into_iter().map(|(shop, page)| ((shop, request), page)));
         }
+        touch(&self.touched, pages.values());
         Ok(pages)
     }
 }
@@ -153,6 +176,7 @@ pub struct BookingPageKey {
 /// Pages of bookings, one windowed statement per batch.
 pub struct BookingPageLoader {
     db: DatabaseConnection,
+    touched: Option<Touched>,
 }
 
 impl async_graphql::dataloader::Loader<BookingPageKey> for BookingPageLoader {
@@ -173,6 +197,7 @@ impl async_graphql::dataloader::Loader<BookingPageKey> for BookingPageLoader {
                 (BookingPageKey { owner, id, filter: filter.clone(), page }, rows)
             }));
         }
+        touch(&self.touched, pages.values());
         Ok(pages)
     }
 }
@@ -180,6 +205,7 @@ impl async_graphql::dataloader::Loader<BookingPageKey> for BookingPageLoader {
 /// Counts of the bookings of a shop, barber or client.
 pub struct BookingCountLoader {
     db: DatabaseConnection,
+    touched: Option<Touched>,
 }
 
 impl async_graphql::dataloader::Loader<(Owner, i64, BookingFilter)> for BookingCountLoader {
@@ -198,6 +224,7 @@ impl async_graphql::dataloader::Loader<(Owner, i64, BookingFilter)> for BookingC
                 .map_err(Arc::new)?;
             counts.extend(loaded.into_iter().map(|(id, n)| ((owner, id, filter.clone()), n)));
         }
+        touch(&self.touched, counts.values());
         Ok(counts)
     }
 }
@@ -206,22 +233,64 @@ impl async_graphql::dataloader::Loader<(Owner, i64, BookingFilter)> for BookingC
 ///
 /// The loaders' batches run inside the request's own task instead of being
 /// spawned: a batch can only start once the resolvers have registered every
-/// key they could in that round and the request yields. So the N children of
+/// key they could in that round and the execution waits (not when it only
+/// yields to be polled again). So the N children of
 /// a page always cost one statement per relation, however busy the machine,
 /// where spawned batches on a multi-threaded runtime race the resolvers and
 /// split under load.
+///
+/// With `touched`, the answer may be kept (see `public`): every loader
+/// notes what it loaded.
 pub async fn execute(
     schema: &AppSchema,
     request: Request,
     db: &DatabaseConnection,
     identity: Identity,
+    touched: Option<Touched>,
 ) -> Response {
     let (spawner, batches) = mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
-    let request = register(request, db, &identity, spawner).await.data(identity);
-    tokio::select! {
-        biased;
-        response = schema.execute(request) => response,
-        () = run_batches(batches) => unreachable!("running batches never ends"),
+    let mut request =
+        register(request, db, &identity, touched.clone(), spawner).await.data(identity);
+    if let Some(touched) = touched {
+        request = request.data(touched);
+    }
+    let execution = schema.execute(request);
+    let batches = run_batches(batches);
+    let (mut execution, mut batches) = (std::pin::pin!(execution), std::pin::pin!(batches));
+    std::future::poll_fn(|cx| {
+        // Polled with a waker that tells whether the execution woke itself
+        // while being polled: it yielded (async-graphql's lists yield
+        // every few dozen items) with resolvers still to register keys.
+        let yielded = Arc::new(Yielded { woken: AtomicBool::new(false), task: cx.waker().clone() });
+        let waker = Waker::from(yielded.clone());
+        if let Poll::Ready(response) = execution.as_mut().poll(&mut TaskContext::from_waker(&waker))
+        {
+            return Poll::Ready(response);
+        }
+        if !yielded.woken.load(Ordering::Acquire) {
+            // Every resolver of the round waits on a loader: run the batches.
+            let _ = batches.as_mut().poll(cx);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The waker an execution is polled with: wakes the request's task, and
+/// remembers that it was woken.
+struct Yielded {
+    woken: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for Yielded {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake_by_ref();
     }
 }
 
@@ -248,36 +317,41 @@ fn new<T: Send + Sync + 'static>(loader: T, spawner: &Spawner) -> Loader<T> {
         },
         HashMapCache::default(),
     )
+    // A batch runs once the request yields, when every resolver of the
+    // round has registered its keys; waiting longer only adds latency. The
+    // wait is a tokio timer (feature `tokio-timer`), not async-io's thread.
+    .delay(Duration::ZERO)
 }
 
 /// Adds a fresh set of every loader to a request, primed with what the
-/// identity already loaded (the viewer and the shops they work at).
+/// identity already loaded (the viewer).
 async fn register(
     request: Request,
     db: &DatabaseConnection,
     identity: &Identity,
+    touched: Option<Touched>,
     spawner: Spawner,
 ) -> Request {
     let db = || db.clone();
-    let shops = new(ShopByIdLoader { db: db() }, &spawner);
-    let users = new(UserByIdLoader { db: db() }, &spawner);
+    let t = || touched.clone();
+    let shops = new(ShopByIdLoader { db: db(), touched: t() }, &spawner);
+    let users = new(UserByIdLoader { db: db(), touched: t() }, &spawner);
     if let Some(viewer) = identity.viewer() {
         users.feed_one(viewer.user.id, viewer.user.clone()).await;
-        shops.feed_many(viewer.memberships.iter().map(|m| (m.shop.id, m.shop.clone()))).await;
     }
     request
         .data(shops)
         .data(users)
-        .data(new(BarberByIdLoader { db: db() }, &spawner))
-        .data(new(ServiceByIdLoader { db: db() }, &spawner))
-        .data(new(BookingByIdLoader { db: db() }, &spawner))
-        .data(new(BarberCountByShopLoader { db: db() }, &spawner))
-        .data(new(ServicesByShopLoader { db: db() }, &spawner))
-        .data(new(ServicesByBarberLoader { db: db() }, &spawner))
-        .data(new(BarbersByServiceLoader { db: db() }, &spawner))
-        .data(new(WorkingHoursByBarberLoader { db: db() }, &spawner))
-        .data(new(PaymentsByBookingLoader { db: db() }, &spawner))
-        .data(new(BarbersByShopLoader { db: db() }, &spawner))
-        .data(new(BookingPageLoader { db: db() }, &spawner))
-        .data(new(BookingCountLoader { db: db() }, &spawner))
+        .data(new(BarberByIdLoader { db: db(), touched: t() }, &spawner))
+        .data(new(ServiceByIdLoader { db: db(), touched: t() }, &spawner))
+        .data(new(BookingByIdLoader { db: db(), touched: t() }, &spawner))
+        .data(new(BarberCountByShopLoader { db: db(), touched: t() }, &spawner))
+        .data(new(ServicesByShopLoader { db: db(), touched: t() }, &spawner))
+        .data(new(ServicesByBarberLoader { db: db(), touched: t() }, &spawner))
+        .data(new(BarbersByServiceLoader { db: db(), touched: t() }, &spawner))
+        .data(new(WorkingHoursByBarberLoader { db: db(), touched: t() }, &spawner))
+        .data(new(PaymentsByBookingLoader { db: db(), touched: t() }, &spawner))
+        .data(new(BarbersByShopLoader { db: db(), touched: t() }, &spawner))
+        .data(new(BookingPageLoader { db: db(), touched: t() }, &spawner))
+        .data(new(BookingCountLoader { db: db(), touched: t() }, &spawner))
 }

@@ -14,6 +14,7 @@ pub mod mutation;
 pub mod object;
 pub mod persisted;
 pub mod playground;
+pub mod public;
 pub mod query;
 pub mod scalar;
 
@@ -25,10 +26,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::token::TokenKeys,
     config::Config,
-    domain::{
-        change::{Changed, Effects},
-        dashboard::AnalyticsCache,
-    },
+    domain::change::{Changed, Effects},
     error::{AppError, AppResult},
     protect::Limits,
 };
@@ -41,7 +39,7 @@ pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>
 pub fn build_schema(
     db: DatabaseConnection,
     tokens: TokenKeys,
-    analytics: AnalyticsCache,
+    effects: Effects,
     limits: Arc<Limits>,
     config: &Config,
 ) -> AppSchema {
@@ -53,8 +51,9 @@ pub fn build_schema(
         })
         .data(db)
         .data(tokens)
-        .data(Effects::new(analytics.clone()))
-        .data(analytics)
+        .data(effects.analytics().clone())
+        .data(effects.public().clone())
+        .data(effects)
         .data(limits)
         .finish()
 }

@@ -56,7 +56,6 @@ impl ShopMutation {
         let viewer = policy::require_viewer(identity(ctx))?;
         policy::check_owner(viewer, shop_id)?;
         let changes = ShopChanges::try_from(input)?;
-        // The owner's memberships primed the loader: no query.
         let shop = load_one::<ShopByIdLoader, _>(ctx, shop_id)
             .await?
             .ok_or_else(|| AppError::not_found("no shop has this id"))?;

@@ -16,7 +16,7 @@ use crate::{
         db,
         guard::{OwnAccount, identity},
         id::{self, Kind},
-        loader::BarberByIdLoader,
+        loader::{BarberByIdLoader, ShopByIdLoader},
     },
 };
 
@@ -112,8 +112,10 @@ pub struct Membership(pub auth::Membership);
 
 #[Object]
 impl Membership {
-    async fn shop(&self) -> Shop {
-        Shop(self.0.shop.clone())
+    async fn shop(&self, ctx: &Context<'_>) -> async_graphql::Result<Shop> {
+        load_one::<ShopByIdLoader, _>(ctx, self.0.shop_id).await?.map(Shop).ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!("a membership's shop is gone")).into()
+        })
     }
 
     async fn role(&self) -> Role {

@@ -25,6 +25,7 @@ impl AnalyticsQuery {
     /// fresh after every change to the shop's bookings, payments, hours or
     /// time off.
     #[graphql(
+        cache_control(private),
         guard = "SignedIn",
         complexity = "crate::graphql::limits::ANALYTICS_WEIGHT + child_complexity"
     )]

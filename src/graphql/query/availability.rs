@@ -8,7 +8,9 @@ use crate::{
     graphql::{
         db,
         id::{self, Kind},
-        object::TimeSlot,
+        loader::BarberByIdLoader,
+        object::{TimeSlot, load_one},
+        public,
         scalar::Date,
     },
 };
@@ -22,7 +24,10 @@ impl AvailabilityQuery {
     /// take the service: inside working hours, outside time off and other
     /// bookings, on the shop's slot step, and inside its notice and advance
     /// window. Needs no sign-in.
-    #[graphql(complexity = "crate::graphql::limits::AVAILABLE_SLOTS_WEIGHT + child_complexity")]
+    #[graphql(
+        complexity = "crate::graphql::limits::AVAILABLE_SLOTS_WEIGHT + child_complexity",
+        cache_control(max_age = 5)
+    )]
     async fn available_slots(
         &self,
         ctx: &Context<'_>,
@@ -32,6 +37,11 @@ impl AvailabilityQuery {
     ) -> async_graphql::Result<Vec<TimeSlot>> {
         let barber = id::decode_as(&barber_id, Kind::Barber, "barberId")?;
         let service = id::decode_as(&service_id, Kind::Service, "serviceId")?;
+        if ctx.data_opt::<public::Touched>().is_some() {
+            // The shop's hours, policy and services shape the slots too.
+            load_one::<BarberByIdLoader, _>(ctx, barber).await?;
+            public::before_reading_slots(ctx, barber).await;
+        }
         let slots =
             domain::availability::available_slots(db(ctx)?, barber, service, date.0, Utc::now())
                 .await?;

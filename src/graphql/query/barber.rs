@@ -17,6 +17,7 @@ pub struct BarberQuery;
 #[Object]
 impl BarberQuery {
     /// One barber by id.
+    #[graphql(cache_control(max_age = 10))]
     async fn barber(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Barber>> {
         let barber_id = id::decode_as(&id, Kind::Barber, "id")?;
         load_one::<BarberByIdLoader, _>(ctx, barber_id)

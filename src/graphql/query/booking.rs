@@ -21,7 +21,7 @@ pub struct BookingQuery;
 #[Object]
 impl BookingQuery {
     /// One booking: for its client, its barber and its shop's owner.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(guard = "SignedIn", cache_control(private))]
     async fn booking(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Booking>> {
         let booking_id = id::decode_as(&id, Kind::Booking, "id")?;
         Ok(Some(load_readable_booking(ctx, booking_id).await?))
@@ -32,6 +32,7 @@ impl BookingQuery {
     /// the barber and the shop's owner). With neither: your own as a client.
     /// `from` is inclusive and `to` exclusive, on the booking's start.
     #[graphql(
+        cache_control(private),
         guard = "SignedIn",
         complexity = "crate::graphql::limits::page_complexity(first, last, child_complexity)"
     )]

@@ -24,6 +24,7 @@ pub struct NodeQuery;
 impl NodeQuery {
     /// Any object by its global id, with the same access rules as its own
     /// query.
+    #[graphql(cache_control(max_age = 10))]
     async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
         let node = match id::decode(&id, "id")? {
             (Kind::Shop, key) => {

@@ -25,6 +25,7 @@ pub struct RateLimitQuery;
 impl RateLimitQuery {
     /// Your budget after this request: every operation costs its complexity
     /// (a hundred to the point, at least one).
+    #[graphql(cache_control(no_cache))]
     async fn rate_limit(&self, ctx: &Context<'_>) -> Option<RateLimit> {
         let budget = ctx.data_opt::<RequestBudget>()?.get();
         let cost = ctx.data_opt::<OperationInfo>().map_or(1, OperationInfo::cost);

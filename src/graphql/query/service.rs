@@ -17,6 +17,7 @@ pub struct ServiceQuery;
 #[Object]
 impl ServiceQuery {
     /// One service by id.
+    #[graphql(cache_control(max_age = 10))]
     async fn service(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Service>> {
         let service_id = id::decode_as(&id, Kind::Service, "id")?;
         load_one::<ServiceByIdLoader, _>(ctx, service_id)

@@ -13,6 +13,7 @@ use crate::{
             Shop, ShopConnection, ShopConnectionFields, connection_from_page, load_one,
             page_request,
         },
+        public,
     },
 };
 
@@ -24,7 +25,8 @@ impl ShopQuery {
     /// Shops, in the order they were created; `search` matches part of the
     /// name, ignoring case.
     #[graphql(
-        complexity = "crate::graphql::limits::page_complexity(first, last, child_complexity)"
+        complexity = "crate::graphql::limits::page_complexity(first, last, child_complexity)",
+        cache_control(max_age = 10)
     )]
     async fn shops(
         &self,
@@ -36,9 +38,11 @@ impl ShopQuery {
         search: Option<String>,
     ) -> async_graphql::Result<ShopConnection> {
         let request = page_request(first, after, last, before)?;
+        public::touch_directory(ctx);
         let page = domain::shop::list(db(ctx)?, search.as_deref(), &request)
             .await
             .map_err(AppError::from)?;
+        page.items.iter().for_each(|shop| public::touch_shop(ctx, shop.id));
         Ok(connection_from_page(
             page,
             |s| Position::id(s.id),
@@ -48,6 +52,7 @@ impl ShopQuery {
     }
 
     /// One shop, by `id` or by `slug` (exactly one of them).
+    #[graphql(cache_control(max_age = 10))]
     async fn shop(
         &self,
         ctx: &Context<'_>,
@@ -60,7 +65,9 @@ impl ShopQuery {
                 load_one::<ShopByIdLoader, _>(ctx, shop_id).await?
             }
             (None, Some(slug)) => {
-                domain::shop::by_slug(db(ctx)?, &slug).await.map_err(AppError::from)?
+                let found = domain::shop::by_slug(db(ctx)?, &slug).await.map_err(AppError::from)?;
+                found.iter().for_each(|shop| public::touch_shop(ctx, shop.id));
+                found
             }
             _ => return Err(AppError::bad_input("pass exactly one of `id` and `slug`").into()),
         };

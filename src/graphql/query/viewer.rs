@@ -10,6 +10,7 @@ pub struct ViewerQuery;
 #[Object]
 impl ViewerQuery {
     /// The signed-in user; null for an anonymous request.
+    #[graphql(cache_control(private))]
     async fn viewer(&self, ctx: &Context<'_>) -> Option<User> {
         identity(ctx).viewer().map(|viewer| User::own(viewer.user.clone()))
     }

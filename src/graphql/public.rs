@@ -1,0 +1,386 @@
+//! Public reads served from the cache, never stale.
+//!
+//! Anonymous browsing (the shop list, a shop's page, free slots) is most of
+//! the traffic, and the same for everyone. Its whole answer is kept in the
+//! two-tier cache under a hash of the query, its operation and variables,
+//! with the versions of every scope the answer was read from:
+//!
+//! - `public:shop:{id}`: everything public about one shop (its details,
+//!   barbers, services, hours and time off), bumped by any write to them;
+//! - `public:slots:{barber}`: a barber's free slots, bumped by their
+//!   bookings and hours;
+//! - `public:directory`: which shops, barbers and services exist (lists,
+//!   searches, ids not found), bumped when one is added or a shop changes.
+//!
+//! An answer is served only while every one of its versions is current, so
+//! the next read after a write (its versions bumped after the commit, by
+//! `Effects::publish`) is computed afresh, on every replica.
+//!
+//! The scopes are recorded while the answer is computed: every loader notes
+//! the shops of what it loaded, and the resolvers that read lists or find
+//! nothing note the directory. A shop's version is read after its rows, so
+//! a write landing in between could pair old rows with its new version;
+//! the epoch (`public:epoch`) guards that: every catalogue write bumps it
+//! first, and an answer computed while it moved is not kept. Free slots
+//! change with every booking, which must not stop the catalogue from being
+//! kept, so their version is read before the bookings are, and they do not
+//! move the epoch.
+//!
+//! What may be kept is what async-graphql's cache-control hints say is
+//! public with an age: the root fields of browsing carry one (10 s for
+//! shops, barbers and services, 5 s for free slots, which clients and CDNs
+//! may keep that long), the rest (the rate limit, anything personal) say
+//! otherwise. Only anonymous
+//! answers without errors are kept; a signed-in answer is `no-store`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+};
+
+use async_graphql::Context;
+use entity::{barber, service, shop};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    cache::{Cache, Unavailable},
+    domain::{change::Change, page::Page},
+};
+
+/// Bumped first by every catalogue write: an answer computed while it
+/// moved is not kept.
+const EPOCH: &str = "public:epoch";
+
+const DIRECTORY: &str = "public:directory";
+
+fn shop_scope(shop: i64) -> String {
+    format!("public:shop:{shop}")
+}
+
+fn slots_scope(barber: i64) -> String {
+    format!("public:slots:{barber}")
+}
+
+/// The scopes an answer was read from, noted while it is computed; only in
+/// the data of an anonymous request that may be kept.
+#[derive(Clone, Debug, Default)]
+pub struct Touched(Arc<Mutex<Noted>>);
+
+#[derive(Debug, Default)]
+struct Noted {
+    /// Scopes whose versions are read once the answer is computed.
+    after: BTreeSet<String>,
+    /// Scopes whose versions were read before their rows (`None`: could
+    /// not be read, so the answer is not kept).
+    before: BTreeMap<String, Option<u64>>,
+    /// The answer depends on the time too: kept until then at most (Unix
+    /// milliseconds).
+    until: Option<i64>,
+}
+
+impl Touched {
+    fn noted(&self) -> std::sync::MutexGuard<'_, Noted> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The answer shows something of `shop`.
+    pub fn shop(&self, shop: i64) {
+        self.noted().after.insert(shop_scope(shop));
+    }
+
+    /// The answer depends on which shops, barbers or services exist.
+    pub fn directory(&self) {
+        self.noted().after.insert(DIRECTORY.to_owned());
+    }
+}
+
+/// Notes what a loaded value shows.
+pub trait Touches {
+    fn touch(&self, touched: &Touched);
+}
+
+impl Touches for shop::Model {
+    fn touch(&self, touched: &Touched) {
+        touched.shop(self.id);
+    }
+}
+
+impl Touches for barber::Model {
+    fn touch(&self, touched: &Touched) {
+        touched.shop(self.shop_id);
+    }
+}
+
+impl Touches for service::Model {
+    fn touch(&self, touched: &Touched) {
+        touched.shop(self.shop_id);
+    }
+}
+
+impl<T: Touches> Touches for Vec<T> {
+    fn touch(&self, touched: &Touched) {
+        self.iter().for_each(|item| item.touch(touched));
+    }
+}
+
+impl<T: Touches> Touches for Page<T> {
+    fn touch(&self, touched: &Touched) {
+        self.items.iter().for_each(|item| item.touch(touched));
+    }
+}
+
+/// What nothing public shows (users, bookings, payments, counts and hours
+/// of a parent that noted its shop).
+macro_rules! touches_nothing {
+    ($($ty:ty),*) => {
+        $(impl Touches for $ty {
+            fn touch(&self, _: &Touched) {}
+        })*
+    };
+}
+touches_nothing!(
+    u64,
+    entity::user::Model,
+    entity::booking::Model,
+    entity::payment::Model,
+    entity::working_hours::Model
+);
+
+/// Notes, when the request's answer may be kept, that it shows `shop`.
+pub fn touch_shop(ctx: &Context<'_>, shop: i64) {
+    if let Some(touched) = ctx.data_opt::<Touched>() {
+        touched.shop(shop);
+    }
+}
+
+/// Notes, when the request's answer may be kept, that it depends on which
+/// shops, barbers or services exist.
+pub fn touch_directory(ctx: &Context<'_>) {
+    if let Some(touched) = ctx.data_opt::<Touched>() {
+        touched.directory();
+    }
+}
+
+/// How long an answer with free slots is kept at most: slots also end as
+/// time passes (the shop's notice), with no write to say so.
+const SLOTS_KEPT_MS: i64 = 1_000;
+
+/// Notes that the answer shows `barber`'s free slots, reading their version
+/// now, before the bookings are read.
+pub async fn before_reading_slots(ctx: &Context<'_>, barber: i64) {
+    let (Some(touched), Some(public)) = (ctx.data_opt::<Touched>(), ctx.data_opt::<PublicReads>())
+    else {
+        return;
+    };
+    let scope = slots_scope(barber);
+    if touched.noted().before.contains_key(&scope) {
+        return;
+    }
+    let version = public.cache.version(&scope).await.ok();
+    let mut noted = touched.noted();
+    noted.before.insert(scope, version);
+    let until = chrono::Utc::now().timestamp_millis() + SLOTS_KEPT_MS;
+    noted.until = Some(noted.until.map_or(until, |kept| kept.min(until)));
+}
+
+/// A kept answer.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    /// Each scope the answer was read from, with its version then.
+    versions: Vec<(String, u64)>,
+    /// The points the operation costs.
+    cost: u32,
+    operation: Option<String>,
+    cache_control: String,
+    /// Served until then at most (Unix milliseconds).
+    until: Option<i64>,
+}
+
+/// An answer served from the cache.
+#[derive(Debug)]
+pub struct Kept {
+    /// The answer's `data`, as JSON.
+    pub data: Vec<u8>,
+    pub cost: u32,
+    pub operation: Option<String>,
+    /// Its `Cache-Control`.
+    pub cache_control: String,
+}
+
+/// The epoch a computation started at; `None` when it could not be read,
+/// and then nothing is kept.
+#[derive(Clone, Copy, Debug)]
+pub struct Started(Option<u64>);
+
+/// The public answers kept in the cache; cheap to clone.
+#[derive(Clone)]
+pub struct PublicReads {
+    cache: Cache,
+}
+
+impl std::fmt::Debug for PublicReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicReads").finish_non_exhaustive()
+    }
+}
+
+/// The key of an answer: what was asked, exactly.
+pub fn key(request: &async_graphql::Request) -> String {
+    let mut hash = Sha256::new();
+    hash.update(request.query.as_bytes());
+    hash.update([0]);
+    hash.update(request.operation_name.as_deref().unwrap_or("").as_bytes());
+    hash.update([0]);
+    hash.update(serde_json::to_vec(&request.variables).unwrap_or_default());
+    let digest = hash.finalize();
+    let mut key = String::with_capacity(16 + 64);
+    key.push_str("public:answer:");
+    for byte in digest {
+        key.push_str(&format!("{byte:02x}"));
+    }
+    key
+}
+
+fn encode(header: &Header, data: &[u8]) -> Option<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(header).ok()?;
+    bytes.push(b'\n');
+    bytes.extend_from_slice(data);
+    Some(bytes)
+}
+
+fn decode(bytes: &[u8]) -> Option<(Header, &[u8])> {
+    let split = bytes.iter().position(|b| *b == b'\n')?;
+    let (header, data) = bytes.split_at(split);
+    Some((serde_json::from_slice(header).ok()?, &data[1..]))
+}
+
+impl PublicReads {
+    pub fn new(cache: Cache) -> Self {
+        Self { cache }
+    }
+
+    /// The kept answer under `key`, if every version it was read at is
+    /// still current.
+    pub async fn lookup(&self, key: &str) -> Option<Kept> {
+        let bytes = self.cache.read(key).await.ok()??;
+        let (header, data) = decode(&bytes)?;
+        if header.until.is_some_and(|until| until <= chrono::Utc::now().timestamp_millis()) {
+            return None;
+        }
+        let scopes: Vec<String> = header.versions.iter().map(|(scope, _)| scope.clone()).collect();
+        let current = self.cache.versions(&scopes).await.ok()?;
+        let fresh =
+            header.versions.iter().zip(&current).all(|((_, kept), now)| Some(*kept) == *now);
+        metrics::counter!("public_cache_total", "outcome" => if fresh { "hit" } else { "stale" })
+            .increment(1);
+        fresh.then(|| Kept {
+            data: data.to_vec(),
+            cost: header.cost,
+            operation: header.operation,
+            cache_control: header.cache_control,
+        })
+    }
+
+    /// Marks the start of a computation whose answer may be kept.
+    pub async fn start(&self) -> Started {
+        Started(self.cache.version(EPOCH).await.ok())
+    }
+
+    /// Keeps `response` under `key` with the versions of what it was read
+    /// from, unless a catalogue write moved the epoch since `started` or a
+    /// version could not be read.
+    pub async fn keep(
+        &self,
+        key: &str,
+        started: Started,
+        touched: &Touched,
+        response: &async_graphql::Response,
+        cost: u32,
+        operation: Option<String>,
+    ) {
+        let Some(cache_control) = keepable(response) else {
+            return;
+        };
+        let Some(epoch) = started.0 else {
+            return;
+        };
+        let (after, before, until) = {
+            let noted = touched.noted();
+            (noted.after.iter().cloned().collect::<Vec<_>>(), noted.before.clone(), noted.until)
+        };
+        let mut scopes = vec![EPOCH.to_owned()];
+        scopes.extend(after.iter().cloned());
+        let Ok(now) = self.versions(&scopes).await else {
+            return;
+        };
+        if now.first() != Some(&epoch) {
+            metrics::counter!("public_cache_total", "outcome" => "unkept").increment(1);
+            return;
+        }
+        let mut versions: Vec<(String, u64)> =
+            after.into_iter().zip(now.into_iter().skip(1)).collect();
+        for (scope, version) in before {
+            let Some(version) = version else {
+                return;
+            };
+            versions.push((scope, version));
+        }
+        let Ok(data) = serde_json::to_vec(&response.data) else {
+            return;
+        };
+        let header = Header { versions, cost, operation, cache_control, until };
+        if let Some(bytes) = encode(&header, &data) {
+            let _ = self.cache.write(key, &bytes).await;
+            metrics::counter!("public_cache_total", "outcome" => "miss").increment(1);
+        }
+    }
+
+    /// Versions of `scopes`, giving one to a scope that has none yet.
+    async fn versions(&self, scopes: &[String]) -> Result<Vec<u64>, Unavailable> {
+        let read = self.cache.versions(scopes).await?;
+        let mut versions = Vec::with_capacity(read.len());
+        for (scope, version) in scopes.iter().zip(read) {
+            versions.push(match version {
+                Some(version) => version,
+                None => self.cache.version(scope).await?,
+            });
+        }
+        Ok(versions)
+    }
+
+    /// Makes stale every kept answer that `change` could alter. The epoch
+    /// moves first, so that an answer computed meanwhile is not kept.
+    pub async fn invalidate(&self, change: &Change) {
+        let (catalogue, directory, slots): (Option<i64>, bool, Option<i64>) = match change {
+            Change::Booking { barber, .. } => (None, false, Some(*barber)),
+            Change::Hours { shop, barber, .. } => (Some(*shop), false, Some(*barber)),
+            Change::Shop { shop } => (Some(*shop), true, None),
+            Change::Staff { shop, barber, .. } => (Some(*shop), true, Some(*barber)),
+            Change::Membership { shop, .. } | Change::Service { shop, .. } => {
+                (Some(*shop), true, None)
+            }
+            Change::Account { .. } | Change::Sessions { .. } => (None, false, None),
+        };
+        if let Some(shop) = catalogue {
+            self.cache.bump(EPOCH).await;
+            if directory {
+                self.cache.bump(DIRECTORY).await;
+            }
+            self.cache.bump(&shop_scope(shop)).await;
+        }
+        if let Some(barber) = slots {
+            self.cache.bump(&slots_scope(barber)).await;
+        }
+    }
+}
+
+/// The `Cache-Control` of a response that may be kept: no errors, and its
+/// hints say public with an age. Mutations carry no hint, so they are never
+/// kept.
+fn keepable(response: &async_graphql::Response) -> Option<String> {
+    let hints = &response.cache_control;
+    (response.errors.is_empty() && hints.public && hints.max_age > 0)
+        .then(|| hints.value())
+        .flatten()
+}
