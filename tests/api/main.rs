@@ -16,6 +16,7 @@ mod browse;
 mod browser;
 mod cache_faults;
 mod errors;
+mod freshness;
 mod fuzz;
 mod hardening;
 mod health;

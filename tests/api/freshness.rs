@@ -1,0 +1,182 @@
+//! What the caches keep is never stale: a write is seen by the next read,
+//! on this server and, through Redis, on every replica.
+//!
+//! Anonymous answers and the identities of tokens are kept; these tests
+//! check first that they really are (a repeated read costs no statement),
+//! then that the write in between shows.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::{
+    api_test,
+    helpers::{TestApp, first_error},
+    shop_fixture::{ACCEPT_INVITE, SLOTS, ShopFixture},
+};
+
+/// A second server on the same database and Redis; without Redis, the app
+/// itself (replicas share what they keep through Redis).
+async fn second(app: &TestApp) -> Option<TestApp> {
+    match app.state.cache.health().backend {
+        "redis" => Some(app.replica().await),
+        _ => None,
+    }
+}
+
+/// POSTs anonymously; the body and the `Cache-Control` header.
+async fn anonymous(app: &TestApp, query: &str, variables: Value) -> (Value, Option<String>) {
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let cache_control =
+        response.headers().get("cache-control").map(|value| value.to_str().unwrap().to_owned());
+    (response.json().await.unwrap(), cache_control)
+}
+
+/// The free slots' start times, read twice: the second read is the kept
+/// answer, which costs no statement.
+async fn slots_kept(app: &TestApp, shop: &ShopFixture, date: &str) -> Vec<DateTime<Utc>> {
+    let variables = json!({ "barber": shop.barber_id, "service": shop.service_id, "date": date });
+    let (first, cache_control) = anonymous(app, SLOTS, variables.clone()).await;
+    assert_eq!(cache_control.as_deref(), Some("max-age=5"), "{first:#}");
+    let before = app.statements();
+    let (again, _) = anonymous(app, SLOTS, variables).await;
+    assert_eq!(app.statements() - before, 0, "the second read is the kept answer");
+    assert_eq!(first["data"], again["data"]);
+    again["data"]["availableSlots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|slot| slot["startsAt"].as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+const SHOP_PAGE: &str = "query($id: ID!) { shop(id: $id) { name barbers { nodes { displayName services { name priceCents } } } } }";
+
+api_test!(
+    a_write_shows_in_the_next_public_read_on_every_replica,
+    [sqlite, sqlite_redis, postgres_redis],
+    |app| {
+        let other = second(&app).await;
+        let other = other.as_ref().unwrap_or(&app);
+        let shop = ShopFixture::open(&app, "fresh", "UTC", "09:00", "17:00").await;
+        let date = shop.upcoming_weekday();
+        let start = shop.at(date, 10, 0);
+        for server in [&app, other] {
+            let free = slots_kept(server, &shop, &date.to_string()).await;
+            assert!(free.contains(&start), "{start} is free: {free:?}");
+        }
+        // A booking takes the slot out of the very next answer, everywhere.
+        let client = app.register("client@fresh.test", "correct horse battery", "Client").await;
+        let booked = shop.book(&app, &client, start).await;
+        assert!(booked.get("errors").is_none(), "{booked:#}");
+        for server in [&app, other] {
+            let free = slots_kept(server, &shop, &date.to_string()).await;
+            assert!(!free.contains(&start), "{start} is taken: {free:?}");
+        }
+
+        // A shop's page: kept, then a new price shows at once.
+        let (page, cache_control) =
+            anonymous(other, SHOP_PAGE, json!({ "id": shop.shop_id })).await;
+        assert_eq!(cache_control.as_deref(), Some("max-age=10"));
+        assert_eq!(page["data"]["shop"]["barbers"]["nodes"][0]["services"][0]["priceCents"], 2500);
+        let before = other.statements();
+        anonymous(other, SHOP_PAGE, json!({ "id": shop.shop_id })).await;
+        assert_eq!(other.statements() - before, 0, "the shop's page is kept");
+        app.data_as(
+            &shop.owner,
+            "mutation($id: ID!) { updateService(id: $id, input: { priceCents: 3100 }) { id } }",
+            json!({ "id": shop.service_id }),
+        )
+        .await;
+        let (page, _) = anonymous(other, SHOP_PAGE, json!({ "id": shop.shop_id })).await;
+        assert_eq!(page["data"]["shop"]["barbers"]["nodes"][0]["services"][0]["priceCents"], 3100);
+        // So does a renamed shop in the list.
+        let list = "{ shops(first: 50) { nodes { name } } }";
+        let (before_rename, _) = anonymous(other, list, json!({})).await;
+        assert!(before_rename.to_string().contains("Shop fresh"));
+        shop.policy(&app, json!({ "name": "Fresh Cuts" })).await;
+        let (renamed, _) = anonymous(other, list, json!({})).await;
+        assert!(renamed.to_string().contains("Fresh Cuts"), "{renamed:#}");
+    }
+);
+
+api_test!(
+    a_new_barber_sees_the_shops_schedule_on_their_very_next_request,
+    [sqlite, sqlite_redis, postgres_redis],
+    |app| {
+        let other = second(&app).await;
+        let other = other.as_ref().unwrap_or(&app);
+        let shop = ShopFixture::open(&app, "join", "UTC", "09:00", "17:00").await;
+        let newcomer = app.register("new@join.test", "correct horse battery", "Newcomer").await;
+        let schedule = "query($shop: ID!) { bookings(shopId: $shop) { totalCount } }";
+        let roles = "{ viewer { memberships { role shop { name } } } }";
+        // Known on the other server, as nobody's barber.
+        let data = other.data_as(&newcomer, roles, json!({})).await;
+        assert_eq!(data["viewer"]["memberships"], json!([]));
+        let before = other.statements();
+        let refused = other.gql_as(&newcomer, schedule, json!({ "shop": shop.shop_id })).await;
+        assert_eq!(first_error(&refused).0, "FORBIDDEN", "{refused:#}");
+        assert_eq!(other.statements() - before, 0, "the token's identity is kept");
+        // Invited and accepted here; there, the very next request sees it.
+        let added = app
+            .data_as(
+                &shop.owner,
+                "mutation($input: AddBarberInput!) { addBarber(input: $input) { id } }",
+                json!({ "input": { "shopId": shop.shop_id, "displayName": "Nova", "userEmail": newcomer.email } }),
+            )
+            .await;
+        app.data_as(&newcomer, ACCEPT_INVITE, json!({ "id": added["addBarber"]["id"] })).await;
+        let data = other.data_as(&newcomer, schedule, json!({ "shop": shop.shop_id })).await;
+        assert_eq!(data["bookings"]["totalCount"], 0);
+        let data = other.data_as(&newcomer, roles, json!({})).await;
+        assert_eq!(
+            data["viewer"]["memberships"],
+            json!([{ "role": "BARBER", "shop": { "name": "Shop join" } }])
+        );
+        // Signing out there ends the token here at once, too.
+        let (status, body) = other
+            .gql_with_header(
+                &format!("Bearer {}", newcomer.token),
+                "mutation { logout }",
+                json!({}),
+            )
+            .await;
+        assert_eq!((status, &body["data"]["logout"]), (200, &json!(true)), "{body:#}");
+        let (status, body) =
+            app.gql_with_header(&format!("Bearer {}", newcomer.token), roles, json!({})).await;
+        assert_eq!((status, first_error(&body).0.as_str()), (401, "UNAUTHENTICATED"), "{body:#}");
+    }
+);
+
+api_test!(personal_and_per_client_answers_are_never_kept, [sqlite], |app| {
+    let shop = ShopFixture::open(&app, "mine", "UTC", "09:00", "17:00").await;
+    // Signed in: no cache on the way may keep it.
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&shop.owner.token)
+        .json(&json!({ "query": "{ shops { totalCount } }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    // The rate limit is the client's own: never kept, never cached.
+    let query = "{ shops { totalCount } rateLimit { remaining } }";
+    let (_, cache_control) = anonymous(&app, query, json!({})).await;
+    assert_eq!(cache_control.as_deref(), Some("no-cache"));
+    let before = app.statements();
+    anonymous(&app, query, json!({})).await;
+    assert!(app.statements() > before, "computed again");
+    // An answer with an error is not kept either.
+    let missing = "query($id: ID!) { barber(id: $id) { displayName } }";
+    let variables = json!({ "id": shop.shop_id });
+    let (refused, cache_control) = anonymous(&app, missing, variables.clone()).await;
+    assert!(refused.get("errors").is_some());
+    assert_eq!(cache_control, None);
+});
