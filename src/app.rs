@@ -22,9 +22,21 @@ use crate::{
     server::{ConnectionLimits, fitting_connection_cap},
 };
 
-/// State shared by every request; cheap to clone.
+/// State shared by every request; cloning it (axum does, per request) is
+/// one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// The database pool.
     pub db: DatabaseConnection,
     /// The GraphQL schema, built once.
@@ -115,7 +127,7 @@ impl App {
         let analytics = AnalyticsCache::new(cache.clone());
         let known = KnownTokens::new(cache.clone());
         let public = PublicReads::new(cache.clone());
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             schema: graphql::build_schema(
                 db.clone(),
                 tokens.clone(),
@@ -138,7 +150,7 @@ impl App {
             db_health,
             operation_names,
             started: std::time::Instant::now(),
-        };
+        }));
         Ok(Self { listener, metrics_listener, state, seeded_demo })
     }
 

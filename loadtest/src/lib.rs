@@ -91,7 +91,9 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
         let epoch = run.tally.1.epoch();
         tokio::spawn(fault::outage(proxy, options.fault_at, options.fault_for, epoch))
     });
+    eprintln!("load: starting {} users", options.users);
     let metrics = attack(&options, &mix, &run).await?;
+    eprintln!("load: finished");
     let fault = match outage {
         Some(outage) => Some(run.tally.1.around(outage.await?)),
         None => None,

@@ -5,7 +5,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     task::{Context as TaskContext, Poll, Wake, Waker},
@@ -17,7 +17,7 @@ use async_graphql::{
     dataloader::{DataLoader, HashMapCache},
 };
 use entity::{barber, booking, payment, service, shop, user, working_hours};
-use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
+use futures_util::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::mpsc;
 
@@ -249,8 +249,7 @@ pub async fn execute(
     touched: Option<Touched>,
 ) -> Response {
     let (spawner, batches) = mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
-    let mut request =
-        register(request, db, &identity, touched.clone(), spawner).await.data(identity);
+    let mut request = register(request, db, &identity, touched.clone(), spawner).data(identity);
     if let Some(touched) = touched {
         request = request.data(touched);
     }
@@ -323,35 +322,85 @@ fn new<T: Send + Sync + 'static>(loader: T, spawner: &Spawner) -> Loader<T> {
     .delay(Duration::ZERO)
 }
 
-/// Adds a fresh set of every loader to a request, primed with what the
-/// identity already loaded (the viewer).
-async fn register(
+/// How a request makes its loader of one type, on first use.
+pub trait Lazy: Sized + Send + Sync + 'static {
+    /// Where the request keeps it.
+    fn slot(loaders: &Loaders) -> &OnceLock<Loader<Self>>;
+    fn make(db: DatabaseConnection, touched: Option<Touched>) -> Self;
+}
+
+/// Declares [`Loaders`], a slot per loader type.
+macro_rules! lazy_loaders {
+    ($($field:ident: $ty:ident),* $(,)?) => {
+        /// The loaders of one request, each made when a resolver first asks
+        /// for it: most requests use few of them, and making all of them
+        /// cost more than a small request itself.
+        pub struct Loaders {
+            db: DatabaseConnection,
+            touched: Option<Touched>,
+            spawner: Spawner,
+            $($field: OnceLock<Loader<$ty>>,)*
+        }
+
+        impl Loaders {
+            fn new(db: DatabaseConnection, touched: Option<Touched>, spawner: Spawner) -> Self {
+                Self { db, touched, spawner, $($field: OnceLock::new(),)* }
+            }
+        }
+
+        $(impl Lazy for $ty {
+            fn slot(loaders: &Loaders) -> &OnceLock<Loader<Self>> {
+                &loaders.$field
+            }
+
+            fn make(db: DatabaseConnection, touched: Option<Touched>) -> Self {
+                Self { db, touched }
+            }
+        })*
+    };
+}
+
+lazy_loaders!(
+    shops: ShopByIdLoader,
+    users: UserByIdLoader,
+    barbers: BarberByIdLoader,
+    services: ServiceByIdLoader,
+    bookings: BookingByIdLoader,
+    barber_counts: BarberCountByShopLoader,
+    services_by_shop: ServicesByShopLoader,
+    services_by_barber: ServicesByBarberLoader,
+    barbers_by_service: BarbersByServiceLoader,
+    working_hours: WorkingHoursByBarberLoader,
+    payments: PaymentsByBookingLoader,
+    barbers_by_shop: BarbersByShopLoader,
+    booking_pages: BookingPageLoader,
+    booking_counts: BookingCountLoader,
+);
+
+impl Loaders {
+    /// The request's loader of type `T`, made now if it was not yet.
+    pub fn get<T: Lazy>(&self) -> &Loader<T> {
+        T::slot(self)
+            .get_or_init(|| new(T::make(self.db.clone(), self.touched.clone()), &self.spawner))
+    }
+}
+
+/// Adds the request's loaders, with the viewer already known to the users'
+/// loader.
+fn register(
     request: Request,
     db: &DatabaseConnection,
     identity: &Identity,
     touched: Option<Touched>,
     spawner: Spawner,
 ) -> Request {
-    let db = || db.clone();
-    let t = || touched.clone();
-    let shops = new(ShopByIdLoader { db: db(), touched: t() }, &spawner);
-    let users = new(UserByIdLoader { db: db(), touched: t() }, &spawner);
+    let loaders = Loaders::new(db.clone(), touched, spawner);
     if let Some(viewer) = identity.viewer() {
-        users.feed_one(viewer.user.id, viewer.user.clone()).await;
+        // Feeding takes a lock and never waits: one poll finishes it.
+        let _ = loaders
+            .get::<UserByIdLoader>()
+            .feed_one(viewer.user.id, viewer.user.clone())
+            .now_or_never();
     }
-    request
-        .data(shops)
-        .data(users)
-        .data(new(BarberByIdLoader { db: db(), touched: t() }, &spawner))
-        .data(new(ServiceByIdLoader { db: db(), touched: t() }, &spawner))
-        .data(new(BookingByIdLoader { db: db(), touched: t() }, &spawner))
-        .data(new(BarberCountByShopLoader { db: db(), touched: t() }, &spawner))
-        .data(new(ServicesByShopLoader { db: db(), touched: t() }, &spawner))
-        .data(new(ServicesByBarberLoader { db: db(), touched: t() }, &spawner))
-        .data(new(BarbersByServiceLoader { db: db(), touched: t() }, &spawner))
-        .data(new(WorkingHoursByBarberLoader { db: db(), touched: t() }, &spawner))
-        .data(new(PaymentsByBookingLoader { db: db(), touched: t() }, &spawner))
-        .data(new(BarbersByShopLoader { db: db(), touched: t() }, &spawner))
-        .data(new(BookingPageLoader { db: db(), touched: t() }, &spawner))
-        .data(new(BookingCountLoader { db: db(), touched: t() }, &spawner))
+    request.data(loaders)
 }

@@ -32,7 +32,7 @@ pub use working_hours::WorkingHours;
 
 use crate::{
     error::{AppError, AppResult},
-    graphql::loader::Loader,
+    graphql::loader::{Lazy, Loader, Loaders},
 };
 
 /// An object with a global id, fetchable with `node(id:)`.
@@ -48,18 +48,17 @@ pub enum Node {
 }
 
 /// The request's loader of type `T`.
-pub(crate) fn loader<'a, T: Send + Sync + 'static>(
-    ctx: &'a Context<'_>,
-) -> AppResult<&'a Loader<T>> {
-    ctx.data::<Loader<T>>().map_err(|_| {
-        AppError::Internal(anyhow::anyhow!("loader {} not registered", std::any::type_name::<T>()))
-    })
+pub(crate) fn loader<'a, T: Lazy>(ctx: &'a Context<'_>) -> AppResult<&'a Loader<T>> {
+    let loaders = ctx.data::<Loaders>().map_err(|_| {
+        AppError::Internal(anyhow::anyhow!("the request was run without its loaders"))
+    })?;
+    Ok(loaders.get::<T>())
 }
 
 /// Loads one value through the request's loader of type `T`.
 pub(crate) async fn load_one<T, K>(ctx: &Context<'_>, key: K) -> AppResult<Option<T::Value>>
 where
-    T: LoaderTrait<K, Error = std::sync::Arc<DbErr>>,
+    T: LoaderTrait<K, Error = std::sync::Arc<DbErr>> + Lazy,
     K: Send + Sync + Hash + Eq + Clone + 'static,
 {
     Ok(loader::<T>(ctx)?.load_one(key).await?)
@@ -72,7 +71,7 @@ pub(crate) async fn load_required<T, K>(
     what: &str,
 ) -> AppResult<T::Value>
 where
-    T: LoaderTrait<K, Error = std::sync::Arc<DbErr>>,
+    T: LoaderTrait<K, Error = std::sync::Arc<DbErr>> + Lazy,
     K: Send + Sync + Hash + Eq + Clone + std::fmt::Debug + 'static,
 {
     load_one::<T, K>(ctx, key.clone())
