@@ -12,6 +12,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = bookedbarber::config::Cli::parse();
-    bookedbarber::telemetry::init(cli.config.log_format);
+    let _logs = bookedbarber::telemetry::init(cli.config.log_format);
     bookedbarber::run(cli).await
 }

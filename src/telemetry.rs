@@ -1,25 +1,43 @@
 //! Logging: tracing spans with the request id, pretty or JSON.
 
-use std::sync::OnceLock;
+use std::{io::IsTerminal, sync::OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::LogFormat;
 
 /// Installs the global subscriber; `RUST_LOG` overrides the default filter.
-pub fn init(format: LogFormat) {
+///
+/// Lines are formatted where they happen and written to stdout by a thread
+/// of their own, in batches: a write per line on the request's own thread
+/// was a quarter of the CPU of a small request. The returned guard flushes
+/// what is left when it is dropped; keep it for the life of the process.
+pub fn init(format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm_migration=warn"));
+    // Lines wait in memory until the writer thread finds the queue empty,
+    // then go out together. Past the queue's 128k lines, requests wait for
+    // it rather than lose lines.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::new(std::io::stdout()));
     let registry = tracing_subscriber::registry().with(filter);
+    let ansi = std::io::stdout().is_terminal();
     let result = match format {
-        LogFormat::Pretty => registry.with(fmt::layer()).try_init(),
+        LogFormat::Pretty => {
+            registry.with(fmt::layer().with_ansi(ansi).with_writer(writer)).try_init()
+        }
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(writer),
+            )
             .try_init(),
     };
     // A subscriber may already be set (tests); keep that one.
     let _ = result;
+    guard
 }
 
 /// The process's Prometheus recorder, installed on first use.
