@@ -169,6 +169,17 @@ pub(crate) async fn offer(
     Ok((barber, service, shop))
 }
 
+/// Free slots as of one instant, and how long they stay so.
+#[derive(Debug)]
+pub struct OpenSlots {
+    /// Each bookable start, with its end.
+    pub slots: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The first instant at which time alone changes the answer (a slot
+    /// comes inside the notice, or one inside the advance window); `None`
+    /// when time alone never does. Writes change it too; they say so.
+    pub until: Option<DateTime<Utc>>,
+}
+
 /// Every bookable start for `service_id` with `barber_id` on the
 /// shop-local `date`, with its end; none for an inactive barber.
 #[tracing::instrument(skip_all, fields(barber.id = barber_id, service.id = service_id))]
@@ -178,10 +189,10 @@ pub async fn available_slots(
     service_id: i64,
     date: NaiveDate,
     now: DateTime<Utc>,
-) -> AppResult<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
+) -> AppResult<OpenSlots> {
     let (barber, service, shop) = offer(db, barber_id, service_id).await?;
     if !barber.active {
-        return Ok(Vec::new());
+        return Ok(OpenSlots { slots: Vec::new(), until: None });
     }
     let rules = Rules::of(&shop);
     let (from, to) =
@@ -189,7 +200,7 @@ pub async fn available_slots(
     let calendar =
         load_calendar(db, barber.id, from - Duration::days(1), to + Duration::days(1)).await?;
     let duration = Duration::minutes(i64::from(service.duration_minutes));
-    Ok(free_slots(&rules, &calendar, date, duration, now))
+    Ok(open_slots(&rules, &calendar, date, duration, now))
 }
 
 /// Every bookable start on the shop-local `date`, with its end.
@@ -200,8 +211,20 @@ pub fn free_slots(
     duration: Duration,
     now: DateTime<Utc>,
 ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    open_slots(rules, calendar, date, duration, now).slots
+}
+
+/// Every bookable start on the shop-local `date`, with its end, and until
+/// when that holds.
+pub fn open_slots(
+    rules: &Rules,
+    calendar: &Calendar,
+    date: NaiveDate,
+    duration: Duration,
+    now: DateTime<Utc>,
+) -> OpenSlots {
     let weekday = local_time::weekday(date);
-    let mut starts: Vec<DateTime<Utc>> = calendar
+    let candidates: Vec<DateTime<Utc>> = calendar
         .hours
         .iter()
         .filter(|h| h.weekday == weekday)
@@ -212,11 +235,22 @@ pub fn free_slots(
         })
         // A local time repeated when clocks go back is two start times.
         .flat_map(|minute| local_time::instants(rules.tz, date, minute))
+        .collect();
+    // Only the notice and the advance window depend on the time: a start
+    // leaves when `now` passes start - notice, and enters when it reaches
+    // start - advance. The first such instant ends the answer.
+    let until = candidates
+        .iter()
+        .flat_map(|start| [*start - rules.min_notice, *start - rules.max_advance])
+        .filter(|instant| *instant > now)
+        .min();
+    let mut starts: Vec<DateTime<Utc>> = candidates
+        .into_iter()
         .filter(|start| check(rules, calendar, *start, duration, now, None).is_ok())
         .collect();
     starts.sort();
     starts.dedup();
-    starts.into_iter().map(|start| (start, start + duration)).collect()
+    OpenSlots { slots: starts.into_iter().map(|start| (start, start + duration)).collect(), until }
 }
 
 /// What keeps barber `barber_id` busy between `from` and `to`.
@@ -286,6 +320,38 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn free_slots_hold_until_time_alone_changes_them() {
+        // 2026-06-03 is a Wednesday; hourly slots all day, UTC.
+        let date = NaiveDate::from_ymd_opt(2026, 6, 3).unwrap();
+        let rules = Rules {
+            min_notice: Duration::minutes(90),
+            max_advance: Duration::days(2),
+            ..rules("UTC")
+        };
+        let at = |day: u32, hour: u32, minute: u32| {
+            Utc.with_ymd_and_hms(2026, 6, day, hour, minute, 0).unwrap()
+        };
+        let hour = Duration::minutes(60);
+        // On the day: 12:00 is the first slot past the notice at 10:10;
+        // just after 10:30 (12:00 - 90 min) it leaves, so the answer ends then.
+        let open = open_slots(&rules, &all_day(3), date, hour, at(3, 10, 10));
+        assert_eq!(open.slots.first().map(|s| s.0), Some(at(3, 12, 0)));
+        assert_eq!(open.until, Some(at(3, 10, 30)));
+        let later = open_slots(&rules, &all_day(3), date, hour, at(3, 10, 31));
+        assert_eq!(later.slots.first().map(|s| s.0), Some(at(3, 13, 0)));
+        // Two days ahead, at the advance window's edge: 10:00 is inside,
+        // 11:00 enters at 11:00 two days before.
+        let open = open_slots(&rules, &all_day(3), date, hour, at(1, 10, 10));
+        assert_eq!(open.slots.last().map(|s| s.0), Some(at(3, 10, 0)));
+        assert_eq!(open.until, Some(at(1, 11, 0)));
+        let later = open_slots(&rules, &all_day(3), date, hour, at(1, 11, 0));
+        assert_eq!(later.slots.last().map(|s| s.0), Some(at(3, 11, 0)));
+        // A day that time has left behind holds for ever.
+        let gone = open_slots(&rules, &all_day(3), date, hour, at(4, 0, 0));
+        assert_eq!((gone.slots.len(), gone.until), (0, None));
     }
 
     #[test]

@@ -24,7 +24,9 @@
 //! first, and an answer computed while it moved is not kept. Free slots
 //! change with every booking, which must not stop the catalogue from being
 //! kept, so their version is read before the bookings are, and they do not
-//! move the epoch.
+//! move the epoch. They also change as time passes (a slot comes inside the
+//! shop's notice): such an answer is kept only until the first instant at
+//! which that happens (`OpenSlots::until`).
 //!
 //! What may be kept is what async-graphql's cache-control hints say is
 //! public with an age: the root fields of browsing carry one (10 s for
@@ -162,10 +164,6 @@ pub fn touch_directory(ctx: &Context<'_>) {
     }
 }
 
-/// How long an answer with free slots is kept at most: slots also end as
-/// time passes (the shop's notice), with no write to say so.
-const SLOTS_KEPT_MS: i64 = 1_000;
-
 /// Notes that the answer shows `barber`'s free slots, reading their version
 /// now, before the bookings are read.
 pub async fn before_reading_slots(ctx: &Context<'_>, barber: i64) {
@@ -178,10 +176,17 @@ pub async fn before_reading_slots(ctx: &Context<'_>, barber: i64) {
         return;
     }
     let version = public.cache.version(&scope).await.ok();
-    let mut noted = touched.noted();
-    noted.before.insert(scope, version);
-    let until = chrono::Utc::now().timestamp_millis() + SLOTS_KEPT_MS;
-    noted.until = Some(noted.until.map_or(until, |kept| kept.min(until)));
+    touched.noted().before.insert(scope, version);
+}
+
+/// Notes that the answer holds only until `until` (free slots end and
+/// begin as time passes, with no write to say so).
+pub fn valid_until(ctx: &Context<'_>, until: Option<chrono::DateTime<chrono::Utc>>) {
+    if let (Some(touched), Some(until)) = (ctx.data_opt::<Touched>(), until) {
+        let until = until.timestamp_millis();
+        let mut noted = touched.noted();
+        noted.until = Some(noted.until.map_or(until, |kept| kept.min(until)));
+    }
 }
 
 /// A kept answer.

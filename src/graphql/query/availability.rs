@@ -42,9 +42,14 @@ impl AvailabilityQuery {
             load_one::<BarberByIdLoader, _>(ctx, barber).await?;
             public::before_reading_slots(ctx, barber).await;
         }
-        let slots =
+        let open =
             domain::availability::available_slots(db(ctx)?, barber, service, date.0, Utc::now())
                 .await?;
-        Ok(slots.into_iter().map(|(starts_at, ends_at)| TimeSlot { starts_at, ends_at }).collect())
+        public::valid_until(ctx, open.until);
+        Ok(open
+            .slots
+            .into_iter()
+            .map(|(starts_at, ends_at)| TimeSlot { starts_at, ends_at })
+            .collect())
     }
 }
