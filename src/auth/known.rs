@@ -85,7 +85,8 @@ impl KnownTokens {
                 return Err(expired());
             }
             if self.cache.version(&scope(known.viewer.id())).await.ok() == Some(known.version) {
-                metrics::counter!("identity_cache_total", "outcome" => "hit").increment(1);
+                metrics::counter!("bookedbarber_identity_cache_total", "outcome" => "hit")
+                    .increment(1);
                 return Ok(known.viewer.clone());
             }
         }
@@ -121,7 +122,7 @@ impl KnownTokens {
             }
             None => "fallback",
         };
-        metrics::counter!("identity_cache_total", "outcome" => outcome).increment(1);
+        metrics::counter!("bookedbarber_identity_cache_total", "outcome" => outcome).increment(1);
         Ok(viewer)
     }
 

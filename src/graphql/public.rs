@@ -277,7 +277,7 @@ impl PublicReads {
         let current = self.cache.versions(&scopes).await.ok()?;
         let fresh =
             header.versions.iter().zip(&current).all(|((_, kept), now)| Some(*kept) == *now);
-        metrics::counter!("public_cache_total", "outcome" => if fresh { "hit" } else { "stale" })
+        metrics::counter!("bookedbarber_public_cache_total", "outcome" => if fresh { "hit" } else { "stale" })
             .increment(1);
         fresh.then(|| Kept {
             data: data.to_vec(),
@@ -320,7 +320,8 @@ impl PublicReads {
             return;
         };
         if now.first() != Some(&epoch) {
-            metrics::counter!("public_cache_total", "outcome" => "unkept").increment(1);
+            metrics::counter!("bookedbarber_public_cache_total", "outcome" => "unkept")
+                .increment(1);
             return;
         }
         let mut versions: Vec<(String, u64)> =
@@ -337,7 +338,7 @@ impl PublicReads {
         let header = Header { versions, cost, operation, cache_control, until };
         if let Some(bytes) = encode(&header, &data) {
             let _ = self.cache.write(key, &bytes).await;
-            metrics::counter!("public_cache_total", "outcome" => "miss").increment(1);
+            metrics::counter!("bookedbarber_public_cache_total", "outcome" => "miss").increment(1);
         }
     }
 
