@@ -88,7 +88,9 @@ pub enum Loaded {
 
 /// The user `user_id` with their memberships, in one statement. With a
 /// `session`, the same statement checks that it is still open, so a session
-/// that ends ends its access tokens at once, on every replica.
+/// that ends ends its access tokens at once; kept identities (`known`)
+/// see it through the version its end bumps, on every replica sharing the
+/// Redis.
 pub async fn load_viewer(
     db: &impl ConnectionTrait,
     user_id: i64,

@@ -100,10 +100,21 @@ impl Effects {
     }
 
     /// Acts on what a committed write changed, then hands back its value.
+    ///
+    /// The invalidations run as a task of their own, awaited here: a
+    /// request cut off or dropped after its commit (a timeout, a client
+    /// gone) still makes what it changed stale.
     pub async fn publish<T>(&self, changed: Changed<T>) -> T {
-        for change in &changed.changes {
-            self.invalidate(change).await;
-            self.public.invalidate(change).await;
+        let effects = self.clone();
+        let changes = changed.changes;
+        let invalidating = tokio::spawn(async move {
+            for change in &changes {
+                effects.invalidate(change).await;
+                effects.public.invalidate(change).await;
+            }
+        });
+        if let Err(error) = invalidating.await {
+            tracing::error!(%error, "invalidating after a write failed");
         }
         changed.value
     }

@@ -254,7 +254,10 @@ async fn run(state: AppState, caller: Caller, mut request: async_graphql::Reques
             .await;
     super::ensure_error_codes(&mut response);
     let ran = info.name(requested_name.as_deref());
-    if let Some((key, started, touched)) = keeping {
+    // Never a document with a mutation in it, whichever operation ran.
+    if let Some((key, started, touched)) = keeping
+        && info.only_queries()
+    {
         state.public.keep(key, started, &touched, &response, info.cost(), ran.clone()).await;
     }
     // Kept once it parsed and validated (a field's error has a path; an

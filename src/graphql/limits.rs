@@ -73,6 +73,9 @@ struct Seen {
     names: Vec<String>,
     /// The points the request was charged.
     cost: u32,
+    /// Whether every operation of the document is a query (async-graphql
+    /// weighs cache hints over the whole document, not the one that runs).
+    only_queries: bool,
 }
 
 impl OperationInfo {
@@ -94,6 +97,12 @@ impl OperationInfo {
     /// Points this request was charged (1 when it never reached validation).
     pub fn cost(&self) -> u32 {
         self.seen().cost.max(1)
+    }
+
+    /// Whether the document held queries alone: its answer can change
+    /// nothing, whichever operation ran.
+    pub fn only_queries(&self) -> bool {
+        self.seen().only_queries
     }
 }
 
@@ -253,6 +262,9 @@ impl Check {
         // whatever nests: that is too deep as well.
         if expanded.nesting > RECURSION_LIMIT {
             return Err(too_deep(expanded.nesting, RECURSION_LIMIT));
+        }
+        if let Some(info) = info {
+            info.seen().only_queries = operations.iter().all(|op| op.ty == OperationType::Query);
         }
         if let (Some(info), DocumentOperations::Multiple(ops)) = (info, &document.operations) {
             info.seen().names = ops.keys().map(|name| name.to_string()).collect();

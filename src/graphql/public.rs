@@ -176,7 +176,14 @@ pub async fn before_reading_slots(ctx: &Context<'_>, barber: i64) {
         return;
     }
     let version = public.cache.version(&scope).await.ok();
-    touched.noted().before.insert(scope, version);
+    // Two fields may read the same barber's version concurrently, around a
+    // booking: if they saw different ones, the answer is not kept.
+    let mut noted = touched.noted();
+    let seen = match noted.before.get(&scope) {
+        Some(earlier) if *earlier != version => None,
+        _ => version,
+    };
+    noted.before.insert(scope, seen);
 }
 
 /// Notes that the answer holds only until `until` (free slots end and
@@ -337,22 +344,27 @@ impl PublicReads {
         };
         let header = Header { versions, cost, operation, cache_control, until };
         if let Some(bytes) = encode(&header, &data) {
-            let _ = self.cache.write(key, &bytes).await;
-            metrics::counter!("bookedbarber_public_cache_total", "outcome" => "miss").increment(1);
+            let outcome = match self.cache.write(key, &bytes).await {
+                Ok(()) => "miss",
+                Err(Unavailable) => "unstored",
+            };
+            metrics::counter!("bookedbarber_public_cache_total", "outcome" => outcome).increment(1);
         }
     }
 
-    /// Versions of `scopes`, giving one to a scope that has none yet.
+    /// Versions of `scopes`, read at one instant; a scope that has none yet
+    /// is given one first, and then all are read again together.
     async fn versions(&self, scopes: &[String]) -> Result<Vec<u64>, Unavailable> {
-        let read = self.cache.versions(scopes).await?;
-        let mut versions = Vec::with_capacity(read.len());
-        for (scope, version) in scopes.iter().zip(read) {
-            versions.push(match version {
-                Some(version) => version,
-                None => self.cache.version(scope).await?,
-            });
+        let mut read = self.cache.versions(scopes).await?;
+        if read.iter().any(Option::is_none) {
+            for (scope, version) in scopes.iter().zip(&read) {
+                if version.is_none() {
+                    self.cache.version(scope).await?;
+                }
+            }
+            read = self.cache.versions(scopes).await?;
         }
-        Ok(versions)
+        read.into_iter().map(|version| version.ok_or(Unavailable)).collect()
     }
 
     /// Makes stale every kept answer that `change` could alter. The epoch

@@ -173,6 +173,22 @@ api_test!(personal_and_per_client_answers_are_never_kept, [sqlite], |app| {
     let before = app.statements();
     anonymous(&app, query, json!({})).await;
     assert!(app.statements() > before, "computed again");
+    // A document with a mutation in it is never kept, even when its cache
+    // hints (weighed over every operation) say public: each login runs.
+    let both = "query A { shops { totalCount } } mutation B { login(email: \"owner@mine.test\", password: \"correct horse battery\") { token } }";
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let response = app
+            .client
+            .post(app.url("/graphql"))
+            .json(&json!({ "query": both, "operationName": "B" }))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        tokens.push(body["data"]["login"]["token"].as_str().unwrap().to_owned());
+    }
+    assert_ne!(tokens[0], tokens[1], "each login ran");
     // An answer with an error is not kept either.
     let missing = "query($id: ID!) { barber(id: $id) { displayName } }";
     let variables = json!({ "id": shop.shop_id });
