@@ -228,7 +228,7 @@ async fn run(state: AppState, caller: Caller, mut request: async_graphql::Reques
         Ok(Asked::Nothing | Asked::Known) => None,
         Err(error) => {
             let response = async_graphql::Response::from_errors(vec![error.into_server_error()]);
-            let finished = Finished { response, operation: None, personal };
+            let finished = Finished { response, operation: None, personal, until: None };
             return finished.into_http(&state, &budget, &OperationInfo::default(), started);
         }
     };
@@ -241,24 +241,31 @@ async fn run(state: AppState, caller: Caller, mut request: async_graphql::Reques
         return answer_kept(&state, &caller, kept, started);
     }
     let keeping = match &public_key {
-        Some(key) => Some((key, state.public.start().await, Touched::default())),
+        Some(key) => Some((key, state.public.start().await)),
         None => None,
     };
+    // What an anonymous answer shows, for keeping it and for how long any
+    // cache on the way may.
+    let touched = (!personal).then(Touched::default);
     let info = OperationInfo::default();
     let requested_name = request.operation_name.clone();
     let request =
         request.data(caller.key.clone()).data(budget.clone()).data(info.clone()).data(caller.ip);
-    let touched = keeping.as_ref().map(|(_, _, touched)| touched.clone());
-    let mut response =
-        super::loader::execute(&state.schema, request, &state.db, caller.identity.clone(), touched)
-            .await;
+    let mut response = super::loader::execute(
+        &state.schema,
+        request,
+        &state.db,
+        caller.identity.clone(),
+        touched.clone(),
+    )
+    .await;
     super::ensure_error_codes(&mut response);
     let ran = info.name(requested_name.as_deref());
     // Never a document with a mutation in it, whichever operation ran.
-    if let Some((key, started, touched)) = keeping
+    if let (Some((key, started)), Some(touched)) = (keeping, &touched)
         && info.only_queries()
     {
-        state.public.keep(key, started, &touched, &response, info.cost(), ran.clone()).await;
+        state.public.keep(key, started, touched, &response, info.cost(), ran.clone()).await;
     }
     // Kept once it parsed and validated (a field's error has a path; an
     // error of the whole request has none).
@@ -271,7 +278,8 @@ async fn run(state: AppState, caller: Caller, mut request: async_graphql::Reques
     {
         state.operation_names.learn(name);
     }
-    let finished = Finished { response, operation: ran, personal };
+    let until = touched.as_ref().and_then(Touched::until);
+    let finished = Finished { response, operation: ran, personal, until };
     finished.into_http(&state, &budget, &info, started)
 }
 
@@ -319,6 +327,9 @@ struct Finished {
     operation: Option<String>,
     /// Whether it answers a signed-in user.
     personal: bool,
+    /// Until when the answer holds as time passes (free slots), in Unix
+    /// milliseconds; no cache may keep it longer.
+    until: Option<i64>,
 }
 
 impl Finished {
@@ -364,7 +375,18 @@ impl Finished {
             state.config.slow_request_ms,
         );
         let refusal = self.refusal().map(AppError::duplicate);
+        let hints = self.response.cache_control;
+        let bounded = self
+            .until
+            .filter(|_| hints.public && hints.max_age > 0)
+            .map(|until| public::cache_control(hints.max_age, Some(until)));
         let mut http = GraphQLResponse::from(self.response).into_response();
+        if let Some(bounded) = bounded
+            && http.headers().contains_key(header::CACHE_CONTROL)
+            && let Ok(value) = HeaderValue::from_str(&bounded)
+        {
+            http.headers_mut().insert(header::CACHE_CONTROL, value);
+        }
         if let Some(refusal) = refusal {
             if let AppError::RateLimited { .. } = refusal {
                 telemetry::rate_limit_refused("cost_or_sign_in");

@@ -95,6 +95,12 @@ impl Touched {
     pub fn directory(&self) {
         self.noted().after.insert(DIRECTORY.to_owned());
     }
+
+    /// Until when time alone leaves the answer as it is (Unix
+    /// milliseconds), if it depends on the time.
+    pub fn until(&self) -> Option<i64> {
+        self.noted().until
+    }
 }
 
 /// Notes what a loaded value shows.
@@ -204,7 +210,8 @@ struct Header {
     /// The points the operation costs.
     cost: u32,
     operation: Option<String>,
-    cache_control: String,
+    /// Seconds clients and CDNs may keep it, by its hints.
+    max_age: i32,
     /// Served until then at most (Unix milliseconds).
     until: Option<i64>,
 }
@@ -290,7 +297,7 @@ impl PublicReads {
             data: data.to_vec(),
             cost: header.cost,
             operation: header.operation,
-            cache_control: header.cache_control,
+            cache_control: cache_control(header.max_age, header.until),
         })
     }
 
@@ -311,7 +318,7 @@ impl PublicReads {
         cost: u32,
         operation: Option<String>,
     ) {
-        let Some(cache_control) = keepable(response) else {
+        let Some(max_age) = keepable(response) else {
             return;
         };
         let Some(epoch) = started.0 else {
@@ -342,7 +349,7 @@ impl PublicReads {
         let Ok(data) = serde_json::to_vec(&response.data) else {
             return;
         };
-        let header = Header { versions, cost, operation, cache_control, until };
+        let header = Header { versions, cost, operation, max_age, until };
         if let Some(bytes) = encode(&header, &data) {
             let outcome = match self.cache.write(key, &bytes).await {
                 Ok(()) => "miss",
@@ -393,12 +400,33 @@ impl PublicReads {
     }
 }
 
-/// The `Cache-Control` of a response that may be kept: no errors, and its
-/// hints say public with an age. Mutations carry no hint, so they are never
-/// kept.
-fn keepable(response: &async_graphql::Response) -> Option<String> {
+/// The age its hints give a response that may be kept: no errors, public,
+/// with an age. (Documents with a mutation are refused by the caller.)
+fn keepable(response: &async_graphql::Response) -> Option<i32> {
     let hints = &response.cache_control;
-    (response.errors.is_empty() && hints.public && hints.max_age > 0)
-        .then(|| hints.value())
-        .flatten()
+    (response.errors.is_empty() && hints.public && hints.max_age > 0).then_some(hints.max_age)
+}
+
+/// `Cache-Control` for a public answer of `max_age` seconds that holds
+/// until `until` (Unix milliseconds) at most: no cache may keep it longer.
+pub fn cache_control(max_age: i32, until: Option<i64>) -> String {
+    let left = until.map(|until| {
+        let millis = (until - chrono::Utc::now().timestamp_millis()).max(0);
+        i32::try_from(millis / 1000).unwrap_or(i32::MAX)
+    });
+    format!("max-age={}", left.map_or(max_age, |left| left.min(max_age)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cache_control;
+
+    #[test]
+    fn no_cache_keeps_an_answer_past_the_instant_it_ends() {
+        let now = chrono::Utc::now().timestamp_millis();
+        assert_eq!(cache_control(10, None), "max-age=10");
+        assert_eq!(cache_control(5, Some(now + 60_000)), "max-age=5");
+        assert_eq!(cache_control(5, Some(now + 2_500)), "max-age=2");
+        assert_eq!(cache_control(5, Some(now - 1)), "max-age=0");
+    }
 }
