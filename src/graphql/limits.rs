@@ -108,10 +108,33 @@ impl OperationInfo {
 
 /// The extension's factory; configured once.
 pub struct QueryLimits {
-    pub max_depth: usize,
-    pub max_complexity: usize,
+    max_depth: usize,
+    max_complexity: usize,
     /// Fields an operation may execute after fragment expansion.
-    pub max_fields: usize,
+    max_fields: usize,
+    /// Documents parsed and checked already, by their text: most requests
+    /// send one of a few queries, and parsing is a tenth of a small one.
+    checked: moka::sync::Cache<String, Arc<Checked>>,
+}
+
+/// Bytes of query text and documents kept, about.
+const CHECKED_BYTES: u64 = 32 * 1024 * 1024;
+
+impl QueryLimits {
+    pub fn new(max_depth: usize, max_complexity: usize, max_fields: usize) -> Self {
+        Self {
+            max_depth,
+            max_complexity,
+            max_fields,
+            checked: moka::sync::Cache::builder()
+                .max_capacity(CHECKED_BYTES)
+                // The text, and its document about four times over.
+                .weigher(|text: &String, _: &Arc<Checked>| {
+                    u32::try_from(text.len().saturating_mul(5)).unwrap_or(u32::MAX)
+                })
+                .build(),
+        }
+    }
 }
 
 impl ExtensionFactory for QueryLimits {
@@ -120,6 +143,7 @@ impl ExtensionFactory for QueryLimits {
             max_depth: self.max_depth,
             max_complexity: self.max_complexity,
             max_fields: self.max_fields,
+            checked: self.checked.clone(),
         })
     }
 }
@@ -128,6 +152,35 @@ struct Check {
     max_depth: usize,
     max_complexity: usize,
     max_fields: usize,
+    checked: moka::sync::Cache<String, Arc<Checked>>,
+}
+
+/// A document that passed the checks, with what they learnt of it.
+struct Checked {
+    document: ExecutableDocument,
+    /// The names of its operations.
+    names: Vec<String>,
+    only_queries: bool,
+    has_mutation: bool,
+}
+
+impl Checked {
+    /// Refuses a mutation over GET, and tells `info` what the document is.
+    fn admit(&self, via_get: bool, info: Option<&OperationInfo>) -> ServerResult<()> {
+        if via_get && self.has_mutation {
+            // Caches, logs and prefetchers replay GETs: nothing may change.
+            return Err(AppError::MethodNotAllowed(
+                "mutations are not allowed over GET; send them with POST".to_owned(),
+            )
+            .into_server_error());
+        }
+        if let Some(info) = info {
+            let mut seen = info.seen();
+            seen.only_queries = self.only_queries;
+            seen.names.clone_from(&self.names);
+        }
+        Ok(())
+    }
 }
 
 /// How deep async-graphql itself lets a document nest (its default,
@@ -230,21 +283,10 @@ impl Check {
     /// Refuses a document that must not run, before async-graphql looks at
     /// it: its own recursion-depth check, complexity and depth all expand
     /// every fragment spread, and a kilobyte can spread 2^28 fields.
-    fn check_document(
-        &self,
-        via_get: bool,
-        info: Option<&OperationInfo>,
-        document: &ExecutableDocument,
-    ) -> ServerResult<()> {
-        let operations = super::expansion::operations(document);
-        if via_get && operations.iter().any(|op| op.ty == OperationType::Mutation) {
-            // Caches, logs and prefetchers replay GETs: nothing may change.
-            return Err(AppError::MethodNotAllowed(
-                "mutations are not allowed over GET; send them with POST".to_owned(),
-            )
-            .into_server_error());
-        }
-        let expanded = super::expansion::check(document, self.max_fields).map_err(|refusal| {
+    fn check_document(&self, document: ExecutableDocument) -> ServerResult<Checked> {
+        let operations = super::expansion::operations(&document);
+        let has_mutation = operations.iter().any(|op| op.ty == OperationType::Mutation);
+        let expanded = super::expansion::check(&document, self.max_fields).map_err(|refusal| {
             match refusal {
                 Unexecutable::Cycle { .. } => AppError::bad_input(refusal),
                 _ => AppError::QueryTooComplex(refusal.to_string()),
@@ -263,13 +305,22 @@ impl Check {
         if expanded.nesting > RECURSION_LIMIT {
             return Err(too_deep(expanded.nesting, RECURSION_LIMIT));
         }
-        if let Some(info) = info {
-            info.seen().only_queries = operations.iter().all(|op| op.ty == OperationType::Query);
+        let only_queries = operations.iter().all(|op| op.ty == OperationType::Query);
+        let names = match &document.operations {
+            DocumentOperations::Multiple(ops) => ops.keys().map(|name| name.to_string()).collect(),
+            DocumentOperations::Single(_) => Vec::new(),
+        };
+        Ok(Checked { document, names, only_queries, has_mutation })
+    }
+
+    /// The request's document, parsed and checked now or found so before.
+    fn checked(&self, request: &Request) -> ServerResult<Arc<Checked>> {
+        if let Some(checked) = self.checked.get(&request.query) {
+            return Ok(checked);
         }
-        if let (Some(info), DocumentOperations::Multiple(ops)) = (info, &document.operations) {
-            info.seen().names = ops.keys().map(|name| name.to_string()).collect();
-        }
-        Ok(())
+        let checked = Arc::new(self.check_document(parse(&request.query, self.max_depth)?)?);
+        self.checked.insert(request.query.clone(), checked.clone());
+        Ok(checked)
     }
 }
 
@@ -277,22 +328,19 @@ impl Check {
 /// then). The parser gives up past 64 nested selections, before
 /// anything can count them: that is refused as too deep, like any depth
 /// over the limit.
-fn parse(request: &mut Request, max_depth: usize) -> ServerResult<&ExecutableDocument> {
-    match async_graphql::parser::parse_query(&request.query) {
-        Ok(document) => {
-            request.set_parsed_query(document);
-        }
+fn parse(query: &str, max_depth: usize) -> ServerResult<ExecutableDocument> {
+    match async_graphql::parser::parse_query(query) {
+        Ok(document) => Ok(document),
         Err(async_graphql::parser::Error::RecursionLimitExceeded) => {
-            return Err(too_deep(format!("more than {PARSER_NESTING}"), max_depth));
+            Err(too_deep(format!("more than {PARSER_NESTING}"), max_depth))
         }
         // Past a few hundred levels the parser fails on its own grammar
         // before it counts them; the text's braces tell why.
-        Err(_) if super::expansion::brace_depth(&request.query) > PARSER_NESTING => {
-            return Err(too_deep(format!("more than {PARSER_NESTING}"), max_depth));
+        Err(_) if super::expansion::brace_depth(query) > PARSER_NESTING => {
+            Err(too_deep(format!("more than {PARSER_NESTING}"), max_depth))
         }
-        Err(error) => return Err(error.into()),
+        Err(error) => Err(error.into()),
     }
-    request.parsed_query()
 }
 
 #[async_trait::async_trait]
@@ -306,20 +354,19 @@ impl Extension for Check {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        // Parses the text unless a persisted query's document is there.
         let via_get = request_data::<ViaGet>(&request).is_some();
         let info = request_data::<OperationInfo>(&request).cloned();
-        let variables = std::mem::take(&mut request.variables);
-        let document = parse(&mut request, self.max_depth)?;
-        self.check_document(via_get, info.as_ref(), document)?;
+        let checked = self.checked(&request)?;
+        checked.admit(via_get, info.as_ref())?;
         // One rule for every text argument, before any resolver sees it.
-        if holds_nul(document, &variables) {
+        if holds_nul(&checked.document, &request.variables) {
             return Err(AppError::bad_input(
                 "the request holds a NUL character (U+0000), which no text may contain; remove it",
             )
             .into_server_error());
         }
-        request.variables = variables;
+        // async-graphql takes the document as it is: no second parse.
+        request.set_parsed_query(checked.document.clone());
         next.run(ctx, request).await
     }
 

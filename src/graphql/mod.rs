@@ -44,11 +44,11 @@ pub fn build_schema(
     config: &Config,
 ) -> AppSchema {
     Schema::build(query::Query::default(), mutation::Mutation::default(), EmptySubscription)
-        .extension(limits::QueryLimits {
-            max_depth: config.max_query_depth,
-            max_complexity: config.max_query_complexity,
-            max_fields: config.max_query_fields,
-        })
+        .extension(limits::QueryLimits::new(
+            config.max_query_depth,
+            config.max_query_complexity,
+            config.max_query_fields,
+        ))
         .data(db)
         .data(tokens)
         .data(effects.analytics().clone())
