@@ -110,7 +110,6 @@ impl Effects {
         let invalidating = tokio::spawn(async move {
             for change in &changes {
                 effects.invalidate(change).await;
-                effects.public.invalidate(change).await;
             }
         });
         if let Err(error) = invalidating.await {
@@ -124,25 +123,45 @@ impl Effects {
     async fn invalidate(&self, change: &Change) {
         match change {
             // Every booking change, payments included: a dashboard shows
-            // the booking's shop as of the last write to it.
-            Change::Booking { shop, .. } => self.analytics.invalidate_shop(*shop).await,
-            // Working and free minutes make utilisation.
-            Change::Hours { shop, .. } => self.analytics.invalidate_shop(*shop).await,
-            // The time zone decides which day and hour a booking falls in.
-            Change::Shop { shop } => self.analytics.invalidate_shop(*shop).await,
-            // Barber performance lists every barber of the shop; names are
-            // read fresh, not cached.
-            Change::Staff { shop, kind: StaffChange::Added, .. } => {
+            // the booking's shop as of the last write to it. A booking
+            // takes or frees a slot.
+            Change::Booking { shop, barber, .. } => {
                 self.analytics.invalidate_shop(*shop).await;
+                self.public.slots_changed(*barber).await;
             }
-            Change::Staff { kind: StaffChange::Updated, .. } => {}
-            // Top services are made of bookings, which keep their own price.
-            Change::Service { .. } => {}
+            // Working and free minutes make utilisation, and free slots;
+            // the shop's page shows the hours.
+            Change::Hours { shop, barber, .. } => {
+                self.analytics.invalidate_shop(*shop).await;
+                self.public.catalogue_changed(*shop, false).await;
+                self.public.slots_changed(*barber).await;
+            }
+            // The time zone decides which day and hour a booking falls in;
+            // the shop's name and policy show in lists and on its page.
+            Change::Shop { shop } => {
+                self.analytics.invalidate_shop(*shop).await;
+                self.public.catalogue_changed(*shop, true).await;
+            }
+            // Barber performance lists every barber of the shop; names are
+            // read fresh, not cached. Whether a barber takes bookings
+            // decides their slots.
+            Change::Staff { shop, barber, kind } => {
+                if *kind == StaffChange::Added {
+                    self.analytics.invalidate_shop(*shop).await;
+                }
+                self.public.catalogue_changed(*shop, true).await;
+                self.public.slots_changed(*barber).await;
+            }
+            // Top services are made of bookings, which keep their own
+            // price; the menu shows the new one.
+            Change::Service { shop, .. } => self.public.catalogue_changed(*shop, true).await,
             // A token's kept identity holds the user, their roles and
-            // whether its session is open.
-            Change::Membership { user, .. }
-            | Change::Account { user }
-            | Change::Sessions { user } => {
+            // whether its session is open; a new shop is listed.
+            Change::Membership { user, shop } => {
+                self.known.invalidate_user(*user).await;
+                self.public.catalogue_changed(*shop, true).await;
+            }
+            Change::Account { user } | Change::Sessions { user } => {
                 self.known.invalidate_user(*user).await;
             }
         }

@@ -283,6 +283,16 @@ async fn run(state: AppState, caller: Caller, mut request: async_graphql::Reques
     finished.into_http(&state, &budget, &info, started)
 }
 
+/// `extensions.cost` of an answer: the points it cost and what is left.
+fn cost_extension(requested: u32, spent: &Budget) -> serde_json::Value {
+    serde_json::json!({
+        "requested": requested,
+        "remaining": spent.remaining,
+        "limit": spent.limit,
+        "resetAt": spent.reset_at.to_rfc3339(),
+    })
+}
+
 /// A public answer kept in the cache, as it was computed, with this
 /// request's cost paid and reported.
 fn answer_kept(state: &AppState, caller: &Caller, kept: Kept, started: Instant) -> Response {
@@ -294,12 +304,7 @@ fn answer_kept(state: &AppState, caller: &Caller, kept: Kept, started: Instant) 
         return with_budget(refusal.into_response(), &caller.budget.get());
     }
     let spent = caller.budget.get();
-    let cost = serde_json::json!({
-        "requested": kept.cost,
-        "remaining": spent.remaining,
-        "limit": spent.limit,
-        "resetAt": spent.reset_at.to_rfc3339(),
-    });
+    let cost = cost_extension(kept.cost, &spent);
     let mut body = Vec::with_capacity(kept.data.len() + 128);
     body.extend_from_slice(b"{\"data\":");
     body.extend_from_slice(&kept.data);
@@ -358,12 +363,7 @@ impl Finished {
         started: Instant,
     ) -> Response {
         let spent = budget.get();
-        let cost = serde_json::json!({
-            "requested": info.cost(),
-            "remaining": spent.remaining,
-            "limit": spent.limit,
-            "resetAt": spent.reset_at.to_rfc3339(),
-        });
+        let cost = cost_extension(info.cost(), &spent);
         self.response
             .extensions
             .insert("cost".to_owned(), async_graphql::Value::from_json(cost).unwrap_or_default());

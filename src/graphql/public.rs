@@ -47,7 +47,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     cache::{Cache, Unavailable},
-    domain::{change::Change, page::Page},
+    domain::page::Page,
 };
 
 /// Bumped first by every catalogue write: an answer computed while it
@@ -252,13 +252,7 @@ pub fn key(request: &async_graphql::Request) -> String {
     hash.update(request.operation_name.as_deref().unwrap_or("").as_bytes());
     hash.update([0]);
     hash.update(serde_json::to_vec(&request.variables).unwrap_or_default());
-    let digest = hash.finalize();
-    let mut key = String::with_capacity(16 + 64);
-    key.push_str("public:answer:");
-    for byte in digest {
-        key.push_str(&format!("{byte:02x}"));
-    }
-    key
+    format!("public:answer:{:x}", hash.finalize())
 }
 
 fn encode(header: &Header, data: &[u8]) -> Option<Vec<u8>> {
@@ -374,29 +368,22 @@ impl PublicReads {
         read.into_iter().map(|version| version.ok_or(Unavailable)).collect()
     }
 
-    /// Makes stale every kept answer that `change` could alter. The epoch
-    /// moves first, so that an answer computed meanwhile is not kept.
-    pub async fn invalidate(&self, change: &Change) {
-        let (catalogue, directory, slots): (Option<i64>, bool, Option<i64>) = match change {
-            Change::Booking { barber, .. } => (None, false, Some(*barber)),
-            Change::Hours { shop, barber, .. } => (Some(*shop), false, Some(*barber)),
-            Change::Shop { shop } => (Some(*shop), true, None),
-            Change::Staff { shop, barber, .. } => (Some(*shop), true, Some(*barber)),
-            Change::Membership { shop, .. } | Change::Service { shop, .. } => {
-                (Some(*shop), true, None)
-            }
-            Change::Account { .. } | Change::Sessions { .. } => (None, false, None),
-        };
-        if let Some(shop) = catalogue {
-            self.cache.bump(EPOCH).await;
-            if directory {
-                self.cache.bump(DIRECTORY).await;
-            }
-            self.cache.bump(&shop_scope(shop)).await;
+    /// Makes stale every kept answer that shows something public of
+    /// `shop` (its details, barbers, services, hours), and with `listing`
+    /// every answer that depends on which shops, barbers and services
+    /// exist. The epoch moves first, so that an answer computed meanwhile
+    /// is not kept.
+    pub async fn catalogue_changed(&self, shop: i64, listing: bool) {
+        self.cache.bump(EPOCH).await;
+        if listing {
+            self.cache.bump(DIRECTORY).await;
         }
-        if let Some(barber) = slots {
-            self.cache.bump(&slots_scope(barber)).await;
-        }
+        self.cache.bump(&shop_scope(shop)).await;
+    }
+
+    /// Makes stale every kept answer with `barber`'s free slots.
+    pub async fn slots_changed(&self, barber: i64) {
+        self.cache.bump(&slots_scope(barber)).await;
     }
 }
 
