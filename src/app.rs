@@ -124,7 +124,7 @@ impl App {
         db_health.spawn_prober(db::connect_probe(&config).await?);
         let limits = Arc::new(Limits::new(&config));
         crate::protect::spawn_pruning(&limits);
-        let analytics = AnalyticsCache::new(cache.clone());
+        let analytics = AnalyticsCache::new(cache.clone(), db.clone());
         let known = KnownTokens::new(cache.clone());
         let public = PublicReads::new(cache.clone());
         let state = AppState(Arc::new(Shared {

@@ -25,6 +25,9 @@ pub struct Model {
     pub cancellation_cutoff_minutes: i32,
     /// Kept free after every appointment.
     pub buffer_minutes: i32,
+    /// Raised when a write could not make the shop's cached analytics
+    /// stale in Redis; part of every analytics cache key.
+    pub analytics_mark: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

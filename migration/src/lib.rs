@@ -7,6 +7,7 @@ mod m20261128_000001_create_tables;
 mod m20261128_000002_booking_overlap_guard;
 mod m20261128_000003_booking_busy_index;
 mod m20261129_000004_sessions_and_invites;
+mod m20261129_000005_shop_analytics_mark;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_booking_overlap_guard::Migration),
             Box::new(m20261128_000003_booking_busy_index::Migration),
             Box::new(m20261129_000004_sessions_and_invites::Migration),
+            Box::new(m20261129_000005_shop_analytics_mark::Migration),
         ]
     }
 }

@@ -176,9 +176,11 @@ impl Cache {
         }
     }
 
-    /// Makes every entry of `scope` stale at once. A bump Redis could not
-    /// take is made before Redis is read again.
-    pub async fn bump(&self, scope: &str) {
+    /// Makes every entry of `scope` stale at once; `false` when the store
+    /// could not take the bump now. Such a bump is made before this
+    /// process reads Redis again, but other replicas cannot know of it:
+    /// callers that must be fresh everywhere record it elsewhere too.
+    pub async fn bump(&self, scope: &str) -> bool {
         match &self.0.store {
             Store::Local { versions, .. } => {
                 *versions
@@ -186,6 +188,7 @@ impl Cache {
                     .unwrap_or_else(|e| e.into_inner())
                     .entry(scope.to_owned())
                     .or_default() += 1;
+                true
             }
             Store::Redis(redis) => redis.bump(scope).await,
         }
@@ -205,6 +208,72 @@ impl Cache {
         }
         let key = self.full_key(key);
         self.write_envelope(&key, &seal(value, self.0.ttl)).await
+    }
+
+    /// The values stored under `keys`, in order, unless expired: the
+    /// copies kept in process, and the rest in one round trip.
+    pub async fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Unavailable> {
+        let keys: Vec<String> = keys.iter().map(|key| self.full_key(key)).collect();
+        let mut envelopes: Vec<Option<Arc<Vec<u8>>>> = Vec::with_capacity(keys.len());
+        match &self.0.store {
+            Store::Local { entries, .. } => {
+                for key in &keys {
+                    envelopes.push(entries.get(key).await);
+                }
+            }
+            Store::Redis(redis) => {
+                let generation = redis.generation();
+                let near_keys: Vec<String> =
+                    keys.iter().map(|key| format!("{generation}/{key}")).collect();
+                let mut far = Vec::new();
+                for (i, near_key) in near_keys.iter().enumerate() {
+                    let near = self.0.near.get(near_key).await;
+                    if near.is_none() {
+                        far.push(i);
+                    }
+                    envelopes.push(near);
+                }
+                if !far.is_empty() {
+                    let far_keys: Vec<&str> = far.iter().map(|i| keys[*i].as_str()).collect();
+                    for (i, bytes) in far.iter().zip(redis.get_many(&far_keys).await?) {
+                        if let Some(bytes) = bytes {
+                            let bytes = Arc::new(bytes);
+                            self.0.near.insert(near_keys[*i].clone(), Arc::clone(&bytes)).await;
+                            envelopes[*i] = Some(bytes);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(envelopes.into_iter().map(|e| e.and_then(|bytes| open_envelope(&bytes))).collect())
+    }
+
+    /// Stores each value under its key until the TTL has passed, in one
+    /// round trip; values over a megabyte are not kept.
+    pub async fn write_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), Unavailable> {
+        let sealed: Vec<(String, Vec<u8>)> = entries
+            .iter()
+            .filter(|(_, value)| value.len() <= MAX_VALUE_BYTES)
+            .map(|(key, value)| (self.full_key(key), seal(value, self.0.ttl)))
+            .collect();
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        match &self.0.store {
+            Store::Local { entries, .. } => {
+                for (key, value) in sealed {
+                    entries.insert(key, Arc::new(value)).await;
+                }
+            }
+            Store::Redis(redis) => {
+                redis.set_many(&sealed, self.0.ttl).await?;
+                let generation = redis.generation();
+                for (key, value) in sealed {
+                    self.0.near.insert(format!("{generation}/{key}"), Arc::new(value)).await;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn read_envelope(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {

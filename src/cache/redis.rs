@@ -156,19 +156,43 @@ impl RedisStore {
     }
 
     /// Moves the scope to a new, random version: every entry of the old
-    /// one is dead.
-    pub async fn bump(&self, scope: &str) {
+    /// one is dead. `false` when Redis did not take it (it is replayed
+    /// before this process reads Redis again).
+    pub async fn bump(&self, scope: &str) -> bool {
         let key = self.version_key(scope);
         let fresh = new_version();
         let bumped = self.run(|mut c| async move { c.set::<_, _, ()>(key, fresh).await }).await;
         if bumped.is_err() {
             self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).insert(scope.to_owned());
         }
+        bumped.is_ok()
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
         let key = key.to_owned();
         self.run(|mut c| async move { c.get(key).await }).await
+    }
+
+    /// The values of `keys`, in order, in one `MGET`.
+    pub async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, Unavailable> {
+        let keys: Vec<String> = keys.iter().map(|key| (*key).to_owned()).collect();
+        self.run(|mut c| async move {
+            deadpool_redis::redis::cmd("MGET").arg(&keys).query_async(&mut c).await
+        })
+        .await
+    }
+
+    /// Sets every `(key, value)` with `ttl`, in one pipeline.
+    pub async fn set_many(
+        &self,
+        entries: &[(String, Vec<u8>)],
+        ttl: Duration,
+    ) -> Result<(), Unavailable> {
+        let mut pipe = deadpool_redis::redis::pipe();
+        for (key, value) in entries {
+            pipe.set_ex(key, value, ttl.as_secs().max(1)).ignore();
+        }
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await
     }
 
     pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Unavailable> {

@@ -249,7 +249,10 @@ pub async fn set_working_hours(
         .await?;
     }
     txn.commit().await?;
-    Ok(Changed::new((), Change::Hours { shop: barber.shop_id, barber: barber_id, from: now }))
+    Ok(Changed::new(
+        (),
+        Change::Hours { shop: barber.shop_id, barber: barber_id, from: now, until: None },
+    ))
 }
 
 /// Records a period in which the barber takes no bookings.
@@ -270,7 +273,12 @@ pub async fn add_time_off(
     }
     .insert(db)
     .await?;
-    let change = Change::Hours { shop: barber.shop_id, barber: barber.id, from: starts_at };
+    let change = Change::Hours {
+        shop: barber.shop_id,
+        barber: barber.id,
+        from: starts_at,
+        until: Some(ends_at),
+    };
     Ok(Changed::new(added, change))
 }
 

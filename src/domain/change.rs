@@ -44,9 +44,9 @@ pub enum Change {
         starts: Vec<DateTime<Utc>>,
         kind: BookingChange,
     },
-    /// When `barber` works: weekly hours (from now on) or time off (from its
-    /// start).
-    Hours { shop: i64, barber: i64, from: DateTime<Utc> },
+    /// When `barber` works: weekly hours (`until` is `None`; today's hours
+    /// are every date's), or time off `from..until`.
+    Hours { shop: i64, barber: i64, from: DateTime<Utc>, until: Option<DateTime<Utc>> },
     /// A shop's details or booking policy.
     Shop { shop: i64 },
     /// A barber of the shop.
@@ -125,14 +125,23 @@ impl Effects {
             // Every booking change, payments included: a dashboard shows
             // the booking's shop as of the last write to it. A booking
             // takes or frees a slot.
-            Change::Booking { shop, barber, .. } => {
-                self.analytics.invalidate_shop(*shop).await;
+            // Only the days it starts on (before and after a reschedule).
+            Change::Booking { shop, barber, starts, .. } => {
+                let spans: Vec<_> = starts.iter().map(|start| (*start, *start)).collect();
+                self.analytics.invalidate_spans(*shop, &spans).await;
                 self.public.slots_changed(*barber).await;
             }
             // Working and free minutes make utilisation, and free slots;
-            // the shop's page shows the hours.
-            Change::Hours { shop, barber, .. } => {
-                self.analytics.invalidate_shop(*shop).await;
+            // the shop's page shows the hours. Time off changes its own
+            // days; weekly hours count on every date.
+            Change::Hours { shop, barber, from, until } => {
+                match until {
+                    Some(until) => {
+                        let last = *until - chrono::Duration::nanoseconds(1);
+                        self.analytics.invalidate_spans(*shop, &[(*from, last.max(*from))]).await;
+                    }
+                    None => self.analytics.invalidate_shop(*shop).await,
+                }
                 self.public.catalogue_changed(*shop, false).await;
                 self.public.slots_changed(*barber).await;
             }

@@ -2,63 +2,63 @@
 //! dates, each read through the cache on first use in a request and only
 //! then, so a client that asks for one number computes one section.
 //!
-//! Entries live in the shared byte cache under keys that hold the shop's
-//! analytics version; a write that changes a shop's numbers bumps it (see
-//! [`super::change::Effects`]), so an entry is never read after the data
-//! under it changed.
+//! Two layers of entries live in the shared byte cache:
+//!
+//! - **Day parts**: each section's share of one shop-local day
+//!   ([`analytics::DayPart`]), under a key holding that day's version. A
+//!   write bumps the versions of the days it touched only (the old and new
+//!   day of a reschedule, the day of a paid booking, the days of a time
+//!   off); a change that moves every day (working hours, the time zone, a
+//!   new barber) bumps the shop's base version, which every key holds.
+//! - **Sections**: a section over a range, combined from its days' parts,
+//!   under a key holding a digest of all those versions, so a repeated
+//!   dashboard reads one entry per section.
+//!
+//! A section whose days are all cached costs no SQL; missing days are
+//! computed in one statement per section, whichever days they are.
+//!
+//! A version bump that cannot reach Redis raises the shop's analytics mark
+//! in the database instead. Every dashboard reads the shop row, and every
+//! key holds the mark, so no replica reads an entry older than the write,
+//! even one that never noticed Redis was away.
 
 use std::{
-    collections::HashMap,
-    future::Future,
+    collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex},
 };
 
-use sea_orm::{DatabaseConnection, DbErr};
-use serde::{Serialize, de::DeserializeOwned};
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::shop;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use super::analytics::{self, BarberNumbers, Day, PeakHour, Range, Rows, ServiceNumbers, Summary};
+pub use super::analytics::Section;
+use super::{
+    analytics::{
+        self, BarberNumbers, Day, DayPart, Numbers, PeakHour, Range, ServiceNumbers, Summary,
+    },
+    local_time,
+};
 use crate::{
     cache::{Cache, Lookup},
     error::{AppError, AppResult},
 };
 
-/// Bumped when the layout of cached sections changes, so that replicas of
+/// Bumped when the layout of cached entries changes, so that replicas of
 /// two releases sharing one Redis never read each other's entries.
-const FORMAT: u32 = 1;
-
-/// A part of the dashboard computed and cached as one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Section {
-    Summary,
-    ByDay,
-    Barbers,
-    Services,
-    PeakHours,
-}
-
-impl Section {
-    pub const ALL: [Section; 5] =
-        [Section::Summary, Section::ByDay, Section::Barbers, Section::Services, Section::PeakHours];
-
-    /// Its name in cache keys and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            Section::Summary => "summary",
-            Section::ByDay => "by_day",
-            Section::Barbers => "barbers",
-            Section::Services => "services",
-            Section::PeakHours => "peak_hours",
-        }
-    }
-}
+const FORMAT: u32 = 2;
 
 /// What happened to one section's lookup, as counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// Served from the cache.
     Hit,
-    /// Computed and stored.
+    /// Computed (from cached days where it could) and stored.
     Miss,
     /// A cache operation failed.
     Error,
@@ -86,24 +86,57 @@ impl Outcome {
     }
 }
 
-/// The analytics kept in the byte cache, with counts of how lookups went;
-/// cheap to clone.
+/// What a section's miss did with one day of its range, as counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DayOutcome {
+    /// Its part was read from the cache.
+    Cached,
+    /// Its part was computed from the bookings.
+    Recomputed,
+}
+
+impl DayOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DayOutcome::Cached => "cached",
+            DayOutcome::Recomputed => "recomputed",
+        }
+    }
+}
+
+/// The analytics kept in the byte cache, what makes them stale, and counts
+/// of how lookups went; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AnalyticsCache {
     cache: Cache,
+    db: DatabaseConnection,
     stats: Arc<Mutex<HashMap<(Section, Outcome), u64>>>,
+    days: Arc<Mutex<HashMap<(Section, DayOutcome), u64>>>,
 }
 
-/// The version scope of a shop's analytics. Its Redis key,
+/// The version scope every key of a shop holds. Its Redis key,
 /// `{prefix}:analytics:version:{shop}`, is the one earlier releases used,
 /// so replicas of both bump and read one version during a rolling deploy.
-fn scope(shop_id: i64) -> String {
+fn base_scope(shop_id: i64) -> String {
     format!("analytics:version:{shop_id}")
 }
 
+/// The version scope of one shop-local day of a shop.
+fn day_scope(shop_id: i64, date: NaiveDate) -> String {
+    format!("analytics:day:{shop_id}:{date}")
+}
+
+/// A day part and when it was computed, as cached.
+#[derive(Serialize, Deserialize)]
+struct Part {
+    at: DateTime<Utc>,
+    part: DayPart,
+}
+
 impl AnalyticsCache {
-    pub fn new(cache: Cache) -> Self {
-        Self { cache, stats: Arc::default() }
+    /// Kept in `cache`; `db` holds the shops' time zones and marks.
+    pub fn new(cache: Cache, db: DatabaseConnection) -> Self {
+        Self { cache, db, stats: Arc::default(), days: Arc::default() }
     }
 
     fn count(&self, section: Section, outcome: Outcome) {
@@ -121,6 +154,25 @@ impl AnalyticsCache {
             .or_default() += 1;
     }
 
+    fn count_days(&self, section: Section, outcome: DayOutcome, days: usize) {
+        if days == 0 {
+            return;
+        }
+        let days = u64::try_from(days).unwrap_or(u64::MAX);
+        metrics::counter!(
+            "bookedbarber_analytics_days_total",
+            "section" => section.name(),
+            "outcome" => outcome.as_str()
+        )
+        .increment(days);
+        *self
+            .days
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((section, outcome))
+            .or_default() += days;
+    }
+
     /// How often `section` had `outcome` in this process.
     pub fn stat(&self, section: Section, outcome: Outcome) -> u64 {
         self.stats
@@ -131,57 +183,94 @@ impl AnalyticsCache {
             .unwrap_or(0)
     }
 
-    /// Makes every cached section of `shop_id` stale.
+    /// How many days' parts of `section` had `outcome` in this process.
+    pub fn day_stat(&self, section: Section, outcome: DayOutcome) -> u64 {
+        self.days
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(section, outcome))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Makes every cached entry of `shop_id` stale.
     pub async fn invalidate_shop(&self, shop_id: i64) {
-        self.cache.bump(&scope(shop_id)).await;
-    }
-
-    /// The shop's analytics version; `None` when the cache cannot say.
-    async fn version(&self, shop_id: i64) -> Option<u64> {
-        self.cache.version(&scope(shop_id)).await.ok()
-    }
-
-    /// `section` of `shop_id` over `range` at `version`, from the cache or
-    /// from `compute`.
-    async fn get<T, F>(
-        &self,
-        version: Option<u64>,
-        shop_id: i64,
-        range: &Range,
-        section: Section,
-        compute: F,
-    ) -> AppResult<T>
-    where
-        T: Serialize + DeserializeOwned,
-        F: Future<Output = Result<T, DbErr>>,
-    {
-        let Some(version) = version else {
-            for outcome in Outcome::of(Lookup::Fallback) {
-                self.count(section, *outcome);
-            }
-            return Ok(compute.await?);
-        };
-        let key = format!(
-            "analytics:f{FORMAT}:{shop_id}:v{version}:{}..{}:{}",
-            range.from,
-            range.to,
-            section.name()
-        );
-        // Boxed: a section's computation is a large future, and with the
-        // cache's own futures around it a debug build's stack runs out.
-        let computation = Box::pin(async {
-            let value = compute.await?;
-            serde_json::to_vec(&value).map_err(|e| {
-                AppError::Internal(anyhow::anyhow!("serialising {}: {e}", section.name()))
-            })
-        });
-        let decode = |bytes: &[u8]| serde_json::from_slice::<T>(bytes).ok();
-        let (value, lookup) = self.cache.get_or_compute(&key, decode, computation).await?;
-        for outcome in Outcome::of(lookup) {
-            self.count(section, *outcome);
+        if !self.cache.bump(&base_scope(shop_id)).await {
+            self.raise_mark(shop_id).await;
         }
-        Ok(value)
     }
+
+    /// Makes stale the shop-local days of `shop_id` that the instants
+    /// `from..=to` of each span fall on (a booking's start is a span of
+    /// one instant).
+    pub async fn invalidate_spans(&self, shop_id: i64, spans: &[(DateTime<Utc>, DateTime<Utc>)]) {
+        // The time zone as committed now: a change of it bumps the base
+        // version after this write's commit, so days read in either zone
+        // are covered.
+        let tz = match shop::Entity::find_by_id(shop_id).one(&self.db).await {
+            Ok(Some(shop)) => local_time::zone(&shop.timezone),
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, shop.id = shop_id, "reading a shop's time zone to invalidate its days; invalidating all of them");
+                return self.invalidate_shop(shop_id).await;
+            }
+        };
+        let mut dates = BTreeSet::new();
+        for (from, to) in spans {
+            let (first, last) =
+                (from.with_timezone(&tz).date_naive(), to.with_timezone(&tz).date_naive());
+            dates.extend(first.iter_days().take_while(|d| *d <= last));
+        }
+        let mut reached = true;
+        for date in dates {
+            reached &= self.cache.bump(&day_scope(shop_id, date)).await;
+        }
+        if !reached {
+            self.raise_mark(shop_id).await;
+        }
+    }
+
+    /// Records in the database that a write to `shop_id` could not make
+    /// its entries stale in the cache: every key holds the mark.
+    async fn raise_mark(&self, shop_id: i64) {
+        let raised = shop::Entity::update_many()
+            .col_expr(shop::Column::AnalyticsMark, Expr::col(shop::Column::AnalyticsMark).add(1))
+            .filter(shop::Column::Id.eq(shop_id))
+            .exec(&self.db)
+            .await;
+        match raised {
+            Ok(_) => tracing::warn!(
+                shop.id = shop_id,
+                "the cache missed an invalidation; raised the shop's analytics mark"
+            ),
+            Err(error) => {
+                tracing::error!(%error, shop.id = shop_id, "neither the cache nor the database took an invalidation; entries expire by their TTL")
+            }
+        }
+    }
+
+    /// The shop's base version and the version of each day of `range`; `None`
+    /// when the cache cannot say.
+    async fn versions(&self, shop_id: i64, range: &Range) -> Option<Versions> {
+        let scopes: Vec<String> = std::iter::once(base_scope(shop_id))
+            .chain(range.dates().map(|date| day_scope(shop_id, date)))
+            .collect();
+        let read = self.cache.versions(&scopes).await.ok()?;
+        let base = match read.first().copied().flatten() {
+            Some(base) => base,
+            // First use, or Redis lost its data: a new random base, so no
+            // copy kept from before can match.
+            None => self.cache.version(&scopes[0]).await.ok()?,
+        };
+        Some(Versions { base, days: read[1..].iter().map(|v| v.unwrap_or(0)).collect() })
+    }
+}
+
+/// The versions a dashboard's keys hold.
+struct Versions {
+    base: u64,
+    /// One per date of the range, in order.
+    days: Vec<u64>,
 }
 
 /// A shop's numbers over `from..=to` (shop-local dates), by booking start.
@@ -189,29 +278,30 @@ pub struct Dashboard {
     db: DatabaseConnection,
     cache: AnalyticsCache,
     shop_id: i64,
+    mark: i64,
     range: Range,
-    /// The shop's cache version, read once for all sections.
-    version: OnceCell<Option<u64>>,
-    summary: OnceCell<Summary>,
-    by_day: OnceCell<Rows<Day>>,
-    barbers: OnceCell<Rows<BarberNumbers>>,
-    services: OnceCell<Rows<ServiceNumbers>>,
-    peak_hours: OnceCell<Rows<PeakHour>>,
+    /// Read once for all sections.
+    versions: OnceCell<Option<Versions>>,
+    sections: [OnceCell<Numbers>; 5],
 }
 
 impl Dashboard {
-    pub fn new(db: DatabaseConnection, cache: AnalyticsCache, shop_id: i64, range: Range) -> Self {
+    /// `shop`'s dashboard over `range`; `shop` as just read from the
+    /// database (its mark is part of every key).
+    pub fn new(
+        db: DatabaseConnection,
+        cache: AnalyticsCache,
+        shop: &shop::Model,
+        range: Range,
+    ) -> Self {
         Self {
             db,
             cache,
-            shop_id,
+            shop_id: shop.id,
+            mark: shop.analytics_mark,
             range,
-            version: OnceCell::new(),
-            summary: OnceCell::new(),
-            by_day: OnceCell::new(),
-            barbers: OnceCell::new(),
-            services: OnceCell::new(),
-            peak_hours: OnceCell::new(),
+            versions: OnceCell::new(),
+            sections: Default::default(),
         }
     }
 
@@ -219,66 +309,169 @@ impl Dashboard {
         &self.range
     }
 
+    /// The key prefix of the shop's entries at `base`.
+    fn prefix(&self, base: u64) -> String {
+        format!("analytics:f{FORMAT}:{}:m{}:b{base}", self.shop_id, self.mark)
+    }
+
     /// A section through the cache, once per dashboard.
-    async fn section<'a, T, F, Fut>(
-        &'a self,
-        cell: &'a OnceCell<T>,
-        section: Section,
-        compute: F,
-    ) -> AppResult<&'a T>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce(&'a DatabaseConnection, i64, &'a Range) -> Fut,
-        Fut: Future<Output = Result<T, DbErr>>,
-    {
-        cell.get_or_try_init(|| async {
-            let version = *self.version.get_or_init(|| self.cache.version(self.shop_id)).await;
-            let computation = compute(&self.db, self.shop_id, &self.range);
-            Box::pin(self.cache.get(version, self.shop_id, &self.range, section, computation)).await
+    async fn numbers(&self, section: Section) -> AppResult<&Numbers> {
+        self.sections[section.index()]
+            .get_or_try_init(|| async {
+                let versions = self
+                    .versions
+                    .get_or_init(|| self.cache.versions(self.shop_id, &self.range))
+                    .await;
+                let Some(versions) = versions else {
+                    for outcome in Outcome::of(Lookup::Fallback) {
+                        self.cache.count(section, *outcome);
+                    }
+                    let numbers =
+                        analytics::from_scratch(&self.db, self.shop_id, section, &self.range);
+                    return Ok(Box::pin(numbers).await?);
+                };
+                let mut digest = Sha256::new();
+                for version in &versions.days {
+                    digest.update(version.to_be_bytes());
+                }
+                let digest = digest.finalize();
+                let key = format!(
+                    "{}:{}..{}:{}:{}",
+                    self.prefix(versions.base),
+                    self.range.from,
+                    self.range.to,
+                    hex(&digest[..16]),
+                    section.name()
+                );
+                // Boxed: a section's computation is a large future, and
+                // with the cache's own futures around it a debug build's
+                // stack runs out.
+                let computation = Box::pin(async {
+                    let numbers = self.combined(section, versions).await?;
+                    serde_json::to_vec(&numbers).map_err(|e| {
+                        AppError::Internal(anyhow::anyhow!("serialising {}: {e}", section.name()))
+                    })
+                });
+                let decode = |bytes: &[u8]| serde_json::from_slice::<Numbers>(bytes).ok();
+                let (numbers, lookup) =
+                    self.cache.cache.get_or_compute(&key, decode, computation).await?;
+                for outcome in Outcome::of(lookup) {
+                    self.cache.count(section, *outcome);
+                }
+                Ok(numbers)
+            })
+            .await
+    }
+
+    /// `section` combined from its days' parts, computing the missing ones
+    /// in one go and caching them.
+    async fn combined(&self, section: Section, versions: &Versions) -> AppResult<Numbers> {
+        let dates: Vec<NaiveDate> = self.range.dates().collect();
+        let prefix = self.prefix(versions.base);
+        let keys: Vec<String> = dates
+            .iter()
+            .zip(&versions.days)
+            .map(|(date, version)| format!("{prefix}:d{date}:v{version}:{}", section.name()))
+            .collect();
+        let cached = self.cache.cache.read_many(&keys).await.unwrap_or_default();
+        let mut parts: Vec<Option<Part>> = (0..dates.len())
+            .map(|i| {
+                cached
+                    .get(i)
+                    .and_then(Option::as_deref)
+                    .and_then(|bytes| serde_json::from_slice::<Part>(bytes).ok())
+            })
+            .collect();
+        let missing: Vec<usize> = (0..dates.len()).filter(|i| parts[*i].is_none()).collect();
+        if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
+            let span = self.range.part(dates[*first], dates[*last]).ok_or_else(|| {
+                AppError::Internal(anyhow::anyhow!("a date of a valid range has no bounds"))
+            })?;
+            let wanted: Vec<NaiveDate> = missing.iter().map(|i| dates[*i]).collect();
+            let computed =
+                analytics::day_parts(&self.db, self.shop_id, section, &span, &wanted).await?;
+            let at = Utc::now();
+            let mut entries = Vec::with_capacity(missing.len());
+            for (i, part) in missing.iter().zip(computed) {
+                let part = Part { at, part };
+                if let Ok(bytes) = serde_json::to_vec(&part) {
+                    entries.push((keys[*i].clone(), bytes));
+                }
+                parts[*i] = Some(part);
+            }
+            // A part the cache could not keep is computed again next time.
+            let _ = self.cache.cache.write_many(&entries).await;
+        }
+        self.cache.count_days(section, DayOutcome::Cached, dates.len() - missing.len());
+        self.cache.count_days(section, DayOutcome::Recomputed, missing.len());
+        let generated_at = parts.iter().flatten().map(|p| p.at).max().unwrap_or_else(Utc::now);
+        let parts: Vec<(NaiveDate, &DayPart)> = dates
+            .iter()
+            .zip(&parts)
+            .filter_map(|(date, part)| Some((*date, &part.as_ref()?.part)))
+            .collect();
+        if parts.len() != dates.len() {
+            return Err(AppError::Internal(anyhow::anyhow!("a day of the range has no part")));
+        }
+        analytics::combine(section, &parts, generated_at).ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!("a cached day part of another section"))
         })
-        .await
+    }
+
+    async fn section<'a, T: ?Sized + 'a>(
+        &'a self,
+        section: Section,
+        pick: impl Fn(&'a Numbers) -> Option<&'a T>,
+    ) -> AppResult<&'a T> {
+        pick(self.numbers(section).await?).ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!(
+                "the cache held other numbers for {}",
+                section.name()
+            ))
+        })
     }
 
     pub async fn summary(&self) -> AppResult<&Summary> {
-        self.section(&self.summary, Section::Summary, |db, shop, range| {
-            analytics::summary(db, shop, range)
+        self.section(Section::Summary, |n| match n {
+            Numbers::Summary(summary) => Some(summary),
+            _ => None,
         })
         .await
     }
 
     pub async fn by_day(&self) -> AppResult<&[Day]> {
-        let rows = self
-            .section(&self.by_day, Section::ByDay, |db, shop, range| {
-                analytics::by_day(db, shop, range)
-            })
-            .await?;
-        Ok(&rows.rows)
+        self.section(Section::ByDay, |n| match n {
+            Numbers::ByDay(rows) => Some(rows.rows.as_slice()),
+            _ => None,
+        })
+        .await
     }
 
     pub async fn barbers(&self) -> AppResult<&[BarberNumbers]> {
-        let rows = self
-            .section(&self.barbers, Section::Barbers, |db, shop, range| {
-                analytics::barbers(db, shop, range)
-            })
-            .await?;
-        Ok(&rows.rows)
+        self.section(Section::Barbers, |n| match n {
+            Numbers::Barbers(rows) => Some(rows.rows.as_slice()),
+            _ => None,
+        })
+        .await
     }
 
     pub async fn services(&self) -> AppResult<&[ServiceNumbers]> {
-        let rows = self
-            .section(&self.services, Section::Services, |db, shop, range| {
-                analytics::services(db, shop, range)
-            })
-            .await?;
-        Ok(&rows.rows)
+        self.section(Section::Services, |n| match n {
+            Numbers::Services(rows) => Some(rows.rows.as_slice()),
+            _ => None,
+        })
+        .await
     }
 
     pub async fn peak_hours(&self) -> AppResult<&[PeakHour]> {
-        let rows = self
-            .section(&self.peak_hours, Section::PeakHours, |db, shop, range| {
-                analytics::peak_hours(db, shop, range)
-            })
-            .await?;
-        Ok(&rows.rows)
+        self.section(Section::PeakHours, |n| match n {
+            Numbers::PeakHours(rows) => Some(rows.rows.as_slice()),
+            _ => None,
+        })
+        .await
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

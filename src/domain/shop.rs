@@ -132,6 +132,7 @@ pub fn with_default_policy(
         max_advance_days: Set(60),
         cancellation_cutoff_minutes: Set(120),
         buffer_minutes: Set(0),
+        analytics_mark: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
     }

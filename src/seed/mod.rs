@@ -118,7 +118,7 @@ pub async fn seed(db: &DatabaseConnection, args: &SeedArgs) -> anyhow::Result<Se
             ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let shop_ids: HashMap<String, i64> = insert_returning(&txn, shop_rows, 13)
+    let shop_ids: HashMap<String, i64> = insert_returning(&txn, shop_rows, 14)
         .await
         .context("inserting shops (is a seeded slug already taken?)")?
         .into_iter()

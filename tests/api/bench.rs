@@ -92,11 +92,13 @@ async fn analytics_benchmark() {
     let mut inner_cold = Vec::new();
     for _ in 0..runs {
         app.state.analytics.invalidate_shop(shop_row).await;
-        inner_cold.push(sections(&app.state.analytics, &app.state.db, shop_row, range).await);
+        inner_cold
+            .push(sections(&app.state.analytics, &app.state.db, &shop[&shop_row], range).await);
     }
     let mut inner_warm = Vec::new();
     for _ in 0..runs * 10 {
-        inner_warm.push(sections(&app.state.analytics, &app.state.db, shop_row, range).await);
+        inner_warm
+            .push(sections(&app.state.analytics, &app.state.db, &shop[&shop_row], range).await);
     }
     let (inner_cold, inner_warm) = (median(inner_cold), median(inner_warm));
 
@@ -127,7 +129,7 @@ fn date(year: i32, month: u32, day: u32) -> chrono::NaiveDate {
 async fn sections(
     cache: &AnalyticsCache,
     db: &sea_orm::DatabaseConnection,
-    shop: i64,
+    shop: &entity::shop::Model,
     range: Range,
 ) -> Duration {
     let started = Instant::now();

@@ -24,11 +24,11 @@ use crate::{
 pub struct ShopAnalytics(Dashboard);
 
 impl ShopAnalytics {
-    pub fn new(ctx: &Context<'_>, shop_id: i64, range: Range) -> AppResult<Self> {
+    pub fn new(ctx: &Context<'_>, shop: &entity::shop::Model, range: Range) -> AppResult<Self> {
         let cache = ctx.data::<AnalyticsCache>().map_err(|_| {
             AppError::Internal(anyhow::anyhow!("schema built without an analytics cache"))
         })?;
-        Ok(Self(Dashboard::new(db(ctx)?.clone(), cache.clone(), shop_id, range)))
+        Ok(Self(Dashboard::new(db(ctx)?.clone(), cache.clone(), shop, range)))
     }
 }
 

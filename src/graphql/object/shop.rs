@@ -145,7 +145,7 @@ impl Shop {
         let viewer = policy::require_viewer(identity(ctx))?;
         policy::check_owner(viewer, self.0.id)?;
         let range = domain::analytics::Range::new(&self.0, from.0, to.0)?;
-        Ok(ShopAnalytics::new(ctx, self.0.id, range)?)
+        Ok(ShopAnalytics::new(ctx, &self.0, range)?)
     }
 
     /// The shop's menu.

@@ -43,6 +43,6 @@ impl AnalyticsQuery {
             .await?
             .ok_or_else(|| AppError::not_found("no shop has this `shopId`"))?;
         let range = domain::analytics::Range::new(&shop, from.0, to.0)?;
-        Ok(ShopAnalytics::new(ctx, shop_id, range)?)
+        Ok(ShopAnalytics::new(ctx, &shop, range)?)
     }
 }
