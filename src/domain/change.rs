@@ -74,6 +74,12 @@ impl<T> Changed<T> {
     pub(crate) fn new(value: T, change: Change) -> Self {
         Self { value, changes: vec![change] }
     }
+
+    /// The value made into another; the changes stay with it, to be
+    /// published.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Changed<U> {
+        Changed { value: f(self.value), changes: self.changes }
+    }
 }
 
 /// What follows a committed write; cheap to clone.

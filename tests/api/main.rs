@@ -34,3 +34,4 @@ mod seed;
 mod sessions;
 mod shop_fixture;
 mod statements;
+mod warm_analytics;
