@@ -364,6 +364,14 @@ fn write_server(w: &mut String, server: Option<&ServerView>) {
                 .cache_hit_ratio()
                 .map_or("no analytics lookups".to_owned(), |r| format!("{:.1} %", r * 100.0));
             let _ = writeln!(w, "| Analytics cache hit ratio | {ratio} ({}) |", list(&view.cache));
+            let days = view
+                .cache_day_ratio()
+                .map_or("no analytics days".to_owned(), |r| format!("{:.1} %", r * 100.0));
+            let _ = writeln!(
+                w,
+                "| Analytics days from the cache (per section and day) | {days} ({}) |",
+                list(&view.cache_days)
+            );
             if let Some(mean) = view.mean_request_secs {
                 let _ =
                     writeln!(w, "| Mean time in the server per request | {:.2} ms |", mean * 1e3);

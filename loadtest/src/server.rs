@@ -17,6 +17,9 @@ pub struct ServerView {
     pub overloaded: f64,
     /// Analytics cache lookups by outcome (`hit`, `miss`, `error`, `fallback`).
     pub cache: BTreeMap<String, f64>,
+    /// Days behind analytics sections by where they came from (`cached`,
+    /// `recomputed`).
+    pub cache_days: BTreeMap<String, f64>,
     /// Mean time the server spent on a GraphQL request, in seconds.
     pub mean_request_secs: Option<f64>,
     /// Database pool connections at the end, by state.
@@ -84,6 +87,7 @@ impl ServerView {
             overloaded: total(&after, "bookedbarber_overload_refusals_total")
                 - total(&before, "bookedbarber_overload_refusals_total"),
             cache: moved("bookedbarber_analytics_cache_total", "outcome"),
+            cache_days: moved("bookedbarber_analytics_days_total", "outcome"),
             mean_request_secs: (count > 0.0).then(|| sum / count),
             pool: by_label(&after, "bookedbarber_db_pool_connections", "state"),
             cache_degraded: degraded.values().next().map(|v| *v > 0.0),
@@ -94,6 +98,12 @@ impl ServerView {
     pub fn cache_hit_ratio(&self) -> Option<f64> {
         let lookups: f64 = self.cache.values().sum();
         (lookups > 0.0).then(|| self.cache.get("hit").copied().unwrap_or(0.0) / lookups)
+    }
+
+    /// Days served from the cache over all days the sections needed.
+    pub fn cache_day_ratio(&self) -> Option<f64> {
+        let days: f64 = self.cache_days.values().sum();
+        (days > 0.0).then(|| self.cache_days.get("cached").copied().unwrap_or(0.0) / days)
     }
 }
 
@@ -110,6 +120,9 @@ mod tests {
             bookedbarber_analytics_cache_total{section=\"summary\",outcome=\"hit\"} 14\n\
             bookedbarber_analytics_cache_total{section=\"peaks\",outcome=\"hit\"} 1\n\
             bookedbarber_analytics_cache_total{section=\"summary\",outcome=\"miss\"} 4\n\
+            # TYPE bookedbarber_analytics_days_total counter\n\
+            bookedbarber_analytics_days_total{section=\"summary\",outcome=\"cached\"} 90\n\
+            bookedbarber_analytics_days_total{section=\"summary\",outcome=\"recomputed\"} 10\n\
             # TYPE bookedbarber_rate_limit_refusals_total counter\n\
             bookedbarber_rate_limit_refusals_total{limiter=\"request\"} 3\n\
             # TYPE bookedbarber_overload_refusals_total counter\n\
@@ -118,6 +131,7 @@ mod tests {
         assert_eq!(view.cache.get("hit"), Some(&10.0));
         assert_eq!(view.cache.get("miss"), Some(&2.0));
         assert_eq!(view.cache_hit_ratio(), Some(10.0 / 12.0));
+        assert_eq!(view.cache_day_ratio(), Some(0.9));
         assert_eq!(view.refusals.get("request"), Some(&3.0));
         assert_eq!(view.overloaded, 7.0);
     }

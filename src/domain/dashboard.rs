@@ -86,10 +86,10 @@ impl Outcome {
     }
 }
 
-/// What a section's miss did with one day of its range, as counted.
+/// Where one day of a section's range came from, as counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DayOutcome {
-    /// Its part was read from the cache.
+    /// The cache: its part, or the section combined.
     Cached,
     /// Its part was computed from the bookings.
     Recomputed,
@@ -357,6 +357,11 @@ impl Dashboard {
                     self.cache.cache.get_or_compute(&key, decode, computation).await?;
                 for outcome in Outcome::of(lookup) {
                     self.cache.count(section, *outcome);
+                }
+                if lookup == Lookup::Hit {
+                    // Every day of the range came from the cache, combined.
+                    let days = self.range.dates().count();
+                    self.cache.count_days(section, DayOutcome::Cached, days);
                 }
                 Ok(numbers)
             })
