@@ -124,7 +124,11 @@ impl App {
         db_health.spawn_prober(db::connect_probe(&config).await?);
         let limits = Arc::new(Limits::new(&config));
         crate::protect::spawn_pruning(&limits);
-        let analytics = AnalyticsCache::new(cache.clone(), db.clone());
+        let analytics = AnalyticsCache::new(
+            cache.clone(),
+            db.clone(),
+            Duration::from_secs(config.analytics_partial_ttl_secs.max(1)),
+        );
         let known = KnownTokens::new(cache.clone());
         let public = PublicReads::new(cache.clone());
         let state = AppState(Arc::new(Shared {

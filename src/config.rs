@@ -177,6 +177,11 @@ pub struct Config {
     /// Upper bound on an analytics cache entry's age, in seconds.
     #[arg(long, env = "ANALYTICS_CACHE_TTL_SECS", default_value_t = 300, global = true)]
     pub analytics_cache_ttl_secs: u64,
+    /// How long the analytics partials of single days and whole months are
+    /// kept, in seconds. Their keys hold their days' versions, so they are
+    /// never stale; this bounds only the memory they take.
+    #[arg(long, env = "ANALYTICS_PARTIAL_TTL_SECS", default_value_t = 86_400, global = true)]
+    pub analytics_partial_ttl_secs: u64,
     /// `pretty` for people, `json` for machine-read logs.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,
@@ -247,6 +252,7 @@ impl std::fmt::Debug for Config {
             .field("slow_request_ms", &self.slow_request_ms)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
             .field("analytics_cache_ttl_secs", &self.analytics_cache_ttl_secs)
+            .field("analytics_partial_ttl_secs", &self.analytics_partial_ttl_secs)
             .field("log_format", &self.log_format)
             .field("access_log", &self.access_log)
             .field("public_cache", &self.public_cache)

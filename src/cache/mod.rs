@@ -107,13 +107,30 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-fn weighed_cache(capacity: u64, ttl: Duration) -> moka::future::Cache<String, Arc<Vec<u8>>> {
+/// Drops each sealed entry kept in process when its envelope expires, so
+/// entries of different TTLs share one cache.
+struct EnvelopeExpiry;
+
+impl moka::Expiry<String, Arc<Vec<u8>>> for EnvelopeExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Vec<u8>>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        let (expires, _) = value.split_first_chunk::<8>()?;
+        let left = i64::from_be_bytes(*expires) - chrono::Utc::now().timestamp_millis();
+        Some(Duration::from_millis(u64::try_from(left).unwrap_or(0)))
+    }
+}
+
+fn weighed_cache(capacity: u64) -> moka::future::Cache<String, Arc<Vec<u8>>> {
     moka::future::Cache::builder()
         .max_capacity(capacity)
         .weigher(|key: &String, value: &Arc<Vec<u8>>| {
             u32::try_from(key.len() + value.len()).unwrap_or(u32::MAX)
         })
-        .time_to_live(ttl)
+        .expire_after(EnvelopeExpiry)
         .build()
 }
 
@@ -129,7 +146,7 @@ impl Cache {
         let store = match redis_url {
             Some(url) => Store::Redis(redis::RedisStore::new(url, prefix, redis_timeout)?),
             None => Store::Local {
-                entries: weighed_cache(256 * 1024 * 1024, ttl),
+                entries: weighed_cache(256 * 1024 * 1024),
                 versions: Mutex::new(HashMap::new()),
             },
         };
@@ -137,7 +154,7 @@ impl Cache {
             store,
             prefix: prefix.to_owned(),
             ttl,
-            near: weighed_cache(64 * 1024 * 1024, ttl),
+            near: weighed_cache(64 * 1024 * 1024),
             flights: moka::future::Cache::builder().time_to_live(Duration::from_secs(60)).build(),
             windows: Mutex::new(HashMap::new()),
         })))
@@ -191,6 +208,54 @@ impl Cache {
                 true
             }
             Store::Redis(redis) => redis.bump(scope).await,
+        }
+    }
+
+    /// The versions in `fields` of the hash of versions `scope`, read at
+    /// one instant (one lock, or one `HMGET`); `None` for a field that has
+    /// none yet.
+    pub async fn fields(
+        &self,
+        scope: &str,
+        fields: &[String],
+    ) -> Result<Vec<Option<u64>>, Unavailable> {
+        match &self.0.store {
+            Store::Local { versions, .. } => {
+                let versions = versions.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(fields
+                    .iter()
+                    .map(|field| versions.get(&format!("{scope}#{field}")).copied())
+                    .collect())
+            }
+            Store::Redis(redis) => redis.fields(scope, fields).await,
+        }
+    }
+
+    /// The version in `field` of the hash `scope`, made when it has none.
+    pub async fn field_version(&self, scope: &str, field: &str) -> Result<u64, Unavailable> {
+        match &self.0.store {
+            Store::Local { versions, .. } => Ok(*versions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(format!("{scope}#{field}"))
+                .or_default()),
+            Store::Redis(redis) => redis.field_version(scope, field).await,
+        }
+    }
+
+    /// Makes every entry keyed by any of `fields` of `scope` stale at once;
+    /// `false` when the store could not take the bump. Unlike
+    /// [`Cache::bump`], it is not replayed: callers record it elsewhere.
+    pub async fn bump_fields(&self, scope: &str, fields: &[String]) -> bool {
+        match &self.0.store {
+            Store::Local { versions, .. } => {
+                let mut versions = versions.lock().unwrap_or_else(|e| e.into_inner());
+                for field in fields {
+                    *versions.entry(format!("{scope}#{field}")).or_default() += 1;
+                }
+                true
+            }
+            Store::Redis(redis) => redis.bump_fields(scope, fields).await,
         }
     }
 
@@ -248,13 +313,18 @@ impl Cache {
         Ok(envelopes.into_iter().map(|e| e.and_then(|bytes| open_envelope(&bytes))).collect())
     }
 
-    /// Stores each value under its key until the TTL has passed, in one
-    /// round trip; values over a megabyte are not kept.
-    pub async fn write_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), Unavailable> {
+    /// Stores each value under its key for `ttl` (the cache's own TTL when
+    /// `None`), in one round trip; values over a megabyte are not kept.
+    pub async fn write_many(
+        &self,
+        entries: &[(String, Vec<u8>)],
+        ttl: Option<Duration>,
+    ) -> Result<(), Unavailable> {
+        let ttl = ttl.unwrap_or(self.0.ttl);
         let sealed: Vec<(String, Vec<u8>)> = entries
             .iter()
             .filter(|(_, value)| value.len() <= MAX_VALUE_BYTES)
-            .map(|(key, value)| (self.full_key(key), seal(value, self.0.ttl)))
+            .map(|(key, value)| (self.full_key(key), seal(value, ttl)))
             .collect();
         if sealed.is_empty() {
             return Ok(());
@@ -266,7 +336,7 @@ impl Cache {
                 }
             }
             Store::Redis(redis) => {
-                redis.set_many(&sealed, self.0.ttl).await?;
+                redis.set_many(&sealed, ttl).await?;
                 let generation = redis.generation();
                 for (key, value) in sealed {
                     self.0.near.insert(format!("{generation}/{key}"), Arc::new(value)).await;

@@ -168,6 +168,54 @@ impl RedisStore {
         bumped.is_ok()
     }
 
+    /// The versions held in `fields` of the hash `scope`, in one `HMGET`:
+    /// one instant for all.
+    pub async fn fields(
+        &self,
+        scope: &str,
+        fields: &[String],
+    ) -> Result<Vec<Option<u64>>, Unavailable> {
+        self.flush_pending().await?;
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.version_key(scope);
+        let fields = fields.to_vec();
+        self.run(|mut c| async move {
+            deadpool_redis::redis::cmd("HMGET").arg(&key).arg(&fields).query_async(&mut c).await
+        })
+        .await
+    }
+
+    /// The version in `field` of the hash `scope`; a field without one
+    /// gets a random one, as [`RedisStore::version`] does.
+    pub async fn field_version(&self, scope: &str, field: &str) -> Result<u64, Unavailable> {
+        self.flush_pending().await?;
+        let (key, field) = (self.version_key(scope), field.to_owned());
+        let fresh = new_version();
+        let version: Option<u64> = self
+            .run(|mut c| async move {
+                let _: bool = c.hset_nx(&key, &field, fresh).await?;
+                c.hget(&key, &field).await
+            })
+            .await?;
+        Ok(version.unwrap_or(fresh))
+    }
+
+    /// Moves each of `fields` of the hash `scope` to a new, random version,
+    /// in one `HSET`; `false` when Redis did not take it (callers record
+    /// that elsewhere: it is not replayed).
+    pub async fn bump_fields(&self, scope: &str, fields: &[String]) -> bool {
+        if fields.is_empty() {
+            return true;
+        }
+        let key = self.version_key(scope);
+        let pairs: Vec<(String, u64)> = fields.iter().map(|f| (f.clone(), new_version())).collect();
+        self.run(|mut c| async move { c.hset_multiple::<_, _, _, ()>(key, &pairs).await })
+            .await
+            .is_ok()
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
         let key = key.to_owned();
         self.run(|mut c| async move { c.get(key).await }).await

@@ -1,25 +1,28 @@
-//! Shop analytics over shop-local dates, computed with SQL aggregates.
+//! Shop analytics over shop-local dates.
 //!
-//! Bookings are counted by their start. Queries group in the database and
-//! return aggregates only (counts per status, per barber, per service, per
-//! 15-minute bucket of UTC time); no booking row is loaded into Rust. The
-//! 15-minute buckets are turned into shop-local dates and hours here, which
-//! works for every time zone (all offsets are multiples of 15 minutes) and
-//! is the same query text on SQLite and PostgreSQL but for the epoch
-//! function.
+//! Bookings are counted by their start. Each section comes two ways:
 //!
-//! Each section comes two ways: over a whole range at once ([`summary`],
-//! [`by_day`], …: the definition, used when the cache is unavailable), and
-//! as one part per shop-local day ([`day_parts`]), which the dashboard caches
-//! and [`combine`]s, so that a write recomputes only the days it touched.
-//! Every part adds up exactly: counts and sums are summed, rates and the
+//! - Over a whole range at once ([`summary`], [`by_day`], …: the
+//!   definition, used when the cache is unavailable, and the oracle of the
+//!   tests). These group in the database and return aggregates only (counts
+//!   per status, per barber, per service, per 15-minute bucket of UTC
+//!   time), turned into shop-local dates and hours here; that works for
+//!   every time zone (all offsets are multiples of 15 minutes).
+//! - As one [`Partial`] per shop-local day and section ([`day_partials`]),
+//!   which the dashboard caches and merges, so that a write recomputes only
+//!   the days it touched. All five sections' partials of any set of days
+//!   come from one pass over the columns they need of those days'
+//!   bookings (a day's partial keeps its clients, so grouping in the
+//!   database would not shrink the rows).
+//!
+//! Every partial adds up exactly: counts and sums are summed, rates and the
 //! average ticket are divided only at the end, and distinct clients are
 //! kept per day as client ids with their booking counts, merged over the
 //! range.
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use entity::{barber, shop, working_hours};
 use sea_orm::{
@@ -72,11 +75,6 @@ impl Range {
         let (starts, _) = day_bounds(self.tz, from)?;
         let (_, ends) = day_bounds(self.tz, to)?;
         Some(Self { tz: self.tz, from, to, starts, ends })
-    }
-
-    /// The shop-local date of a 15-minute UTC bucket's start.
-    fn date_of_bucket(&self, bucket: i64) -> Option<NaiveDate> {
-        Some(DateTime::from_timestamp(bucket * 900, 0)?.with_timezone(&self.tz).date_naive())
     }
 }
 
@@ -158,7 +156,6 @@ impl Tally {
 /// The numbers of the summary section.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Summary {
-    #[serde(flatten)]
     pub tally: Tally,
     /// Working minutes less time off, of every barber.
     pub available_minutes: i64,
@@ -208,7 +205,6 @@ pub struct Day {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BarberNumbers {
     pub barber_id: i64,
-    #[serde(flatten)]
     pub tally: Tally,
     pub available_minutes: i64,
 }
@@ -245,7 +241,9 @@ pub struct Rows<T> {
 /// Seconds since the epoch of a timestamp column, in the backend's dialect.
 fn epoch(backend: DbBackend, column: &str) -> String {
     match backend {
-        DbBackend::Postgres => format!("CAST(EXTRACT(EPOCH FROM {column}) AS BIGINT)"),
+        // `date_part` is a float; `EXTRACT` makes a numeric, several times
+        // slower over a year of bookings.
+        DbBackend::Postgres => format!("CAST(date_part('epoch', {column}) AS BIGINT)"),
         _ => format!("CAST(strftime('%s', {column}) AS INTEGER)"),
     }
 }
@@ -329,15 +327,14 @@ async fn available_by_day(
         .collect();
     let hours = working_hours::Entity::find()
         .filter(working_hours::Column::BarberId.is_in(barbers.iter().copied()))
-        .all(db)
-        .await?;
+        .all(db);
     let time_off = entity::time_off::Entity::find()
         .filter(entity::time_off::Column::BarberId.is_in(barbers.iter().copied()))
         .filter(entity::time_off::Column::StartsAt.lt(range.ends))
         .filter(entity::time_off::Column::EndsAt.gt(range.starts))
         .order_by_asc(entity::time_off::Column::StartsAt)
-        .all(db)
-        .await?;
+        .all(db);
+    let (hours, time_off) = tokio::try_join!(hours, time_off)?;
     Ok(dates
         .iter()
         .map(|&date| {
@@ -559,351 +556,357 @@ pub async fn from_scratch(
     })
 }
 
-/// One shop-local day's share of the summary.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct SummaryDay {
-    pub tally: Tally,
-    pub available_minutes: i64,
-    /// `(client, non-cancelled bookings)` of the day's clients.
-    pub clients: Vec<(i64, i64)>,
-}
-
-/// One shop-local day's share of a section, as cached.
+/// A section over a set of days, kept in a form that adds up: counts and
+/// sums, and distinct clients as ids with their booking counts. Rates and
+/// the average ticket are divided only when [`Partial::finish`] makes the
+/// section, so the parts of a range's days (or months) merge into exactly
+/// what the range computed at once would be.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum DayPart {
-    Summary(SummaryDay),
-    ByDay {
-        bookings: i64,
-        revenue_cents: i64,
+pub enum Partial {
+    Summary {
+        tally: Tally,
+        available_minutes: i64,
+        /// `(client, non-cancelled bookings)`, by client.
+        clients: Vec<(i64, i64)>,
     },
-    /// Every barber of the shop.
+    /// By date.
+    ByDay(Vec<Day>),
+    /// Every barber of the shop, by id.
     Barbers(Vec<BarberNumbers>),
+    /// Services with bookings, by id.
     Services(Vec<ServiceNumbers>),
-    /// `(local hour, bookings)`, non-zero hours only.
-    PeakHours(Vec<(u32, i64)>),
+    /// Non-zero weekday-hours, by weekday and hour.
+    PeakHours(Vec<PeakHour>),
 }
 
-#[derive(FromQueryResult)]
-struct BucketRow {
-    bucket: i64,
-    owner: i64,
-    status: String,
-    bookings: i64,
-    revenue: i64,
-    minutes: i64,
-}
-
-impl BucketRow {
-    fn status_row(&self) -> StatusRow {
-        StatusRow {
-            owner: self.owner,
-            status: self.status.clone(),
-            bookings: self.bookings,
-            revenue: self.revenue,
-            minutes: self.minutes,
+/// `items` sorted by `key`, those with equal keys added into one.
+fn coalesce<T, K: Ord>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> K,
+    add: impl Fn(&mut T, T),
+) -> Vec<T> {
+    items.sort_by_key(&key);
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
+        match out.last_mut() {
+            Some(last) if key(last) == key(&item) => add(last, item),
+            _ => out.push(item),
         }
     }
+    out
 }
 
-/// Runs `sql` (its `$1..$3` the shop and range) and hands each row to
-/// `add` with its shop-local date, when that date is one of `dates`.
-async fn per_date<R: FromQueryResult>(
-    db: &impl ConnectionTrait,
-    shop_id: i64,
-    range: &Range,
-    dates: &[NaiveDate],
-    sql: &str,
-    bucket: impl Fn(&R) -> i64,
-    mut add: impl FnMut(usize, R),
-) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
-    let index: HashMap<NaiveDate, usize> = dates.iter().enumerate().map(|(i, d)| (*d, i)).collect();
-    for row in R::find_by_statement(statement(backend, sql, params(shop_id, range))).all(db).await?
-    {
-        if let Some(i) = range.date_of_bucket(bucket(&row)).and_then(|d| index.get(&d)) {
-            add(*i, row);
+impl Partial {
+    pub fn section(&self) -> Section {
+        match self {
+            Partial::Summary { .. } => Section::Summary,
+            Partial::ByDay(_) => Section::ByDay,
+            Partial::Barbers(_) => Section::Barbers,
+            Partial::Services(_) => Section::Services,
+            Partial::PeakHours(_) => Section::PeakHours,
         }
     }
-    Ok(())
-}
 
-/// Counts, revenue and booked minutes per 15-minute bucket, `group` column
-/// and status.
-fn status_buckets_sql(backend: DbBackend, group: &str) -> String {
-    let starts = epoch(backend, "starts_at");
-    format!(
-        "SELECT {starts} / 900 AS bucket, {group} AS owner, status, COUNT(*) AS bookings, \
-                CAST(COALESCE(SUM(price_cents), 0) AS BIGINT) AS revenue, \
-                CAST(COALESCE(SUM({ends} - {starts}), 0) / 60 AS BIGINT) AS minutes \
-         FROM bookings WHERE {IN_RANGE} GROUP BY {starts} / 900, {group}, status",
-        ends = epoch(backend, "ends_at"),
-    )
-}
-
-#[derive(FromQueryResult)]
-struct ClientRow {
-    bucket: i64,
-    client_id: i64,
-    bookings: i64,
-}
-
-#[derive(FromQueryResult)]
-struct ServiceBucketRow {
-    bucket: i64,
-    service_id: i64,
-    bookings: i64,
-    revenue: i64,
-}
-
-/// `section`'s part of each of `dates` (sorted, within `range`), in their
-/// order: one statement for all of them (the summary and barbers also read
-/// the shop's hours and time off).
-#[tracing::instrument(skip_all, fields(shop.id = shop_id, section = section.name(), days = dates.len()))]
-pub async fn day_parts(
-    db: &impl ConnectionTrait,
-    shop_id: i64,
-    section: Section,
-    range: &Range,
-    dates: &[NaiveDate],
-) -> Result<Vec<DayPart>, DbErr> {
-    let backend = db.get_database_backend();
-    let starts = epoch(backend, "starts_at");
-    match section {
-        Section::Summary => {
-            let mut days: Vec<SummaryDay> = vec![SummaryDay::default(); dates.len()];
-            let sql = status_buckets_sql(backend, "shop_id");
-            per_date(
-                db,
-                shop_id,
-                range,
-                dates,
-                &sql,
-                |r: &BucketRow| r.bucket,
-                |i, row| {
-                    days[i].tally.add(&row.status_row());
-                },
-            )
-            .await?;
-            let sql = format!(
-                "SELECT {starts} / 900 AS bucket, client_id, COUNT(*) AS bookings FROM bookings \
-                 WHERE {IN_RANGE} AND status <> 'CANCELLED' GROUP BY {starts} / 900, client_id"
-            );
-            let mut clients: Vec<BTreeMap<i64, i64>> = vec![BTreeMap::new(); dates.len()];
-            per_date(
-                db,
-                shop_id,
-                range,
-                dates,
-                &sql,
-                |r: &ClientRow| r.bucket,
-                |i, row| {
-                    *clients[i].entry(row.client_id).or_default() += row.bookings;
-                },
-            )
-            .await?;
-            let available = available_by_day(db, shop_id, range, dates).await?;
-            Ok(days
-                .into_iter()
-                .zip(clients)
-                .zip(available)
-                .map(|((mut day, clients), available)| {
-                    day.clients = clients.into_iter().collect();
-                    day.available_minutes = available.values().sum();
-                    DayPart::Summary(day)
-                })
-                .collect())
-        }
-        Section::Barbers => {
-            let available = available_by_day(db, shop_id, range, dates).await?;
-            let mut days: Vec<BTreeMap<i64, BarberNumbers>> = available
-                .into_iter()
-                .map(|minutes| {
-                    minutes
-                        .into_iter()
-                        .map(|(barber_id, available_minutes)| {
-                            let numbers = BarberNumbers {
-                                barber_id,
-                                tally: Tally::default(),
-                                available_minutes,
-                            };
-                            (barber_id, numbers)
-                        })
-                        .collect()
-                })
-                .collect();
-            let sql = status_buckets_sql(backend, "barber_id");
-            per_date(
-                db,
-                shop_id,
-                range,
-                dates,
-                &sql,
-                |r: &BucketRow| r.bucket,
-                |i, row| {
-                    if let Some(numbers) = days[i].get_mut(&row.owner) {
-                        numbers.tally.add(&row.status_row());
-                    }
-                },
-            )
-            .await?;
-            Ok(days.into_iter().map(|day| DayPart::Barbers(day.into_values().collect())).collect())
-        }
-        Section::Services => {
-            let sql = format!(
-                "SELECT {starts} / 900 AS bucket, service_id, COUNT(*) AS bookings, \
-                        CAST(COALESCE(SUM(CASE WHEN status = 'COMPLETED' THEN price_cents ELSE 0 END), 0) AS BIGINT) AS revenue \
-                 FROM bookings WHERE {IN_RANGE} GROUP BY {starts} / 900, service_id"
-            );
-            let mut days: Vec<BTreeMap<i64, (i64, i64)>> = vec![BTreeMap::new(); dates.len()];
-            per_date(
-                db,
-                shop_id,
-                range,
-                dates,
-                &sql,
-                |r: &ServiceBucketRow| r.bucket,
-                |i, row| {
-                    let sums = days[i].entry(row.service_id).or_default();
-                    sums.0 += row.bookings;
-                    sums.1 += row.revenue;
-                },
-            )
-            .await?;
-            Ok(days
-                .into_iter()
-                .map(|day| {
-                    DayPart::Services(
-                        day.into_iter()
-                            .map(|(service_id, (bookings, revenue_cents))| ServiceNumbers {
-                                service_id,
-                                bookings,
-                                revenue_cents,
-                            })
-                            .collect(),
-                    )
-                })
-                .collect())
-        }
-        Section::ByDay | Section::PeakHours => {
-            let index: HashMap<NaiveDate, usize> =
-                dates.iter().enumerate().map(|(i, d)| (*d, i)).collect();
-            let mut totals = vec![(0, 0); dates.len()];
-            let mut hours: Vec<BTreeMap<u32, i64>> = vec![BTreeMap::new(); dates.len()];
-            for (start, bookings, revenue) in buckets(db, shop_id, range).await? {
-                let local = start.with_timezone(&range.tz);
-                if let Some(&i) = index.get(&local.date_naive()) {
-                    totals[i].0 += bookings;
-                    totals[i].1 += revenue;
-                    *hours[i].entry(local.hour()).or_default() += bookings;
+    /// `section` over the union of the days of `parts`; `None` when a part
+    /// is of another section.
+    pub fn merge<'a>(
+        section: Section,
+        parts: impl IntoIterator<Item = &'a Partial>,
+    ) -> Option<Self> {
+        let parts = parts.into_iter();
+        Some(match section {
+            Section::Summary => {
+                let (mut tally, mut available, mut clients) = (Tally::default(), 0, Vec::new());
+                for part in parts {
+                    let Partial::Summary { tally: t, available_minutes, clients: c } = part else {
+                        return None;
+                    };
+                    tally.merge(t);
+                    available += available_minutes;
+                    clients.extend_from_slice(c);
                 }
+                let clients = coalesce(clients, |c| c.0, |a, b| a.1 += b.1);
+                Partial::Summary { tally, available_minutes: available, clients }
             }
-            Ok(match section {
-                Section::ByDay => totals
-                    .into_iter()
-                    .map(|(bookings, revenue_cents)| DayPart::ByDay { bookings, revenue_cents })
-                    .collect(),
-                _ => hours
-                    .into_iter()
-                    .map(|hours| {
-                        DayPart::PeakHours(hours.into_iter().filter(|(_, n)| *n > 0).collect())
-                    })
-                    .collect(),
-            })
-        }
-    }
-}
-
-/// `section` over a range from the parts of each of its dates, in order;
-/// `None` when a part is of another section.
-pub fn combine(
-    section: Section,
-    parts: &[(NaiveDate, &DayPart)],
-    generated_at: DateTime<Utc>,
-) -> Option<Numbers> {
-    Some(match section {
-        Section::Summary => {
-            let mut summary = Summary { generated_at, ..Summary::default() };
-            let mut clients: HashMap<i64, i64> = HashMap::new();
-            for (_, part) in parts {
-                let DayPart::Summary(day) = part else { return None };
-                summary.tally.merge(&day.tally);
-                summary.available_minutes += day.available_minutes;
-                for (client, bookings) in &day.clients {
-                    *clients.entry(*client).or_default() += bookings;
+            Section::ByDay => {
+                let mut days = Vec::new();
+                for part in parts {
+                    let Partial::ByDay(d) = part else { return None };
+                    days.extend_from_slice(d);
                 }
-            }
-            summary.clients = i64::try_from(clients.len()).unwrap_or(i64::MAX);
-            summary.repeat_clients =
-                i64::try_from(clients.values().filter(|n| **n >= 2).count()).unwrap_or(i64::MAX);
-            Numbers::Summary(summary)
-        }
-        Section::ByDay => {
-            let mut rows = Vec::with_capacity(parts.len());
-            for (date, part) in parts {
-                let DayPart::ByDay { bookings, revenue_cents } = part else { return None };
-                rows.push(Day { date: *date, bookings: *bookings, revenue_cents: *revenue_cents });
-            }
-            Numbers::ByDay(Rows { rows, generated_at })
-        }
-        Section::Barbers => {
-            let mut barbers: BTreeMap<i64, BarberNumbers> = BTreeMap::new();
-            for (_, part) in parts {
-                let DayPart::Barbers(day) = part else { return None };
-                for numbers in day {
-                    let total = barbers.entry(numbers.barber_id).or_insert_with(|| BarberNumbers {
-                        barber_id: numbers.barber_id,
-                        tally: Tally::default(),
-                        available_minutes: 0,
-                    });
-                    total.tally.merge(&numbers.tally);
-                    total.available_minutes += numbers.available_minutes;
-                }
-            }
-            Numbers::Barbers(Rows { rows: barbers.into_values().collect(), generated_at })
-        }
-        Section::Services => {
-            let mut services: HashMap<i64, (i64, i64)> = HashMap::new();
-            for (_, part) in parts {
-                let DayPart::Services(day) = part else { return None };
-                for numbers in day {
-                    let sums = services.entry(numbers.service_id).or_default();
-                    sums.0 += numbers.bookings;
-                    sums.1 += numbers.revenue_cents;
-                }
-            }
-            let mut rows: Vec<ServiceNumbers> = services
-                .into_iter()
-                .map(|(service_id, (bookings, revenue_cents))| ServiceNumbers {
-                    service_id,
-                    bookings,
-                    revenue_cents,
-                })
-                .collect();
-            // As `services` orders them.
-            rows.sort_by(|a, b| {
-                (b.revenue_cents, b.bookings, a.service_id).cmp(&(
-                    a.revenue_cents,
-                    a.bookings,
-                    b.service_id,
+                Partial::ByDay(coalesce(
+                    days,
+                    |d| d.date,
+                    |a, b| {
+                        a.bookings += b.bookings;
+                        a.revenue_cents += b.revenue_cents;
+                    },
                 ))
-            });
-            Numbers::Services(Rows { rows, generated_at })
+            }
+            Section::Barbers => {
+                let mut barbers = Vec::new();
+                for part in parts {
+                    let Partial::Barbers(b) = part else { return None };
+                    barbers.extend_from_slice(b);
+                }
+                Partial::Barbers(coalesce(
+                    barbers,
+                    |b| b.barber_id,
+                    |a, b| {
+                        a.tally.merge(&b.tally);
+                        a.available_minutes += b.available_minutes;
+                    },
+                ))
+            }
+            Section::Services => {
+                let mut services = Vec::new();
+                for part in parts {
+                    let Partial::Services(s) = part else { return None };
+                    services.extend_from_slice(s);
+                }
+                Partial::Services(coalesce(
+                    services,
+                    |s| s.service_id,
+                    |a, b| {
+                        a.bookings += b.bookings;
+                        a.revenue_cents += b.revenue_cents;
+                    },
+                ))
+            }
+            Section::PeakHours => {
+                let mut hours = Vec::new();
+                for part in parts {
+                    let Partial::PeakHours(h) = part else { return None };
+                    hours.extend_from_slice(h);
+                }
+                Partial::PeakHours(coalesce(
+                    hours,
+                    |h| (h.weekday, h.hour),
+                    |a, b| {
+                        a.bookings += b.bookings;
+                    },
+                ))
+            }
+        })
+    }
+
+    /// The section's numbers, divided and ordered as the whole-range
+    /// computation makes them.
+    pub fn finish(self, generated_at: DateTime<Utc>) -> Numbers {
+        match self {
+            Partial::Summary { tally, available_minutes, clients } => Numbers::Summary(Summary {
+                tally,
+                available_minutes,
+                clients: i64::try_from(clients.len()).unwrap_or(i64::MAX),
+                repeat_clients: i64::try_from(clients.iter().filter(|c| c.1 >= 2).count())
+                    .unwrap_or(i64::MAX),
+                generated_at,
+            }),
+            Partial::ByDay(rows) => Numbers::ByDay(Rows { rows, generated_at }),
+            Partial::Barbers(rows) => Numbers::Barbers(Rows { rows, generated_at }),
+            Partial::Services(mut rows) => {
+                // As `services` orders them.
+                rows.sort_by(|a, b| {
+                    (b.revenue_cents, b.bookings, a.service_id).cmp(&(
+                        a.revenue_cents,
+                        a.bookings,
+                        b.service_id,
+                    ))
+                });
+                Numbers::Services(Rows { rows, generated_at })
+            }
+            Partial::PeakHours(mut rows) => {
+                rows.retain(|h| h.bookings > 0);
+                Numbers::PeakHours(Rows { rows, generated_at })
+            }
         }
-        Section::PeakHours => {
-            let mut hours: BTreeMap<(u32, u32), i64> = BTreeMap::new();
-            for (date, part) in parts {
-                let DayPart::PeakHours(day) = part else { return None };
-                let weekday = date.weekday().number_from_monday();
-                for (hour, bookings) in day {
-                    *hours.entry((weekday, *hour)).or_default() += bookings;
+    }
+}
+
+/// The UTC offset in seconds of `tz` at the instant `at` (Unix seconds).
+fn offset_at(tz: Tz, at: i64) -> i64 {
+    DateTime::from_timestamp(at, 0).map_or(0, |t| {
+        i64::from(tz.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc())
+    })
+}
+
+/// Shop-local days and hours of instants within a range: the UTC offsets
+/// in force over it and the instants they change, found once.
+struct LocalClock {
+    /// `(from, offset)`: the offset in seconds from that instant on.
+    offsets: Vec<(i64, i64)>,
+    /// The naive local midnight starting the range, in Unix seconds.
+    origin: i64,
+}
+
+impl LocalClock {
+    fn new(range: &Range) -> Self {
+        let (start, end) = (range.starts.timestamp(), range.ends.timestamp());
+        let mut offsets = vec![(start, offset_at(range.tz, start))];
+        let mut at = start;
+        while at < end {
+            let next = (at + 86_400).min(end);
+            let current = offsets.last().map_or(0, |o| o.1);
+            if offset_at(range.tz, next) == current {
+                at = next;
+                continue;
+            }
+            // The first second of the new offset.
+            let (mut before, mut after) = (at, next);
+            while after - before > 1 {
+                let middle = before + (after - before) / 2;
+                if offset_at(range.tz, middle) == current {
+                    before = middle;
+                } else {
+                    after = middle;
                 }
             }
-            let rows = hours
-                .into_iter()
-                .filter(|(_, bookings)| *bookings > 0)
-                .map(|((weekday, hour), bookings)| PeakHour { weekday, hour, bookings })
-                .collect();
-            Numbers::PeakHours(Rows { rows, generated_at })
+            offsets.push((after, offset_at(range.tz, after)));
+            at = after;
         }
-    })
+        let origin = range.from.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp());
+        Self { offsets, origin }
+    }
+
+    /// The day of the range (0 for its first) and the local hour of the
+    /// instant `at` (Unix seconds); no day before the range.
+    fn day_and_hour(&self, at: i64) -> (Option<usize>, u32) {
+        let offset = self.offsets.iter().rev().find(|o| o.0 <= at).map_or(0, |o| o.1);
+        let local = at + offset - self.origin;
+        let day = usize::try_from(local.div_euclid(86_400)).ok();
+        let hour = u32::try_from(local.rem_euclid(86_400) / 3600).unwrap_or(0);
+        (day, hour)
+    }
+}
+
+#[derive(FromQueryResult)]
+struct BookingRow {
+    starts: i64,
+    ends: i64,
+    barber_id: i64,
+    service_id: i64,
+    client_id: i64,
+    status: String,
+    price_cents: i64,
+}
+
+/// Every section's partial of each of `dates` (sorted, within `span`), in
+/// their order, each in [`Section::ALL`]'s order. One statement reads the
+/// columns the sections need of the span's bookings, and three the barbers'
+/// hours and time off; everything is summed here in one pass. Grouping in
+/// the database would not shrink the rows (a day's partial keeps its
+/// clients, so there is about a group per booking), and a six-column
+/// `GROUP BY` costs PostgreSQL several times the scan.
+#[tracing::instrument(skip_all, fields(shop.id = shop_id, days = dates.len()))]
+pub async fn day_partials(
+    db: &impl ConnectionTrait,
+    shop_id: i64,
+    span: &Range,
+    dates: &[NaiveDate],
+) -> Result<Vec<[Partial; 5]>, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = format!(
+        "SELECT {starts} AS starts, {ends} AS ends, barber_id, service_id, client_id, status, \
+                price_cents FROM bookings WHERE {IN_RANGE}",
+        ends = epoch(backend, "ends_at"),
+        starts = epoch(backend, "starts_at"),
+    );
+    let rows =
+        BookingRow::find_by_statement(statement(backend, &sql, params(shop_id, span))).all(db);
+    let (rows, available) = tokio::try_join!(rows, available_by_day(db, shop_id, span, dates))?;
+    let local = LocalClock::new(span);
+    // The place in `dates` of each day of the span.
+    let span_days = usize::try_from((span.to - span.from).num_days() + 1).unwrap_or(0);
+    let mut places: Vec<Option<usize>> = vec![None; span_days];
+    for (i, date) in dates.iter().enumerate() {
+        if let Some(place) =
+            usize::try_from((*date - span.from).num_days()).ok().and_then(|d| places.get_mut(d))
+        {
+            *place = Some(i);
+        }
+    }
+    let n = dates.len();
+    let mut tallies = vec![Tally::default(); n];
+    let mut clients: Vec<Vec<(i64, i64)>> = vec![Vec::new(); n];
+    let mut totals = vec![(0, 0); n];
+    let mut services: Vec<Vec<ServiceNumbers>> = vec![Vec::new(); n];
+    let mut hours: Vec<Vec<PeakHour>> = vec![Vec::new(); n];
+    let mut barbers: Vec<BTreeMap<i64, BarberNumbers>> = available
+        .iter()
+        .map(|minutes| {
+            minutes
+                .iter()
+                .map(|(barber_id, available_minutes)| {
+                    let numbers = BarberNumbers {
+                        barber_id: *barber_id,
+                        tally: Tally::default(),
+                        available_minutes: *available_minutes,
+                    };
+                    (*barber_id, numbers)
+                })
+                .collect()
+        })
+        .collect();
+    for row in rows {
+        let (day, hour) = local.day_and_hour(row.starts);
+        let Some(i) = day.and_then(|d| places.get(d).copied().flatten()) else {
+            continue;
+        };
+        let completed_revenue = if row.status == "COMPLETED" { row.price_cents } else { 0 };
+        if row.status != "CANCELLED" {
+            clients[i].push((row.client_id, 1));
+        }
+        totals[i].0 += 1;
+        totals[i].1 += completed_revenue;
+        services[i].push(ServiceNumbers {
+            service_id: row.service_id,
+            bookings: 1,
+            revenue_cents: completed_revenue,
+        });
+        hours[i].push(PeakHour {
+            weekday: dates[i].weekday().number_from_monday(),
+            hour,
+            bookings: 1,
+        });
+        let status = StatusRow {
+            owner: row.barber_id,
+            status: row.status,
+            bookings: 1,
+            revenue: row.price_cents,
+            minutes: (row.ends - row.starts) / 60,
+        };
+        tallies[i].add(&status);
+        if let Some(numbers) = barbers[i].get_mut(&row.barber_id) {
+            numbers.tally.add(&status);
+        }
+    }
+    let mut days = Vec::with_capacity(n);
+    for i in 0..n {
+        let summary = Partial::Summary {
+            tally: std::mem::take(&mut tallies[i]),
+            available_minutes: available[i].values().sum(),
+            clients: coalesce(std::mem::take(&mut clients[i]), |c| c.0, |a, b| a.1 += b.1),
+        };
+        let by_day = Partial::ByDay(vec![Day {
+            date: dates[i],
+            bookings: totals[i].0,
+            revenue_cents: totals[i].1,
+        }]);
+        let barbers = Partial::Barbers(std::mem::take(&mut barbers[i]).into_values().collect());
+        let services = Partial::Services(coalesce(
+            std::mem::take(&mut services[i]),
+            |s| s.service_id,
+            |a, b| {
+                a.bookings += b.bookings;
+                a.revenue_cents += b.revenue_cents;
+            },
+        ));
+        let peaks = Partial::PeakHours(coalesce(
+            std::mem::take(&mut hours[i]),
+            |h| h.hour,
+            |a, b| a.bookings += b.bookings,
+        ));
+        days.push([summary, by_day, barbers, services, peaks]);
+    }
+    Ok(days)
 }

@@ -1,21 +1,27 @@
 //! A shop's dashboard: the analytics sections over a range of shop-local
 //! dates, each read through the cache on first use in a request and only
-//! then, so a client that asks for one number computes one section.
+//! then, so a client that asks for one number reads one section's entry.
 //!
-//! Two layers of entries live in the shared byte cache:
+//! Three layers of entries live in the shared byte cache, in a compact
+//! binary form, holding [`analytics::Partial`]s (forms that add up):
 //!
-//! - **Day parts**: each section's share of one shop-local day
-//!   ([`analytics::DayPart`]), under a key holding that day's version. A
-//!   write bumps the versions of the days it touched only (the old and new
-//!   day of a reschedule, the day of a paid booking, the days of a time
-//!   off); a change that moves every day (working hours, the time zone, a
-//!   new barber) bumps the shop's base version, which every key holds.
-//! - **Sections**: a section over a range, combined from its days' parts,
-//!   under a key holding a digest of all those versions, so a repeated
-//!   dashboard reads one entry per section.
+//! - **Days**: all five sections' partials of one shop-local day, under a
+//!   key holding that day's version. A write bumps the versions of the
+//!   days it touched only (the old and new day of a reschedule, the day of
+//!   a paid booking, the days of a time off) and of their months; a change
+//!   that moves every day (working hours, the time zone, a new barber)
+//!   bumps the shop's base version, which every key holds.
+//! - **Months**: a whole calendar month's days merged, under a key holding
+//!   the month's version, so a year reads twelve entries and a write today
+//!   makes one month be merged again from its days.
+//! - **Sections**: a section over a range, under a key holding a digest of
+//!   the versions of its months and other days, so a repeated dashboard
+//!   reads one entry per section.
 //!
-//! A section whose days are all cached costs no SQL; missing days are
-//! computed in one statement per section, whichever days they are.
+//! All versions of a shop live in one hash, read in one `HMGET`. A write
+//! makes every section miss at once, so on a miss all five are merged
+//! together; days not cached cost one statement for all of them, whichever
+//! days they are.
 //!
 //! A version bump that cannot reach Redis raises the shop's analytics mark
 //! in the database instead. Every dashboard reads the shop row, and every
@@ -25,9 +31,10 @@
 use std::{
     collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use entity::shop;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
@@ -40,18 +47,18 @@ use tokio::sync::OnceCell;
 pub use super::analytics::Section;
 use super::{
     analytics::{
-        self, BarberNumbers, Day, DayPart, Numbers, PeakHour, Range, ServiceNumbers, Summary,
+        self, BarberNumbers, Day, Numbers, Partial, PeakHour, Range, ServiceNumbers, Summary,
     },
     local_time,
 };
 use crate::{
-    cache::{Cache, Lookup},
+    cache::{Cache, Lookup, Unavailable},
     error::{AppError, AppResult},
 };
 
 /// Bumped when the layout of cached entries changes, so that replicas of
 /// two releases sharing one Redis never read each other's entries.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// What happened to one section's lookup, as counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -110,33 +117,100 @@ impl DayOutcome {
 pub struct AnalyticsCache {
     cache: Cache,
     db: DatabaseConnection,
+    /// How long day and month partials are kept: their keys hold their
+    /// versions, so they are never stale, and a past day rarely changes.
+    partial_ttl: Duration,
     stats: Arc<Mutex<HashMap<(Section, Outcome), u64>>>,
     days: Arc<Mutex<HashMap<(Section, DayOutcome), u64>>>,
 }
 
-/// The version scope every key of a shop holds. Its Redis key,
-/// `{prefix}:analytics:version:{shop}`, is the one earlier releases used,
-/// so replicas of both bump and read one version during a rolling deploy.
-fn base_scope(shop_id: i64) -> String {
-    format!("analytics:version:{shop_id}")
+/// The hash of a shop's analytics versions, `{prefix}:analytics:days:{shop}`:
+/// field `base` (every key holds it), `m{YYYY-MM}` for each month and
+/// `d{YYYY-MM-DD}` for each day that was ever bumped. One `HMGET` reads a
+/// dashboard's versions; a day's bump also bumps its month's.
+fn versions_scope(shop_id: i64) -> String {
+    format!("analytics:days:{shop_id}")
 }
 
-/// The version scope of one shop-local day of a shop.
-fn day_scope(shop_id: i64, date: NaiveDate) -> String {
-    format!("analytics:day:{shop_id}:{date}")
+const BASE: &str = "base";
+
+fn month_field(date: NaiveDate) -> String {
+    format!("m{}", date.format("%Y-%m"))
 }
 
-/// A day part and when it was computed, as cached.
-#[derive(Serialize, Deserialize)]
-struct Part {
+fn day_field(date: NaiveDate) -> String {
+    format!("d{date}")
+}
+
+/// Every section's partial of some days (in [`Section::ALL`]'s order), and
+/// when the newest of them was computed, as cached.
+#[derive(Clone, Serialize, Deserialize)]
+struct Kept {
     at: DateTime<Utc>,
-    part: DayPart,
+    partials: [Partial; 5],
+}
+
+impl Kept {
+    /// The partials of all of `kept`'s days merged, as new as the newest.
+    fn merge<'a>(kept: impl IntoIterator<Item = &'a Kept>) -> AppResult<Kept> {
+        let kept: Vec<&Kept> = kept.into_iter().collect();
+        let at = kept.iter().map(|k| k.at).max().unwrap_or_else(Utc::now);
+        let mut partials = Vec::with_capacity(Section::ALL.len());
+        for section in Section::ALL {
+            let parts = kept.iter().map(|k| &k.partials[section.index()]);
+            partials.push(Partial::merge(section, parts).ok_or_else(mixed)?);
+        }
+        let partials = partials.try_into().map_err(|_| mixed())?;
+        Ok(Kept { at, partials })
+    }
+}
+
+fn mixed() -> AppError {
+    AppError::Internal(anyhow::anyhow!("a cached partial of another section"))
+}
+
+/// Entries in a compact binary form: a year of days is read and written
+/// as thousands of them.
+fn encode<T: Serialize>(value: &T) -> Option<Vec<u8>> {
+    postcard::to_stdvec(value).ok()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    postcard::from_bytes(bytes).ok()
+}
+
+/// The index ranges of `dates` (consecutive) that are whole calendar months.
+fn whole_months(dates: &[NaiveDate]) -> Vec<std::ops::Range<usize>> {
+    let mut months = Vec::new();
+    let mut start = 0;
+    for i in 1..=dates.len() {
+        if i < dates.len() && dates[i].month() == dates[start].month() {
+            continue;
+        }
+        let (first, last) = (dates[start], dates[i - 1]);
+        let next_month_starts = last.succ_opt().is_none_or(|next| next.day() == 1);
+        if first.day() == 1 && next_month_starts {
+            months.push(start..i);
+        }
+        start = i;
+    }
+    months
+}
+
+/// A short digest of day versions, for a key naming them all.
+fn digest(versions: &[u64]) -> String {
+    let mut digest = Sha256::new();
+    for version in versions {
+        digest.update(version.to_be_bytes());
+    }
+    hex(&digest.finalize()[..16])
 }
 
 impl AnalyticsCache {
-    /// Kept in `cache`; `db` holds the shops' time zones and marks.
-    pub fn new(cache: Cache, db: DatabaseConnection) -> Self {
-        Self { cache, db, stats: Arc::default(), days: Arc::default() }
+    /// Kept in `cache`, day and month partials for `partial_ttl`; `db`
+    /// holds the shops' time zones and marks.
+    pub fn new(cache: Cache, db: DatabaseConnection, partial_ttl: Duration) -> Self {
+        Self { cache, db, partial_ttl, stats: Arc::default(), days: Arc::default() }
     }
 
     fn count(&self, section: Section, outcome: Outcome) {
@@ -195,14 +269,14 @@ impl AnalyticsCache {
 
     /// Makes every cached entry of `shop_id` stale.
     pub async fn invalidate_shop(&self, shop_id: i64) {
-        if !self.cache.bump(&base_scope(shop_id)).await {
+        if !self.cache.bump_fields(&versions_scope(shop_id), &[BASE.to_owned()]).await {
             self.raise_mark(shop_id).await;
         }
     }
 
     /// Makes stale the shop-local days of `shop_id` that the instants
     /// `from..=to` of each span fall on (a booking's start is a span of
-    /// one instant).
+    /// one instant), and their months.
     pub async fn invalidate_spans(&self, shop_id: i64, spans: &[(DateTime<Utc>, DateTime<Utc>)]) {
         // The time zone as committed now: a change of it bumps the base
         // version after this write's commit, so days read in either zone
@@ -215,17 +289,17 @@ impl AnalyticsCache {
                 return self.invalidate_shop(shop_id).await;
             }
         };
-        let mut dates = BTreeSet::new();
+        let mut fields = BTreeSet::new();
         for (from, to) in spans {
             let (first, last) =
                 (from.with_timezone(&tz).date_naive(), to.with_timezone(&tz).date_naive());
-            dates.extend(first.iter_days().take_while(|d| *d <= last));
+            for date in first.iter_days().take_while(|d| *d <= last) {
+                fields.insert(day_field(date));
+                fields.insert(month_field(date));
+            }
         }
-        let mut reached = true;
-        for date in dates {
-            reached &= self.cache.bump(&day_scope(shop_id, date)).await;
-        }
-        if !reached {
+        let fields: Vec<String> = fields.into_iter().collect();
+        if !self.cache.bump_fields(&versions_scope(shop_id), &fields).await {
             self.raise_mark(shop_id).await;
         }
     }
@@ -249,28 +323,63 @@ impl AnalyticsCache {
         }
     }
 
-    /// The shop's base version and the version of each day of `range`; `None`
-    /// when the cache cannot say.
+    /// The versions `range`'s keys hold, in one read: the base, its whole
+    /// months' and its other days'; `None` when the cache cannot say.
     async fn versions(&self, shop_id: i64, range: &Range) -> Option<Versions> {
-        let scopes: Vec<String> = std::iter::once(base_scope(shop_id))
-            .chain(range.dates().map(|date| day_scope(shop_id, date)))
+        let dates: Vec<NaiveDate> = range.dates().collect();
+        let months = whole_months(&dates);
+        let outside: Vec<usize> =
+            (0..dates.len()).filter(|i| !months.iter().any(|m| m.contains(i))).collect();
+        let fields: Vec<String> = std::iter::once(BASE.to_owned())
+            .chain(months.iter().map(|m| month_field(dates[m.start])))
+            .chain(outside.iter().map(|i| day_field(dates[*i])))
             .collect();
-        let read = self.cache.versions(&scopes).await.ok()?;
+        let scope = versions_scope(shop_id);
+        let read = self.cache.fields(&scope, &fields).await.ok()?;
         let base = match read.first().copied().flatten() {
             Some(base) => base,
             // First use, or Redis lost its data: a new random base, so no
             // copy kept from before can match.
-            None => self.cache.version(&scopes[0]).await.ok()?,
+            None => self.cache.field_version(&scope, BASE).await.ok()?,
         };
-        Some(Versions { base, days: read[1..].iter().map(|v| v.unwrap_or(0)).collect() })
+        let mut days = vec![None; dates.len()];
+        for (i, version) in outside.iter().zip(&read[1 + months.len()..]) {
+            days[*i] = Some(version.unwrap_or(0));
+        }
+        let months = months.into_iter().zip(&read[1..]).map(|(m, v)| (m, v.unwrap_or(0))).collect();
+        Some(Versions { base, months, days })
+    }
+
+    /// The versions of the days of `dates` at `places`, in one read.
+    async fn day_versions(
+        &self,
+        shop_id: i64,
+        dates: &[NaiveDate],
+        places: &[usize],
+    ) -> Result<Vec<u64>, Unavailable> {
+        let fields: Vec<String> = places.iter().map(|i| day_field(dates[*i])).collect();
+        let read = self.cache.fields(&versions_scope(shop_id), &fields).await?;
+        Ok(read.into_iter().map(|v| v.unwrap_or(0)).collect())
     }
 }
 
 /// The versions a dashboard's keys hold.
 struct Versions {
     base: u64,
-    /// One per date of the range, in order.
-    days: Vec<u64>,
+    /// The range's whole calendar months (places in its dates) and their
+    /// versions.
+    months: Vec<(std::ops::Range<usize>, u64)>,
+    /// The version of each date of the range outside whole months; dates
+    /// in them are read only when their month must be merged again.
+    days: Vec<Option<u64>>,
+}
+
+impl Versions {
+    /// A digest of every version the range's sections depend on.
+    fn digest(&self) -> String {
+        let months = self.months.iter().map(|m| m.1);
+        digest(&months.chain(self.days.iter().flatten().copied()).collect::<Vec<_>>())
+    }
 }
 
 /// A shop's numbers over `from..=to` (shop-local dates), by booking start.
@@ -282,6 +391,8 @@ pub struct Dashboard {
     range: Range,
     /// Read once for all sections.
     versions: OnceCell<Option<Versions>>,
+    /// Every section, merged once when any of them misses.
+    all: OnceCell<[Numbers; 5]>,
     sections: [OnceCell<Numbers>; 5],
 }
 
@@ -301,6 +412,7 @@ impl Dashboard {
             mark: shop.analytics_mark,
             range,
             versions: OnceCell::new(),
+            all: OnceCell::new(),
             sections: Default::default(),
         }
     }
@@ -330,31 +442,25 @@ impl Dashboard {
                         analytics::from_scratch(&self.db, self.shop_id, section, &self.range);
                     return Ok(Box::pin(numbers).await?);
                 };
-                let mut digest = Sha256::new();
-                for version in &versions.days {
-                    digest.update(version.to_be_bytes());
-                }
-                let digest = digest.finalize();
                 let key = format!(
                     "{}:{}..{}:{}:{}",
                     self.prefix(versions.base),
                     self.range.from,
                     self.range.to,
-                    hex(&digest[..16]),
+                    versions.digest(),
                     section.name()
                 );
                 // Boxed: a section's computation is a large future, and
                 // with the cache's own futures around it a debug build's
                 // stack runs out.
                 let computation = Box::pin(async {
-                    let numbers = self.combined(section, versions).await?;
-                    serde_json::to_vec(&numbers).map_err(|e| {
-                        AppError::Internal(anyhow::anyhow!("serialising {}: {e}", section.name()))
+                    let all = self.all.get_or_try_init(|| self.all_sections(versions)).await?;
+                    encode(&all[section.index()]).ok_or_else(|| {
+                        AppError::Internal(anyhow::anyhow!("serialising {}", section.name()))
                     })
                 });
-                let decode = |bytes: &[u8]| serde_json::from_slice::<Numbers>(bytes).ok();
                 let (numbers, lookup) =
-                    self.cache.cache.get_or_compute(&key, decode, computation).await?;
+                    self.cache.cache.get_or_compute(&key, decode::<Numbers>, computation).await?;
                 for outcome in Outcome::of(lookup) {
                     self.cache.count(section, *outcome);
                 }
@@ -368,59 +474,114 @@ impl Dashboard {
             .await
     }
 
-    /// `section` combined from its days' parts, computing the missing ones
-    /// in one go and caching them.
-    async fn combined(&self, section: Section, versions: &Versions) -> AppResult<Numbers> {
+    /// Every section over the range, merged from the partials of its whole
+    /// calendar months and of its other days: a month not cached is merged
+    /// from its days, and the days not cached are computed in one go. Once
+    /// per dashboard, for all sections: a write makes all of them stale
+    /// together, so they miss together.
+    async fn all_sections(&self, versions: &Versions) -> AppResult<[Numbers; 5]> {
         let dates: Vec<NaiveDate> = self.range.dates().collect();
         let prefix = self.prefix(versions.base);
-        let keys: Vec<String> = dates
+        let month_keys: Vec<String> = versions
+            .months
             .iter()
-            .zip(&versions.days)
-            .map(|(date, version)| format!("{prefix}:d{date}:v{version}:{}", section.name()))
+            .map(|(m, version)| format!("{prefix}:m{}:v{version}", dates[m.start].format("%Y-%m")))
             .collect();
-        let cached = self.cache.cache.read_many(&keys).await.unwrap_or_default();
-        let mut parts: Vec<Option<Part>> = (0..dates.len())
-            .map(|i| {
-                cached
-                    .get(i)
-                    .and_then(Option::as_deref)
-                    .and_then(|bytes| serde_json::from_slice::<Part>(bytes).ok())
-            })
+        let mut month_parts: Vec<Option<Kept>> = self.read_kept(&month_keys).await;
+        // The days of the months not cached, whose versions are read now,
+        // and the days outside whole months.
+        let mut days = versions.days.clone();
+        let unkept: Vec<usize> = versions
+            .months
+            .iter()
+            .zip(&month_parts)
+            .filter(|(_, kept)| kept.is_none())
+            .flat_map(|((m, _), _)| m.clone())
             .collect();
-        let missing: Vec<usize> = (0..dates.len()).filter(|i| parts[*i].is_none()).collect();
+        if !unkept.is_empty() {
+            let Ok(read) = self.cache.day_versions(self.shop_id, &dates, &unkept).await else {
+                // The cache went away: answered from the bookings.
+                return self.all_from_scratch().await;
+            };
+            for (i, version) in unkept.iter().zip(read) {
+                days[*i] = Some(version);
+            }
+        }
+        let needed: Vec<usize> = (0..dates.len()).filter(|i| days[*i].is_some()).collect();
+        let day_key = |i: usize| format!("{prefix}:d{}:v{}", dates[i], days[i].unwrap_or(0));
+        let day_keys: Vec<String> = needed.iter().map(|i| day_key(*i)).collect();
+        let mut day_parts: Vec<Option<Kept>> = vec![None; dates.len()];
+        for (i, kept) in needed.iter().zip(self.read_kept(&day_keys).await) {
+            day_parts[*i] = kept;
+        }
+        let missing: Vec<usize> =
+            needed.iter().copied().filter(|i| day_parts[*i].is_none()).collect();
+        let mut entries = Vec::new();
         if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
             let span = self.range.part(dates[*first], dates[*last]).ok_or_else(|| {
                 AppError::Internal(anyhow::anyhow!("a date of a valid range has no bounds"))
             })?;
             let wanted: Vec<NaiveDate> = missing.iter().map(|i| dates[*i]).collect();
-            let computed =
-                analytics::day_parts(&self.db, self.shop_id, section, &span, &wanted).await?;
+            let computed = analytics::day_partials(&self.db, self.shop_id, &span, &wanted).await?;
             let at = Utc::now();
-            let mut entries = Vec::with_capacity(missing.len());
-            for (i, part) in missing.iter().zip(computed) {
-                let part = Part { at, part };
-                if let Ok(bytes) = serde_json::to_vec(&part) {
-                    entries.push((keys[*i].clone(), bytes));
+            for (i, partials) in missing.iter().zip(computed) {
+                let kept = Kept { at, partials };
+                if let Some(bytes) = encode(&kept) {
+                    entries.push((day_key(*i), bytes));
                 }
-                parts[*i] = Some(part);
+                day_parts[*i] = Some(kept);
             }
-            // A part the cache could not keep is computed again next time.
-            let _ = self.cache.cache.write_many(&entries).await;
         }
-        self.cache.count_days(section, DayOutcome::Cached, dates.len() - missing.len());
-        self.cache.count_days(section, DayOutcome::Recomputed, missing.len());
-        let generated_at = parts.iter().flatten().map(|p| p.at).max().unwrap_or_else(Utc::now);
-        let parts: Vec<(NaiveDate, &DayPart)> = dates
-            .iter()
-            .zip(&parts)
-            .filter_map(|(date, part)| Some((*date, &part.as_ref()?.part)))
-            .collect();
-        if parts.len() != dates.len() {
+        if needed.iter().any(|i| day_parts[*i].is_none()) {
             return Err(AppError::Internal(anyhow::anyhow!("a day of the range has no part")));
         }
-        analytics::combine(section, &parts, generated_at).ok_or_else(|| {
-            AppError::Internal(anyhow::anyhow!("a cached day part of another section"))
-        })
+        for (((month, _), key), kept) in
+            versions.months.iter().zip(&month_keys).zip(&mut month_parts)
+        {
+            if kept.is_some() {
+                continue;
+            }
+            let made = Kept::merge(day_parts[month.clone()].iter().flatten())?;
+            if let Some(bytes) = encode(&made) {
+                entries.push((key.clone(), bytes));
+            }
+            *kept = Some(made);
+        }
+        // A partial the cache could not keep is computed again next time.
+        let _ = self.cache.cache.write_many(&entries, Some(self.cache.partial_ttl)).await;
+        for section in Section::ALL {
+            self.cache.count_days(section, DayOutcome::Cached, dates.len() - missing.len());
+            self.cache.count_days(section, DayOutcome::Recomputed, missing.len());
+        }
+        // Each month once, and the days outside them.
+        let outside = day_parts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !versions.months.iter().any(|m| m.0.contains(i)))
+            .filter_map(|(_, kept)| kept.as_ref());
+        let merged = Kept::merge(month_parts.iter().flatten().chain(outside))?;
+        Ok(merged.partials.map(|partial| partial.finish(merged.at)))
+    }
+
+    /// Every section over the range computed at once from the bookings.
+    async fn all_from_scratch(&self) -> AppResult<[Numbers; 5]> {
+        let mut all = Vec::with_capacity(Section::ALL.len());
+        for section in Section::ALL {
+            all.push(analytics::from_scratch(&self.db, self.shop_id, section, &self.range).await?);
+        }
+        all.try_into().map_err(|_| AppError::Internal(anyhow::anyhow!("five sections")))
+    }
+
+    /// The partials cached under `keys`, in order; none when the cache
+    /// cannot be read (they are computed).
+    async fn read_kept(&self, keys: &[String]) -> Vec<Option<Kept>> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let read = self.cache.cache.read_many(keys).await.unwrap_or_default();
+        (0..keys.len())
+            .map(|i| read.get(i).and_then(Option::as_deref).and_then(decode::<Kept>))
+            .collect()
     }
 
     async fn section<'a, T: ?Sized + 'a>(
@@ -479,4 +640,32 @@ impl Dashboard {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dates(from: (i32, u32, u32), to: (i32, u32, u32)) -> Vec<NaiveDate> {
+        let from = NaiveDate::from_ymd_opt(from.0, from.1, from.2).unwrap();
+        let to = NaiveDate::from_ymd_opt(to.0, to.1, to.2).unwrap();
+        from.iter_days().take_while(|d| *d <= to).collect()
+    }
+
+    #[test]
+    fn whole_months_are_only_those_the_range_covers_entirely() {
+        // 2026-01-15 ..= 2026-04-30: February, March and April.
+        let days = dates((2026, 1, 15), (2026, 4, 30));
+        let months = whole_months(&days);
+        let firsts: Vec<(u32, u32)> =
+            months.iter().map(|m| (days[m.start].month(), days[m.start].day())).collect();
+        assert_eq!(firsts, [(2, 1), (3, 1), (4, 1)]);
+        let lengths: Vec<usize> = months.iter().map(|m| m.len()).collect();
+        assert_eq!(lengths, [28, 31, 30]);
+        // Within one month, or a month less a day: none.
+        assert!(whole_months(&dates((2026, 3, 1), (2026, 3, 30))).is_empty());
+        assert!(whole_months(&dates((2026, 3, 2), (2026, 3, 31))).is_empty());
+        assert_eq!(whole_months(&dates((2024, 2, 1), (2024, 2, 29))), vec![0..29]);
+        assert!(whole_months(&[]).is_empty());
+    }
 }

@@ -38,13 +38,15 @@ fn date(month: u32, day: u32) -> NaiveDate {
 }
 
 /// Ranges checked after every write: the days written to, the day of the
-/// change of clocks alone, around it, and wider with empty days.
-fn ranges() -> [(NaiveDate, NaiveDate); 4] {
+/// change of clocks alone, around it, wider with empty days, and two whole
+/// months (kept as one entry each) around a partial one.
+fn ranges() -> [(NaiveDate, NaiveDate); 5] {
     [
         (date(10, 29), date(11, 3)),
         (date(11, 1), date(11, 1)),
         (date(10, 31), date(11, 2)),
         (date(10, 25), date(11, 8)),
+        (date(9, 20), date(11, 30)),
     ]
 }
 
