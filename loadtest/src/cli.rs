@@ -47,6 +47,14 @@ pub struct Options {
     /// Give up on a request after this long (it then counts as an error).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+    /// Leave the prepared shops' dashboards uncached. By default each
+    /// owner opens the dashboard once while preparing, over the last year
+    /// and over the coming two weeks (every range the owners use), as a
+    /// real shop's owner has before: the server keeps a day's or month's
+    /// analytics for a day. So the hit ratio under load shows what the
+    /// writes leave of the cache, not the first visits of brand-new shops.
+    #[arg(long)]
+    pub cold_dashboards: bool,
     /// Leave out the abusive scraper of the `mixed` scenario.
     #[arg(long)]
     pub no_abuser: bool,

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::Context;
+use chrono::Days;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
@@ -69,15 +70,16 @@ fn prep_address() -> String {
 }
 
 /// Makes `count` shops, eight at a time, with `accounts` of their barbers
-/// able to sign in.
+/// able to sign in; with `warm`, each owner has opened the dashboard.
 pub async fn prepare(
     api: &Api,
     run_id: &str,
     count: usize,
     accounts: usize,
+    warm: bool,
 ) -> anyhow::Result<Fixture> {
     let shops = stream::iter(0..count)
-        .map(|n| prepare_shop(api, run_id, n, accounts))
+        .map(|n| prepare_shop(api, run_id, n, accounts, warm))
         .buffer_unordered(8)
         .try_collect::<Vec<_>>()
         .await?;
@@ -112,7 +114,13 @@ fn id_of(value: &Value) -> anyhow::Result<String> {
     value["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("an answer without id"))
 }
 
-async fn prepare_shop(api: &Api, run_id: &str, n: usize, accounts: usize) -> anyhow::Result<Shop> {
+async fn prepare_shop(
+    api: &Api,
+    run_id: &str,
+    n: usize,
+    accounts: usize,
+    warm: bool,
+) -> anyhow::Result<Shop> {
     let domain = format!("{run_id}.loadtest.test");
     let owner = register(api, &format!("owner-{n}@{domain}"), &format!("Owner {n}")).await?;
     let slug = format!("lt-{run_id}-{n}");
@@ -208,6 +216,19 @@ async fn prepare_shop(api: &Api, run_id: &str, n: usize, accounts: usize) -> any
             .await
             .context("adding a service")?;
         services.push(Service { id: id_of(&data["createService"])? });
+    }
+    if warm {
+        // The widest ranges the owners ask for cover every other one's days.
+        let today = chrono::Utc::now().date_naive();
+        for (from, to) in [(today - Days::new(364), today), (today, today + Days::new(13))] {
+            api.gql(
+                &owner,
+                crate::scenario::dashboard::DASHBOARD,
+                json!({ "shop": shop_id, "from": from.to_string(), "to": to.to_string() }),
+            )
+            .await
+            .context("opening the dashboard")?;
+        }
     }
     Ok(Shop { id: shop_id, slug, owner, barbers, services })
 }

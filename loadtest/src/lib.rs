@@ -76,7 +76,8 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
     let shop_count = mix.shops(&options);
     eprintln!("preparing {shop_count} shops through the API (run {run_id}) for {mix:?}");
     let accounts = mix.barber_accounts_per_shop(shop_count);
-    let fixture = fixture::prepare(&api, &run_id, shop_count, accounts).await?;
+    let warm = mix.owners > 0 && !options.cold_dashboards;
+    let fixture = fixture::prepare(&api, &run_id, shop_count, accounts, warm).await?;
     let prepare_secs = clock.elapsed().as_secs_f64();
     let (shops, barbers) = (fixture.shops.len(), fixture.barbers_with_accounts().count());
     let run = Arc::new(Run {

@@ -363,14 +363,19 @@ fn write_server(w: &mut String, server: Option<&ServerView>) {
             let ratio = view
                 .cache_hit_ratio()
                 .map_or("no analytics lookups".to_owned(), |r| format!("{:.1} %", r * 100.0));
-            let _ = writeln!(w, "| Analytics cache hit ratio | {ratio} ({}) |", list(&view.cache));
             let days = view
                 .cache_day_ratio()
                 .map_or("no analytics days".to_owned(), |r| format!("{:.1} %", r * 100.0));
+            // The day is what the cache keeps and a write invalidates.
             let _ = writeln!(
                 w,
-                "| Analytics days from the cache (per section and day) | {days} ({}) |",
+                "| Analytics cache hit ratio (days served from the cache, per section and day) | {days} ({}) |",
                 list(&view.cache_days)
+            );
+            let _ = writeln!(
+                w,
+                "| Analytics sections served whole from the cache | {ratio} ({}) |",
+                list(&view.cache)
             );
             if let Some(mean) = view.mean_request_secs {
                 let _ =

@@ -4,7 +4,7 @@
 mod abuse;
 mod browse;
 mod client;
-mod dashboard;
+pub(crate) mod dashboard;
 mod staff;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
