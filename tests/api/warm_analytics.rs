@@ -122,11 +122,17 @@ async fn world(app: &TestApp) -> World {
     }
 }
 
-/// A start on a quarter hour of a day around the change of clocks, at any
-/// local time: the evening's are on the next day in UTC.
+/// A start on a quarter hour of one of the two weeks around the change of
+/// clocks. Most fall in a busy morning, so bookings share local hours on
+/// one day and weekday-hours a week apart; the rest at any local time (the
+/// evening's are on the next day in UTC).
 fn random_start(rng: &mut StdRng) -> DateTime<Utc> {
-    let day = date(10, 29) + Duration::days(rng.random_range(0..6));
-    let minute = rng.random_range(0..=94) * 15;
+    let day = date(10, 25) + Duration::days(rng.random_range(0..15));
+    let minute = if rng.random_bool(0.7) {
+        rng.random_range(36..48) * 15
+    } else {
+        rng.random_range(0..=94) * 15
+    };
     TZ.from_local_datetime(&day.and_hms_opt(minute / 60, minute % 60, 0).unwrap())
         .earliest()
         .unwrap()
