@@ -107,6 +107,11 @@ impl std::fmt::Debug for Cache {
     }
 }
 
+/// The in-process store's scope for `field` of the hash of versions `scope`.
+fn field_scope(scope: &str, field: &str) -> String {
+    format!("{scope}#{field}")
+}
+
 /// Drops each sealed entry kept in process when its envelope expires, so
 /// entries of different TTLs share one cache.
 struct EnvelopeExpiry;
@@ -193,11 +198,9 @@ impl Cache {
         }
     }
 
-    /// Makes every entry of `scope` stale at once; `false` when the store
-    /// could not take the bump now. Such a bump is made before this
-    /// process reads Redis again, but other replicas cannot know of it:
-    /// callers that must be fresh everywhere record it elsewhere too.
-    pub async fn bump(&self, scope: &str) -> bool {
+    /// Makes every entry of `scope` stale at once. A bump Redis could not
+    /// take is made before Redis is read again.
+    pub async fn bump(&self, scope: &str) {
         match &self.0.store {
             Store::Local { versions, .. } => {
                 *versions
@@ -205,7 +208,6 @@ impl Cache {
                     .unwrap_or_else(|e| e.into_inner())
                     .entry(scope.to_owned())
                     .or_default() += 1;
-                true
             }
             Store::Redis(redis) => redis.bump(scope).await,
         }
@@ -224,7 +226,7 @@ impl Cache {
                 let versions = versions.lock().unwrap_or_else(|e| e.into_inner());
                 Ok(fields
                     .iter()
-                    .map(|field| versions.get(&format!("{scope}#{field}")).copied())
+                    .map(|field| versions.get(&field_scope(scope, field)).copied())
                     .collect())
             }
             Store::Redis(redis) => redis.fields(scope, fields).await,
@@ -237,7 +239,7 @@ impl Cache {
             Store::Local { versions, .. } => Ok(*versions
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .entry(format!("{scope}#{field}"))
+                .entry(field_scope(scope, field))
                 .or_default()),
             Store::Redis(redis) => redis.field_version(scope, field).await,
         }
@@ -251,7 +253,7 @@ impl Cache {
             Store::Local { versions, .. } => {
                 let mut versions = versions.lock().unwrap_or_else(|e| e.into_inner());
                 for field in fields {
-                    *versions.entry(format!("{scope}#{field}")).or_default() += 1;
+                    *versions.entry(field_scope(scope, field)).or_default() += 1;
                 }
                 true
             }
@@ -261,18 +263,13 @@ impl Cache {
 
     /// The value stored under `key`, unless it has expired.
     pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
-        let key = self.full_key(key);
-        Ok(self.read_envelope(&key).await?.and_then(|bytes| open_envelope(&bytes)))
+        Ok(self.read_many(&[key.to_owned()]).await?.pop().flatten())
     }
 
     /// Stores `value` under `key` until the TTL has passed; values over a
     /// megabyte are not kept.
     pub async fn write(&self, key: &str, value: &[u8]) -> Result<(), Unavailable> {
-        if value.len() > MAX_VALUE_BYTES {
-            return Ok(());
-        }
-        let key = self.full_key(key);
-        self.write_envelope(&key, &seal(value, self.0.ttl)).await
+        self.write_many(&[(key.to_owned(), value.to_vec())], None).await
     }
 
     /// The values stored under `keys`, in order, unless expired: the
@@ -344,38 +341,6 @@ impl Cache {
             }
         }
         Ok(())
-    }
-
-    async fn read_envelope(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
-        match &self.0.store {
-            Store::Local { entries, .. } => Ok(entries.get(key).await.map(|v| v.as_ref().clone())),
-            Store::Redis(redis) => {
-                let near_key = format!("{}/{key}", redis.generation());
-                if let Some(bytes) = self.0.near.get(&near_key).await {
-                    return Ok(Some(bytes.as_ref().clone()));
-                }
-                let bytes = redis.get(key).await?;
-                if let Some(bytes) = &bytes {
-                    self.0.near.insert(near_key, Arc::new(bytes.clone())).await;
-                }
-                Ok(bytes)
-            }
-        }
-    }
-
-    async fn write_envelope(&self, key: &str, value: &[u8]) -> Result<(), Unavailable> {
-        match &self.0.store {
-            Store::Local { entries, .. } => {
-                entries.insert(key.to_owned(), Arc::new(value.to_vec())).await;
-                Ok(())
-            }
-            Store::Redis(redis) => {
-                redis.set(key, value, self.0.ttl).await?;
-                let near_key = format!("{}/{key}", redis.generation());
-                self.0.near.insert(near_key, Arc::new(value.to_vec())).await;
-                Ok(())
-            }
-        }
     }
 
     /// The value under `key`, read with `decode`, or the one whose bytes

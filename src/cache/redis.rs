@@ -156,16 +156,14 @@ impl RedisStore {
     }
 
     /// Moves the scope to a new, random version: every entry of the old
-    /// one is dead. `false` when Redis did not take it (it is replayed
-    /// before this process reads Redis again).
-    pub async fn bump(&self, scope: &str) -> bool {
+    /// one is dead.
+    pub async fn bump(&self, scope: &str) {
         let key = self.version_key(scope);
         let fresh = new_version();
         let bumped = self.run(|mut c| async move { c.set::<_, _, ()>(key, fresh).await }).await;
         if bumped.is_err() {
             self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).insert(scope.to_owned());
         }
-        bumped.is_ok()
     }
 
     /// The versions held in `fields` of the hash `scope`, in one `HMGET`:
@@ -216,11 +214,6 @@ impl RedisStore {
             .is_ok()
     }
 
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
-        let key = key.to_owned();
-        self.run(|mut c| async move { c.get(key).await }).await
-    }
-
     /// The values of `keys`, in order, in one `MGET`.
     pub async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, Unavailable> {
         let keys: Vec<String> = keys.iter().map(|key| (*key).to_owned()).collect();
@@ -241,11 +234,6 @@ impl RedisStore {
             pipe.set_ex(key, value, ttl.as_secs().max(1)).ignore();
         }
         self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await
-    }
-
-    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Unavailable> {
-        let (key, value) = (key.to_owned(), value.to_vec());
-        self.run(|mut c| async move { c.set_ex(key, value, ttl.as_secs().max(1)).await }).await
     }
 
     /// Adds `amount` to the counter `key`, which expires `ttl` after it was

@@ -197,13 +197,23 @@ fn whole_months(dates: &[NaiveDate]) -> Vec<std::ops::Range<usize>> {
     months
 }
 
-/// A short digest of day versions, for a key naming them all.
-fn digest(versions: &[u64]) -> String {
+/// A digest of versions, for a key naming them all.
+fn digest(versions: impl IntoIterator<Item = u64>) -> String {
     let mut digest = Sha256::new();
     for version in versions {
         digest.update(version.to_be_bytes());
     }
-    hex(&digest.finalize()[..16])
+    format!("{:x}", digest.finalize())
+}
+
+/// Adds `n` to the count of `key`.
+fn add_count<K: Eq + std::hash::Hash>(counts: &Mutex<HashMap<K, u64>>, key: K, n: u64) {
+    *counts.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default() += n;
+}
+
+/// The count of `key`.
+fn count_of<K: Eq + std::hash::Hash>(counts: &Mutex<HashMap<K, u64>>, key: &K) -> u64 {
+    counts.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied().unwrap_or(0)
 }
 
 impl AnalyticsCache {
@@ -220,12 +230,7 @@ impl AnalyticsCache {
             "outcome" => outcome.as_str()
         )
         .increment(1);
-        *self
-            .stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((section, outcome))
-            .or_default() += 1;
+        add_count(&self.stats, (section, outcome), 1);
     }
 
     fn count_days(&self, section: Section, outcome: DayOutcome, days: usize) {
@@ -239,32 +244,17 @@ impl AnalyticsCache {
             "outcome" => outcome.as_str()
         )
         .increment(days);
-        *self
-            .days
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((section, outcome))
-            .or_default() += days;
+        add_count(&self.days, (section, outcome), days);
     }
 
     /// How often `section` had `outcome` in this process.
     pub fn stat(&self, section: Section, outcome: Outcome) -> u64 {
-        self.stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(section, outcome))
-            .copied()
-            .unwrap_or(0)
+        count_of(&self.stats, &(section, outcome))
     }
 
     /// How many days' parts of `section` had `outcome` in this process.
     pub fn day_stat(&self, section: Section, outcome: DayOutcome) -> u64 {
-        self.days
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(section, outcome))
-            .copied()
-            .unwrap_or(0)
+        count_of(&self.days, &(section, outcome))
     }
 
     /// Makes every cached entry of `shop_id` stale.
@@ -377,8 +367,7 @@ struct Versions {
 impl Versions {
     /// A digest of every version the range's sections depend on.
     fn digest(&self) -> String {
-        let months = self.months.iter().map(|m| m.1);
-        digest(&months.chain(self.days.iter().flatten().copied()).collect::<Vec<_>>())
+        digest(self.months.iter().map(|m| m.1).chain(self.days.iter().flatten().copied()))
     }
 }
 
@@ -557,7 +546,7 @@ impl Dashboard {
         let outside = day_parts
             .iter()
             .enumerate()
-            .filter(|(i, _)| !versions.months.iter().any(|m| m.0.contains(i)))
+            .filter(|(i, _)| versions.days[*i].is_some())
             .filter_map(|(_, kept)| kept.as_ref());
         let merged = Kept::merge(month_parts.iter().flatten().chain(outside))?;
         Ok(merged.partials.map(|partial| partial.finish(merged.at)))
@@ -636,10 +625,6 @@ impl Dashboard {
         })
         .await
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
