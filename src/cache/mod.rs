@@ -12,7 +12,7 @@
 //! never stale, and a TTL bounds everything else.
 //!
 //! Concurrent misses of one key compute once. When Redis fails or is slow,
-//! callers get [`Unavailable`] (or [`Lookup::Fallback`]) and answer from the
+//! callers get [`Unavailable`] and answer from the
 //! database, the cache reports itself degraded, and a circuit breaker stops
 //! calling Redis until it answers again.
 
@@ -33,18 +33,39 @@ use std::{
 
 use crate::error::{AppError, AppResult};
 
-/// How [`Cache::get_or_compute`] found a value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lookup {
-    /// Read from the cache (or from another caller's computation).
-    Hit,
-    /// Computed and stored.
-    Miss,
-    /// Computed, but the cache could not store it.
-    MissUnstored,
-    /// Computed because the cache could not be read; nothing was stored.
-    Fallback,
+/// A value to store, for [`Cache::write_many`].
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// How long it is kept: the cache's TTL unless set.
+    pub ttl: Option<Duration>,
+    /// Whether a copy is kept in process too (with Redis). Entries read
+    /// rarely are better left in Redis alone: a copy costs memory and
+    /// time on the write.
+    pub near: bool,
 }
+
+impl Entry {
+    /// `value` under `key`, for the cache's TTL, with a copy in process.
+    pub fn new(key: String, value: Vec<u8>) -> Self {
+        Self { key, value, ttl: None, near: true }
+    }
+
+    /// Kept for `ttl` instead of the cache's TTL.
+    pub fn for_ttl(self, ttl: Duration) -> Self {
+        Self { ttl: Some(ttl), ..self }
+    }
+
+    /// Kept in Redis only.
+    pub fn far_only(self) -> Self {
+        Self { near: false, ..self }
+    }
+}
+
+/// How long a shared computation's result is kept after it lands: longer
+/// than a read of the cache and the computation's own write take.
+const FLIGHT_KEPT: Duration = Duration::from_secs(5);
 
 /// Largest value kept.
 const MAX_VALUE_BYTES: usize = 1024 * 1024;
@@ -90,7 +111,8 @@ struct Inner {
     /// value never changes, so a copy here is never stale; it only saves
     /// the round trip and the bytes.
     near: moka::future::Cache<String, Arc<Vec<u8>>>,
-    /// Computations in flight, so that concurrent misses share one.
+    /// Computations in flight, so that concurrent misses share one, kept
+    /// [`FLIGHT_KEPT`] after they land.
     flights: moka::future::Cache<String, Arc<Vec<u8>>>,
     /// Bytes spent per budget name in the current window (in-process
     /// store only; Redis keeps its own counters).
@@ -160,7 +182,13 @@ impl Cache {
             prefix: prefix.to_owned(),
             ttl,
             near: weighed_cache(64 * 1024 * 1024),
-            flights: moka::future::Cache::builder().time_to_live(Duration::from_secs(60)).build(),
+            flights: moka::future::Cache::builder()
+                .max_capacity(16 * 1024 * 1024)
+                .weigher(|key: &String, value: &Arc<Vec<u8>>| {
+                    u32::try_from(key.len() + value.len()).unwrap_or(u32::MAX)
+                })
+                .time_to_live(FLIGHT_KEPT)
+                .build(),
             windows: Mutex::new(HashMap::new()),
         })))
     }
@@ -269,40 +297,25 @@ impl Cache {
     /// Stores `value` under `key` until the TTL has passed; values over a
     /// megabyte are not kept.
     pub async fn write(&self, key: &str, value: &[u8]) -> Result<(), Unavailable> {
-        self.write_many(&[(key.to_owned(), value.to_vec())], None).await
+        self.write_many(vec![Entry::new(key.to_owned(), value.to_vec())]).await
     }
 
     /// The values stored under `keys`, in order, unless expired: the
     /// copies kept in process, and the rest in one round trip.
     pub async fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Unavailable> {
         let keys: Vec<String> = keys.iter().map(|key| self.full_key(key)).collect();
-        let mut envelopes: Vec<Option<Arc<Vec<u8>>>> = Vec::with_capacity(keys.len());
-        match &self.0.store {
-            Store::Local { entries, .. } => {
-                for key in &keys {
-                    envelopes.push(entries.get(key).await);
-                }
-            }
-            Store::Redis(redis) => {
+        let mut envelopes = self.near_envelopes(&keys).await;
+        if let Store::Redis(redis) = &self.0.store {
+            let far: Vec<usize> = (0..keys.len()).filter(|i| envelopes[*i].is_none()).collect();
+            if !far.is_empty() {
+                let far_keys: Vec<&str> = far.iter().map(|i| keys[*i].as_str()).collect();
                 let generation = redis.generation();
-                let near_keys: Vec<String> =
-                    keys.iter().map(|key| format!("{generation}/{key}")).collect();
-                let mut far = Vec::new();
-                for (i, near_key) in near_keys.iter().enumerate() {
-                    let near = self.0.near.get(near_key).await;
-                    if near.is_none() {
-                        far.push(i);
-                    }
-                    envelopes.push(near);
-                }
-                if !far.is_empty() {
-                    let far_keys: Vec<&str> = far.iter().map(|i| keys[*i].as_str()).collect();
-                    for (i, bytes) in far.iter().zip(redis.get_many(&far_keys).await?) {
-                        if let Some(bytes) = bytes {
-                            let bytes = Arc::new(bytes);
-                            self.0.near.insert(near_keys[*i].clone(), Arc::clone(&bytes)).await;
-                            envelopes[*i] = Some(bytes);
-                        }
+                for (i, bytes) in far.iter().zip(redis.get_many(&far_keys).await?) {
+                    if let Some(bytes) = bytes {
+                        let bytes = Arc::new(bytes);
+                        let near_key = format!("{generation}/{}", keys[*i]);
+                        self.0.near.insert(near_key, Arc::clone(&bytes)).await;
+                        envelopes[*i] = Some(bytes);
                     }
                 }
             }
@@ -310,94 +323,124 @@ impl Cache {
         Ok(envelopes.into_iter().map(|e| e.and_then(|bytes| open_envelope(&bytes))).collect())
     }
 
-    /// Stores each value under its key for `ttl` (the cache's own TTL when
-    /// `None`), in one round trip; values over a megabyte are not kept.
-    pub async fn write_many(
+    /// For each of `fields` of the hash of versions `scope`: its version
+    /// (0 when it has none) and the value stored under
+    /// `{key_prefix}{field}:v{version}`, unless expired; in one round trip
+    /// (versions and values at one instant). Such entries are read from
+    /// the store, never from copies in process.
+    pub async fn read_versioned(
         &self,
-        entries: &[(String, Vec<u8>)],
-        ttl: Option<Duration>,
-    ) -> Result<(), Unavailable> {
-        let ttl = ttl.unwrap_or(self.0.ttl);
-        let sealed: Vec<(String, Vec<u8>)> = entries
-            .iter()
-            .filter(|(_, value)| value.len() <= MAX_VALUE_BYTES)
-            .map(|(key, value)| (self.full_key(key), seal(value, ttl)))
+        scope: &str,
+        fields: &[String],
+        key_prefix: &str,
+    ) -> Result<Vec<(u64, Option<Vec<u8>>)>, Unavailable> {
+        let read = match &self.0.store {
+            Store::Local { entries, versions } => {
+                let versions: Vec<u64> = {
+                    let versions = versions.lock().unwrap_or_else(|e| e.into_inner());
+                    fields
+                        .iter()
+                        .map(|field| versions.get(&field_scope(scope, field)).copied().unwrap_or(0))
+                        .collect()
+                };
+                let mut read = Vec::with_capacity(fields.len());
+                for (field, version) in fields.iter().zip(versions) {
+                    let key = self.full_key(&format!("{key_prefix}{field}:v{version}"));
+                    read.push((version, entries.get(&key).await.map(|e| e.to_vec())));
+                }
+                read
+            }
+            Store::Redis(redis) => {
+                let key_prefix = self.full_key(key_prefix);
+                redis.get_versioned(scope, fields, &key_prefix).await?
+            }
+        };
+        Ok(read
+            .into_iter()
+            .map(|(version, sealed)| (version, sealed.and_then(|bytes| open_envelope(&bytes))))
+            .collect())
+    }
+
+    /// The values stored under `keys` that are kept in process, in order,
+    /// unless expired: no round trip.
+    pub async fn read_near(&self, keys: &[String]) -> Vec<Option<Vec<u8>>> {
+        let keys: Vec<String> = keys.iter().map(|key| self.full_key(key)).collect();
+        let envelopes = self.near_envelopes(&keys).await;
+        envelopes.into_iter().map(|e| e.and_then(|bytes| open_envelope(&bytes))).collect()
+    }
+
+    /// The sealed entries of the full `keys` kept in process, in order.
+    async fn near_envelopes(&self, keys: &[String]) -> Vec<Option<Arc<Vec<u8>>>> {
+        let mut envelopes = Vec::with_capacity(keys.len());
+        match &self.0.store {
+            Store::Local { entries, .. } => {
+                for key in keys {
+                    envelopes.push(entries.get(key).await);
+                }
+            }
+            Store::Redis(redis) => {
+                let generation = redis.generation();
+                for key in keys {
+                    envelopes.push(self.0.near.get(&format!("{generation}/{key}")).await);
+                }
+            }
+        }
+        envelopes
+    }
+
+    /// Stores `entries` in one round trip; values over a megabyte are not
+    /// kept.
+    pub async fn write_many(&self, entries: Vec<Entry>) -> Result<(), Unavailable> {
+        let sealed: Vec<(String, Vec<u8>, Duration, bool)> = entries
+            .into_iter()
+            .filter(|entry| entry.value.len() <= MAX_VALUE_BYTES)
+            .map(|entry| {
+                let ttl = entry.ttl.unwrap_or(self.0.ttl);
+                (self.full_key(&entry.key), seal(&entry.value, ttl), ttl, entry.near)
+            })
             .collect();
         if sealed.is_empty() {
             return Ok(());
         }
         match &self.0.store {
             Store::Local { entries, .. } => {
-                for (key, value) in sealed {
+                for (key, value, _, _) in sealed {
                     entries.insert(key, Arc::new(value)).await;
                 }
             }
             Store::Redis(redis) => {
-                redis.set_many(&sealed, ttl).await?;
+                redis.set_many(&sealed).await?;
                 let generation = redis.generation();
-                for (key, value) in sealed {
-                    self.0.near.insert(format!("{generation}/{key}"), Arc::new(value)).await;
+                for (key, value, _, near) in sealed {
+                    if near {
+                        self.0.near.insert(format!("{generation}/{key}"), Arc::new(value)).await;
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    /// The value under `key`, read with `decode`, or the one whose bytes
-    /// `compute` makes, stored under it; concurrent callers of one key share
-    /// one computation. Bytes `decode` cannot read (an entry of an older
-    /// layout) are computed anew.
-    pub async fn get_or_compute<T, F>(
-        &self,
-        key: &str,
-        decode: impl Fn(&[u8]) -> Option<T>,
-        compute: F,
-    ) -> AppResult<(T, Lookup)>
+    /// The bytes `compute` makes for `key`, made once for concurrent
+    /// callers and kept a few seconds after, so that a caller who read the
+    /// cache just before they were stored does not make them again; `true`
+    /// when this call made them. `key` must name what `compute` makes (hold
+    /// the versions it depends on), as every key of the cache does.
+    pub async fn share<F>(&self, key: &str, compute: F) -> AppResult<(Arc<Vec<u8>>, bool)>
     where
         F: Future<Output = AppResult<Vec<u8>>>,
     {
-        let unreadable =
-            || AppError::Internal(anyhow::anyhow!("cannot read what was computed for {key}"));
-        match self.read(key).await {
-            Ok(Some(bytes)) => {
-                if let Some(value) = decode(&bytes) {
-                    return Ok((value, Lookup::Hit));
-                }
-            }
-            Ok(None) => {}
-            Err(Unavailable) => {
-                let value = decode(&compute.await?).ok_or_else(unreadable)?;
-                return Ok((value, Lookup::Fallback));
-            }
-        }
         let computed = AtomicBool::new(false);
-        let unstored = AtomicBool::new(false);
-        let flight = self
+        let bytes = self
             .0
             .flights
             .try_get_with(key.to_owned(), async {
-                // A flight that finished between our read and now stored it.
-                if let Ok(Some(bytes)) = self.read(key).await
-                    && decode(&bytes).is_some()
-                {
-                    return Ok(Arc::new(bytes));
-                }
                 computed.store(true, Relaxed);
-                let bytes = compute.await?;
-                if self.write(key, &bytes).await.is_err() {
-                    unstored.store(true, Relaxed);
-                }
-                Ok::<_, AppError>(Arc::new(bytes))
+                Ok::<_, AppError>(Arc::new(compute.await?))
             })
-            .await;
-        self.0.flights.invalidate(key).await;
-        let bytes = flight.map_err(|shared| shared.duplicate())?;
-        let lookup = match (computed.load(Relaxed), unstored.load(Relaxed)) {
-            (false, _) => Lookup::Hit,
-            (true, false) => Lookup::Miss,
-            (true, true) => Lookup::MissUnstored,
-        };
-        Ok((decode(&bytes).ok_or_else(unreadable)?, lookup))
+            .await
+            .map_err(|shared| shared.duplicate())?;
+        Ok((bytes, computed.load(Relaxed)))
     }
 
     /// Spends `bytes` of `budget` for `name` in the current TTL-long window

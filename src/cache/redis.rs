@@ -214,6 +214,42 @@ impl RedisStore {
             .is_ok()
     }
 
+    /// For each of `fields` of the hash `scope`: its version (0 when it
+    /// has none) and the value of the key `{key_prefix}{field}:v{version}`;
+    /// one script, so one round trip where reading the versions and then
+    /// the values would take two.
+    pub async fn get_versioned(
+        &self,
+        scope: &str,
+        fields: &[String],
+        key_prefix: &str,
+    ) -> Result<Vec<(u64, Option<Vec<u8>>)>, Unavailable> {
+        self.flush_pending().await?;
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut eval = deadpool_redis::redis::cmd("EVAL");
+        eval.arg(VERSIONED).arg(1).arg(self.version_key(scope)).arg(key_prefix).arg(fields);
+        let read: Vec<(u64, Option<Vec<u8>>)> = self
+            .run(|mut c| async move {
+                let flat: Vec<Option<Vec<u8>>> = eval.query_async(&mut c).await?;
+                let version = |bytes: &Option<Vec<u8>>| {
+                    bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
+                };
+                Ok(flat
+                    .chunks(2)
+                    .map(|pair| {
+                        (
+                            pair.first().and_then(version).unwrap_or(0),
+                            pair.get(1).cloned().flatten(),
+                        )
+                    })
+                    .collect())
+            })
+            .await?;
+        Ok(read)
+    }
+
     /// The values of `keys`, in order, in one `MGET`.
     pub async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, Unavailable> {
         let keys: Vec<String> = keys.iter().map(|key| (*key).to_owned()).collect();
@@ -223,14 +259,13 @@ impl RedisStore {
         .await
     }
 
-    /// Sets every `(key, value)` with `ttl`, in one pipeline.
+    /// Sets every `(key, value, ttl, _)`, in one pipeline.
     pub async fn set_many(
         &self,
-        entries: &[(String, Vec<u8>)],
-        ttl: Duration,
+        entries: &[(String, Vec<u8>, Duration, bool)],
     ) -> Result<(), Unavailable> {
         let mut pipe = deadpool_redis::redis::pipe();
-        for (key, value) in entries {
+        for (key, value, ttl, _) in entries {
             pipe.set_ex(key, value, ttl.as_secs().max(1)).ignore();
         }
         self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await
@@ -283,6 +318,20 @@ impl RedisStore {
         self.breaker.problem()
     }
 }
+
+/// [`RedisStore::get_versioned`]'s script: `KEYS[1]` the hash of versions,
+/// `ARGV[1]` the prefix of the entries' keys, the rest the fields; a flat
+/// array of version and value (nil when missing) for each field. Sent with
+/// `EVAL`: Redis keeps it compiled by its digest.
+const VERSIONED: &str = "
+    local read = {}
+    for i = 2, #ARGV do
+        local version = redis.call('HGET', KEYS[1], ARGV[i]) or '0'
+        read[#read + 1] = version
+        read[#read + 1] = redis.call('GET', ARGV[1] .. ARGV[i] .. ':v' .. version)
+    end
+    return read
+";
 
 /// A version no scope has had: random, so it cannot collide with one from
 /// before a Redis restart.

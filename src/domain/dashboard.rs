@@ -18,10 +18,13 @@
 //!   the versions of its months and other days, so a repeated dashboard
 //!   reads one entry per section.
 //!
-//! All versions of a shop live in one hash, read in one `HMGET`. A write
-//! makes every section miss at once, so on a miss all five are merged
-//! together; days not cached cost one statement for all of them, whichever
-//! days they are.
+//! All versions of a shop live in one hash, read in one `HMGET`; the
+//! sections' entries and the months' are then read in one `MGET`, so a
+//! warm dashboard costs two round trips (none for entries kept in process).
+//! A write makes every section miss at once, so on a miss all five are
+//! merged together, once for concurrent dashboards of the same versions;
+//! days not cached cost one statement for all of them, whichever days they
+//! are, and everything made is stored in one pipeline.
 //!
 //! A version bump that cannot reach Redis raises the shop's analytics mark
 //! in the database instead. Every dashboard reads the shop row, and every
@@ -30,7 +33,10 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
     time::Duration,
 };
 
@@ -52,7 +58,7 @@ use super::{
     local_time,
 };
 use crate::{
-    cache::{Cache, Lookup, Unavailable},
+    cache::{Cache, Entry},
     error::{AppError, AppResult},
 };
 
@@ -83,14 +89,26 @@ impl Outcome {
         }
     }
 
-    fn of(lookup: Lookup) -> &'static [Outcome] {
-        match lookup {
-            Lookup::Hit => &[Outcome::Hit],
-            Lookup::Miss => &[Outcome::Miss],
-            Lookup::MissUnstored => &[Outcome::Error, Outcome::Miss],
-            Lookup::Fallback => &[Outcome::Error, Outcome::Fallback],
+    fn of(source: Source) -> &'static [Outcome] {
+        match source {
+            Source::Cache => &[Outcome::Hit],
+            Source::Computed { stored: true } => &[Outcome::Miss],
+            Source::Computed { stored: false } => &[Outcome::Error, Outcome::Miss],
+            Source::Database => &[Outcome::Error, Outcome::Fallback],
         }
     }
+}
+
+/// Where a section's numbers came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// Its cached entry, or a computation another caller made.
+    Cache,
+    /// Merged here from cached and computed partials; `stored` when the
+    /// cache took the result.
+    Computed { stored: bool },
+    /// Computed from the bookings: the cache could not be read.
+    Database,
 }
 
 /// Where one day of a section's range came from, as counted.
@@ -339,18 +357,6 @@ impl AnalyticsCache {
         let months = months.into_iter().zip(&read[1..]).map(|(m, v)| (m, v.unwrap_or(0))).collect();
         Some(Versions { base, months, days })
     }
-
-    /// The versions of the days of `dates` at `places`, in one read.
-    async fn day_versions(
-        &self,
-        shop_id: i64,
-        dates: &[NaiveDate],
-        places: &[usize],
-    ) -> Result<Vec<u64>, Unavailable> {
-        let fields: Vec<String> = places.iter().map(|i| day_field(dates[*i])).collect();
-        let read = self.cache.fields(&versions_scope(shop_id), &fields).await?;
-        Ok(read.into_iter().map(|v| v.unwrap_or(0)).collect())
-    }
 }
 
 /// The versions a dashboard's keys hold.
@@ -371,6 +377,21 @@ impl Versions {
     }
 }
 
+/// What the cache held for a dashboard when it was first read.
+struct Read {
+    versions: Versions,
+    /// The prefix of the keys of the range's sections at these versions.
+    dashboard_key: String,
+    section_keys: Vec<String>,
+    /// Each section's entry (in [`Section::ALL`]'s order), `None` when
+    /// missing.
+    sections: Vec<Option<Vec<u8>>>,
+    month_keys: Vec<String>,
+    /// Each whole month's entry, `None` when missing or not read (every
+    /// section was kept in process).
+    months: Vec<Option<Vec<u8>>>,
+}
+
 /// A shop's numbers over `from..=to` (shop-local dates), by booking start.
 pub struct Dashboard {
     db: DatabaseConnection,
@@ -378,10 +399,11 @@ pub struct Dashboard {
     shop_id: i64,
     mark: i64,
     range: Range,
-    /// Read once for all sections.
-    versions: OnceCell<Option<Versions>>,
+    /// What the cache holds for the range, read once for all sections;
+    /// `None` when it cannot be read.
+    read: OnceCell<Option<Read>>,
     /// Every section, merged once when any of them misses.
-    all: OnceCell<[Numbers; 5]>,
+    all: OnceCell<([Numbers; 5], Source)>,
     sections: [OnceCell<Numbers>; 5],
 }
 
@@ -400,7 +422,7 @@ impl Dashboard {
             shop_id: shop.id,
             mark: shop.analytics_mark,
             range,
-            versions: OnceCell::new(),
+            read: OnceCell::new(),
             all: OnceCell::new(),
             sections: Default::default(),
         }
@@ -419,93 +441,129 @@ impl Dashboard {
     async fn numbers(&self, section: Section) -> AppResult<&Numbers> {
         self.sections[section.index()]
             .get_or_try_init(|| async {
-                let versions = self
-                    .versions
-                    .get_or_init(|| self.cache.versions(self.shop_id, &self.range))
-                    .await;
-                let Some(versions) = versions else {
-                    for outcome in Outcome::of(Lookup::Fallback) {
+                let Some(read) = self.read.get_or_init(|| self.read_cached()).await else {
+                    for outcome in Outcome::of(Source::Database) {
                         self.cache.count(section, *outcome);
                     }
                     let numbers =
                         analytics::from_scratch(&self.db, self.shop_id, section, &self.range);
                     return Ok(Box::pin(numbers).await?);
                 };
-                let key = format!(
-                    "{}:{}..{}:{}:{}",
-                    self.prefix(versions.base),
-                    self.range.from,
-                    self.range.to,
-                    versions.digest(),
-                    section.name()
-                );
-                // Boxed: a section's computation is a large future, and
-                // with the cache's own futures around it a debug build's
-                // stack runs out.
-                let computation = Box::pin(async {
-                    let all = self.all.get_or_try_init(|| self.all_sections(versions)).await?;
-                    encode(&all[section.index()]).ok_or_else(|| {
-                        AppError::Internal(anyhow::anyhow!("serialising {}", section.name()))
-                    })
-                });
-                let (numbers, lookup) =
-                    self.cache.cache.get_or_compute(&key, decode::<Numbers>, computation).await?;
-                for outcome in Outcome::of(lookup) {
-                    self.cache.count(section, *outcome);
-                }
-                if lookup == Lookup::Hit {
+                if let Some(numbers) =
+                    read.sections[section.index()].as_deref().and_then(decode::<Numbers>)
+                {
+                    self.cache.count(section, Outcome::Hit);
                     // Every day of the range came from the cache, combined.
                     let days = self.range.dates().count();
                     self.cache.count_days(section, DayOutcome::Cached, days);
+                    return Ok(numbers);
                 }
-                Ok(numbers)
+                // Boxed: the computation is a large future, and with the
+                // cache's own futures around it a debug build's stack runs
+                // out.
+                let (all, source) =
+                    self.all.get_or_try_init(|| Box::pin(self.shared_sections(read))).await?;
+                for outcome in Outcome::of(*source) {
+                    self.cache.count(section, *outcome);
+                }
+                Ok(all[section.index()].clone())
             })
             .await
     }
 
-    /// Every section over the range, merged from the partials of its whole
-    /// calendar months and of its other days: a month not cached is merged
-    /// from its days, and the days not cached are computed in one go. Once
-    /// per dashboard, for all sections: a write makes all of them stale
-    /// together, so they miss together.
-    async fn all_sections(&self, versions: &Versions) -> AppResult<[Numbers; 5]> {
+    /// The versions the range depends on, then its sections' entries and
+    /// its whole months' partials, read together: one round trip for the
+    /// versions and one for the entries.
+    async fn read_cached(&self) -> Option<Read> {
+        let versions = self.cache.versions(self.shop_id, &self.range).await?;
         let dates: Vec<NaiveDate> = self.range.dates().collect();
         let prefix = self.prefix(versions.base);
+        let dashboard_key =
+            format!("{prefix}:{}..{}:{}", self.range.from, self.range.to, versions.digest());
+        let section_keys: Vec<String> = Section::ALL
+            .iter()
+            .map(|section| format!("{dashboard_key}:{}", section.name()))
+            .collect();
         let month_keys: Vec<String> = versions
             .months
             .iter()
             .map(|(m, version)| format!("{prefix}:m{}:v{version}", dates[m.start].format("%Y-%m")))
             .collect();
-        let mut month_parts: Vec<Option<Kept>> = self.read_kept(&month_keys).await;
-        // The days of the months not cached, whose versions are read now,
-        // and the days outside whole months.
-        let mut days = versions.days.clone();
-        let unkept: Vec<usize> = versions
-            .months
-            .iter()
-            .zip(&month_parts)
-            .filter(|(_, kept)| kept.is_none())
-            .flat_map(|((m, _), _)| m.clone())
-            .collect();
-        if !unkept.is_empty() {
-            let Ok(read) = self.cache.day_versions(self.shop_id, &dates, &unkept).await else {
-                // The cache went away: answered from the bookings.
-                return self.all_from_scratch().await;
-            };
-            for (i, version) in unkept.iter().zip(read) {
-                days[*i] = Some(version);
-            }
-        }
-        let needed: Vec<usize> = (0..dates.len()).filter(|i| days[*i].is_some()).collect();
-        let day_key = |i: usize| format!("{prefix}:d{}:v{}", dates[i], days[i].unwrap_or(0));
-        let day_keys: Vec<String> = needed.iter().map(|i| day_key(*i)).collect();
+        // Repeated, every section is kept in process: the months are not
+        // needed. Else they are read with the sections in one round trip.
+        let near = self.cache.cache.read_near(&section_keys).await;
+        let (sections, months) = if near.iter().all(Option::is_some) {
+            (near, vec![None; month_keys.len()])
+        } else {
+            let keys: Vec<String> = section_keys.iter().chain(&month_keys).cloned().collect();
+            let mut entries = self.cache.cache.read_many(&keys).await.ok()?;
+            let months = entries.split_off(section_keys.len());
+            (entries, months)
+        };
+        Some(Read { versions, dashboard_key, section_keys, sections, month_keys, months })
+    }
+
+    /// Every section over the range, computed once for concurrent
+    /// dashboards of the same versions.
+    async fn shared_sections(&self, read: &Read) -> AppResult<([Numbers; 5], Source)> {
+        let stored = AtomicBool::new(true);
+        let computation = async {
+            let (all, kept) = self.all_sections(read).await?;
+            stored.store(kept, Relaxed);
+            encode(&all)
+                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("serialising the sections")))
+        };
+        let (bytes, computed) = self.cache.cache.share(&read.dashboard_key, computation).await?;
+        let all = decode::<[Numbers; 5]>(&bytes).ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!("cannot read the sections just computed"))
+        })?;
+        let source = if computed {
+            Source::Computed { stored: stored.load(Relaxed) }
+        } else {
+            Source::Cache
+        };
+        Ok((all, source))
+    }
+
+    /// Every section over the range, merged from the partials of its whole
+    /// calendar months and of its other days: a month not cached is merged
+    /// from its days, and the days not cached are computed in one go. Once
+    /// for all sections: a write makes all of them stale together, so they
+    /// miss together. Stores what it made with the sections; `true` when
+    /// the cache took it.
+    async fn all_sections(&self, read: &Read) -> AppResult<([Numbers; 5], bool)> {
+        let versions = &read.versions;
+        let dates: Vec<NaiveDate> = self.range.dates().collect();
+        let prefix = self.prefix(versions.base);
+        let mut month_parts: Vec<Option<Kept>> =
+            read.months.iter().map(|bytes| bytes.as_deref().and_then(decode::<Kept>)).collect();
+        // The days of the months not cached, and the days outside whole
+        // months: their versions and partials, read at one instant (a day's
+        // version is read again, never older than the one the key holds).
+        let unkept = versions.months.iter().zip(&month_parts).filter(|(_, kept)| kept.is_none());
+        let mut needed: Vec<usize> = unkept.flat_map(|((m, _), _)| m.clone()).collect();
+        needed.extend((0..dates.len()).filter(|i| versions.days[*i].is_some()));
+        needed.sort_unstable();
+        let fields: Vec<String> = needed.iter().map(|i| day_field(dates[*i])).collect();
+        let scope = versions_scope(self.shop_id);
+        let Ok(kept_days) =
+            self.cache.cache.read_versioned(&scope, &fields, &format!("{prefix}:")).await
+        else {
+            // The cache went away: answered from the bookings.
+            return Ok((self.all_from_scratch().await?, false));
+        };
+        let mut days = vec![0; dates.len()];
         let mut day_parts: Vec<Option<Kept>> = vec![None; dates.len()];
-        for (i, kept) in needed.iter().zip(self.read_kept(&day_keys).await) {
-            day_parts[*i] = kept;
+        for (i, (version, bytes)) in needed.iter().zip(kept_days) {
+            days[*i] = version;
+            day_parts[*i] = bytes.as_deref().and_then(decode::<Kept>);
         }
+        let day_key = |i: usize| format!("{prefix}:{}:v{}", day_field(dates[i]), days[i]);
         let missing: Vec<usize> =
             needed.iter().copied().filter(|i| day_parts[*i].is_none()).collect();
         let mut entries = Vec::new();
+        let partial =
+            |key: String, bytes: Vec<u8>| Entry::new(key, bytes).for_ttl(self.cache.partial_ttl);
         if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
             let span = self.range.part(dates[*first], dates[*last]).ok_or_else(|| {
                 AppError::Internal(anyhow::anyhow!("a date of a valid range has no bounds"))
@@ -516,7 +574,9 @@ impl Dashboard {
             for (i, partials) in missing.iter().zip(computed) {
                 let kept = Kept { at, partials };
                 if let Some(bytes) = encode(&kept) {
-                    entries.push((day_key(*i), bytes));
+                    // A day is read again only when its month is merged
+                    // again: not worth a copy in process.
+                    entries.push(partial(day_key(*i), bytes).far_only());
                 }
                 day_parts[*i] = Some(kept);
             }
@@ -525,19 +585,17 @@ impl Dashboard {
             return Err(AppError::Internal(anyhow::anyhow!("a day of the range has no part")));
         }
         for (((month, _), key), kept) in
-            versions.months.iter().zip(&month_keys).zip(&mut month_parts)
+            versions.months.iter().zip(&read.month_keys).zip(&mut month_parts)
         {
             if kept.is_some() {
                 continue;
             }
             let made = Kept::merge(day_parts[month.clone()].iter().flatten())?;
             if let Some(bytes) = encode(&made) {
-                entries.push((key.clone(), bytes));
+                entries.push(partial(key.clone(), bytes));
             }
             *kept = Some(made);
         }
-        // A partial the cache could not keep is computed again next time.
-        let _ = self.cache.cache.write_many(&entries, Some(self.cache.partial_ttl)).await;
         for section in Section::ALL {
             self.cache.count_days(section, DayOutcome::Cached, dates.len() - missing.len());
             self.cache.count_days(section, DayOutcome::Recomputed, missing.len());
@@ -549,7 +607,15 @@ impl Dashboard {
             .filter(|(i, _)| versions.days[*i].is_some())
             .filter_map(|(_, kept)| kept.as_ref());
         let merged = Kept::merge(month_parts.iter().flatten().chain(outside))?;
-        Ok(merged.partials.map(|partial| partial.finish(merged.at)))
+        let all = merged.partials.map(|partial| partial.finish(merged.at));
+        for (key, numbers) in read.section_keys.iter().zip(&all) {
+            if let Some(bytes) = encode(numbers) {
+                entries.push(Entry::new(key.clone(), bytes));
+            }
+        }
+        // A partial the cache could not keep is computed again next time.
+        let stored = self.cache.cache.write_many(entries).await.is_ok();
+        Ok((all, stored))
     }
 
     /// Every section over the range computed at once from the bookings.
@@ -559,18 +625,6 @@ impl Dashboard {
             all.push(analytics::from_scratch(&self.db, self.shop_id, section, &self.range).await?);
         }
         all.try_into().map_err(|_| AppError::Internal(anyhow::anyhow!("five sections")))
-    }
-
-    /// The partials cached under `keys`, in order; none when the cache
-    /// cannot be read (they are computed).
-    async fn read_kept(&self, keys: &[String]) -> Vec<Option<Kept>> {
-        if keys.is_empty() {
-            return Vec::new();
-        }
-        let read = self.cache.cache.read_many(keys).await.unwrap_or_default();
-        (0..keys.len())
-            .map(|i| read.get(i).and_then(Option::as_deref).and_then(decode::<Kept>))
-            .collect()
     }
 
     async fn section<'a, T: ?Sized + 'a>(

@@ -109,8 +109,15 @@ async fn analytics_benchmark() {
         inner_warm
             .push(sections(&app.state.analytics, &app.state.db, &shop[&shop_row], range).await);
     }
-    let (inner_cold, inner_today, inner_warm) =
-        (median(inner_cold), median(inner_today), median(inner_warm));
+    // The reference: the five sections from their definitions over the
+    // bookings, with no cache at all (what every dashboard cost before
+    // analytics were kept per day).
+    let mut scratch = Vec::new();
+    for _ in 0..runs {
+        scratch.push(from_scratch(&app.state.db, shop_row, &range).await);
+    }
+    let (inner_cold, inner_today, inner_warm, scratch) =
+        (median(inner_cold), median(inner_today), median(inner_warm), median(scratch));
 
     println!(
         "analytics benchmark: {} cache, shop with {bookings} of {all} bookings, full year, \
@@ -125,6 +132,10 @@ async fn analytics_benchmark() {
         ms(inner_today),
         ms(inner_warm),
         inner_cold.as_secs_f64() / inner_warm.as_secs_f64()
+    );
+    println!(
+        "  from scratch (the five definitions over the bookings, no cache): {:.2} ms",
+        ms(scratch)
     );
     println!(
         "  whole dashboard over HTTP on loopback (sign-in, GraphQL, JSON): cold {:.2} ms, warm {:.3} ms",
@@ -159,5 +170,18 @@ async fn sections(
     assert!(!barbers.unwrap().is_empty());
     assert!(!services.unwrap().is_empty());
     assert!(!peaks.unwrap().is_empty());
+    elapsed
+}
+
+/// Every section from its definition, concurrently, without the cache.
+async fn from_scratch(db: &sea_orm::DatabaseConnection, shop_id: i64, range: &Range) -> Duration {
+    use bookedbarber::domain::analytics::{Section, from_scratch};
+    let started = Instant::now();
+    let sections = futures_util::future::try_join_all(
+        Section::ALL.map(|section| from_scratch(db, shop_id, section, range)),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert_eq!(sections.unwrap().len(), 5);
     elapsed
 }

@@ -6,6 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The server's allocator (`src/main.rs`), so that what the benchmarks time
+/// inside the server is what the server does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod helpers;
 
 mod analytics;
