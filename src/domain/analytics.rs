@@ -27,7 +27,7 @@ use chrono_tz::Tz;
 use entity::{barber, shop, working_hours};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, Statement, Value,
+    QuerySelect, Statement, Value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -265,6 +265,9 @@ fn params(shop_id: i64, range: &Range) -> Vec<Value> {
 
 const IN_RANGE: &str = "shop_id = $1 AND starts_at >= $2 AND starts_at < $3";
 
+/// The shop's barbers, as a subquery.
+const BARBERS: &str = "SELECT id FROM barbers WHERE shop_id = $1";
+
 #[derive(FromQueryResult)]
 struct StatusRow {
     owner: i64,
@@ -302,7 +305,7 @@ async fn available_minutes(
 ) -> Result<HashMap<i64, i64>, DbErr> {
     let dates: Vec<NaiveDate> = range.dates().collect();
     let mut minutes: HashMap<i64, i64> = HashMap::new();
-    for day in available_by_day(db, shop_id, range, &dates).await? {
+    for day in Schedule::read(db, shop_id, range).await?.available_by_day(range, &dates) {
         for (barber, free) in day {
             *minutes.entry(barber).or_default() += free;
         }
@@ -310,61 +313,100 @@ async fn available_minutes(
     Ok(minutes)
 }
 
-/// Working minutes less time off of every barber of the shop (zeros
-/// included), on each of `dates` (within `range`), in their order.
-async fn available_by_day(
-    db: &impl ConnectionTrait,
-    shop_id: i64,
-    range: &Range,
-    dates: &[NaiveDate],
-) -> Result<Vec<BTreeMap<i64, i64>>, DbErr> {
-    // The three at once: the barbers of the shop are a subquery of the
-    // other two, not a round trip before them.
-    let shop_barbers = || {
-        sea_orm::sea_query::Query::select()
+/// One weekly working interval of a barber.
+struct Interval {
+    barber_id: i64,
+    weekday: i16,
+    opens_minute: i32,
+    closes_minute: i32,
+}
+
+/// One time off of a barber.
+struct Off {
+    barber_id: i64,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+}
+
+/// What a shop's available minutes over a range are made of: its barbers,
+/// their weekly hours, and their time off within the range.
+#[derive(Default)]
+struct Schedule {
+    barbers: Vec<i64>,
+    hours: Vec<Interval>,
+    time_off: Vec<Off>,
+}
+
+impl Schedule {
+    /// The shop's schedule over `range`, three statements at once.
+    async fn read(db: &impl ConnectionTrait, shop_id: i64, range: &Range) -> Result<Self, DbErr> {
+        let shop_barbers = || {
+            sea_orm::sea_query::Query::select()
+                .column(barber::Column::Id)
+                .from(barber::Entity)
+                .and_where(barber::Column::ShopId.eq(shop_id))
+                .to_owned()
+        };
+        let barbers = barber::Entity::find()
+            .select_only()
             .column(barber::Column::Id)
-            .from(barber::Entity)
-            .and_where(barber::Column::ShopId.eq(shop_id))
-            .to_owned()
-    };
-    let barbers = barber::Entity::find()
-        .select_only()
-        .column(barber::Column::Id)
-        .filter(barber::Column::ShopId.eq(shop_id))
-        .into_tuple::<i64>()
-        .all(db);
-    let hours = working_hours::Entity::find()
-        .filter(working_hours::Column::BarberId.in_subquery(shop_barbers()))
-        .all(db);
-    let time_off = entity::time_off::Entity::find()
-        .filter(entity::time_off::Column::BarberId.in_subquery(shop_barbers()))
-        .filter(entity::time_off::Column::StartsAt.lt(range.ends))
-        .filter(entity::time_off::Column::EndsAt.gt(range.starts))
-        .order_by_asc(entity::time_off::Column::StartsAt)
-        .all(db);
-    let (barbers, hours, time_off) = tokio::try_join!(barbers, hours, time_off)?;
-    Ok(dates
-        .iter()
-        .map(|&date| {
-            let mut minutes: BTreeMap<i64, i64> = barbers.iter().map(|b| (*b, 0)).collect();
-            let weekday = local_time::weekday(date);
-            for interval in hours.iter().filter(|h| h.weekday == weekday) {
-                let (Some(opens), Some(closes)) = (
-                    boundary(range.tz, date, interval.opens_minute, false),
-                    boundary(range.tz, date, interval.closes_minute, true),
-                ) else {
-                    continue;
-                };
-                let mut free = (closes - opens).num_minutes();
-                for off in time_off.iter().filter(|t| t.barber_id == interval.barber_id) {
-                    let overlap = off.ends_at.min(closes) - off.starts_at.max(opens);
-                    free -= overlap.num_minutes().max(0);
-                }
-                *minutes.entry(interval.barber_id).or_default() += free.max(0);
-            }
-            minutes
+            .filter(barber::Column::ShopId.eq(shop_id))
+            .into_tuple::<i64>()
+            .all(db);
+        let hours = working_hours::Entity::find()
+            .filter(working_hours::Column::BarberId.in_subquery(shop_barbers()))
+            .all(db);
+        let time_off = entity::time_off::Entity::find()
+            .filter(entity::time_off::Column::BarberId.in_subquery(shop_barbers()))
+            .filter(entity::time_off::Column::StartsAt.lt(range.ends))
+            .filter(entity::time_off::Column::EndsAt.gt(range.starts))
+            .all(db);
+        let (barbers, hours, time_off) = tokio::try_join!(barbers, hours, time_off)?;
+        Ok(Self {
+            barbers,
+            hours: hours
+                .into_iter()
+                .map(|h| Interval {
+                    barber_id: h.barber_id,
+                    weekday: h.weekday,
+                    opens_minute: h.opens_minute,
+                    closes_minute: h.closes_minute,
+                })
+                .collect(),
+            time_off: time_off
+                .into_iter()
+                .map(|t| Off { barber_id: t.barber_id, starts_at: t.starts_at, ends_at: t.ends_at })
+                .collect(),
         })
-        .collect())
+    }
+
+    /// Working minutes less time off of every barber (zeros included), on
+    /// each of `dates` (within `range`), in their order.
+    fn available_by_day(&self, range: &Range, dates: &[NaiveDate]) -> Vec<BTreeMap<i64, i64>> {
+        dates
+            .iter()
+            .map(|&date| {
+                let mut minutes: BTreeMap<i64, i64> =
+                    self.barbers.iter().map(|b| (*b, 0)).collect();
+                let weekday = local_time::weekday(date);
+                for interval in self.hours.iter().filter(|h| h.weekday == weekday) {
+                    let (Some(opens), Some(closes)) = (
+                        boundary(range.tz, date, interval.opens_minute, false),
+                        boundary(range.tz, date, interval.closes_minute, true),
+                    ) else {
+                        continue;
+                    };
+                    let mut free = (closes - opens).num_minutes();
+                    for off in self.time_off.iter().filter(|t| t.barber_id == interval.barber_id) {
+                        let overlap = off.ends_at.min(closes) - off.starts_at.max(opens);
+                        free -= overlap.num_minutes().max(0);
+                    }
+                    *minutes.entry(interval.barber_id).or_default() += free.max(0);
+                }
+                minutes
+            })
+            .collect()
+    }
 }
 
 #[derive(FromQueryResult)]
@@ -814,27 +856,13 @@ struct BookingRow {
     price_cents: i64,
 }
 
-impl BookingRow {
-    /// Read by place rather than by name: a shop-year is thousands of
-    /// rows, and finding each column by its name was a third of the time
-    /// spent on them.
-    fn read(row: &sea_orm::QueryResult) -> Result<Self, DbErr> {
-        Ok(Self {
-            starts: row.try_get_by_index(0)?,
-            ends: row.try_get_by_index(1)?,
-            barber_id: row.try_get_by_index(2)?,
-            service_id: row.try_get_by_index(3)?,
-            client_id: row.try_get_by_index(4)?,
-            status: row.try_get_by_index(5)?,
-            price_cents: row.try_get_by_index(6)?,
-        })
-    }
-}
-
 /// Every section's partial of each of `dates` (sorted, within `span`), in
 /// their order, each in [`Section::ALL`]'s order. One statement reads the
-/// columns the sections need of the span's bookings, and three the barbers'
-/// hours and time off; everything is summed here in one pass. Grouping in
+/// columns the sections need of the span's bookings, and the barbers, their
+/// hours and time off (one round trip, where four statements at once kept
+/// four connections busy); everything is summed here in one pass. Columns
+/// are read by place: finding each by its name was a third of the time
+/// spent on a shop-year's rows. Grouping in
 /// the database would not shrink the rows (a day's partial keeps its
 /// clients, so there is about a group per booking), and a six-column
 /// `GROUP BY` took PostgreSQL 17 ms for a shop-year where the scan took 2.
@@ -847,13 +875,58 @@ pub async fn day_partials(
 ) -> Result<Vec<[Partial; 5]>, DbErr> {
     let backend = db.get_database_backend();
     let sql = format!(
-        "SELECT {starts} AS starts, {ends} AS ends, barber_id, service_id, client_id, status, \
-                price_cents FROM bookings WHERE {IN_RANGE}",
+        "SELECT 0 AS kind, {starts} AS a, {ends} AS b, barber_id, service_id AS c, \
+                client_id AS d, status, price_cents AS e \
+         FROM bookings WHERE {IN_RANGE} \
+         UNION ALL \
+         SELECT 1, opens_minute, closes_minute, barber_id, weekday, 0, NULL, 0 \
+         FROM working_hours WHERE barber_id IN ({BARBERS}) \
+         UNION ALL \
+         SELECT 2, {off_starts}, {off_ends}, barber_id, 0, 0, NULL, 0 \
+         FROM time_off WHERE barber_id IN ({BARBERS}) AND starts_at < $3 AND ends_at > $2 \
+         UNION ALL \
+         SELECT 3, 0, 0, id, 0, 0, NULL, 0 FROM barbers WHERE shop_id = $1",
         ends = epoch(backend, "ends_at"),
         starts = epoch(backend, "starts_at"),
+        off_starts = epoch(backend, "starts_at"),
+        off_ends = epoch(backend, "ends_at"),
     );
-    let rows = db.query_all_raw(statement(backend, &sql, params(shop_id, span)));
-    let (rows, available) = tokio::try_join!(rows, available_by_day(db, shop_id, span, dates))?;
+    let read = db.query_all_raw(statement(backend, &sql, params(shop_id, span))).await?;
+    let mut rows = Vec::with_capacity(read.len());
+    let mut schedule = Schedule::default();
+    for row in &read {
+        let kind: i32 = row.try_get_by_index(0)?;
+        let (a, b, barber_id, c): (i64, i64, i64, i64) = (
+            row.try_get_by_index(1)?,
+            row.try_get_by_index(2)?,
+            row.try_get_by_index(3)?,
+            row.try_get_by_index(4)?,
+        );
+        match kind {
+            0 => rows.push(BookingRow {
+                starts: a,
+                ends: b,
+                barber_id,
+                service_id: c,
+                client_id: row.try_get_by_index(5)?,
+                status: row.try_get_by_index(6)?,
+                price_cents: row.try_get_by_index(7)?,
+            }),
+            1 => schedule.hours.push(Interval {
+                barber_id,
+                weekday: i16::try_from(c).unwrap_or(0),
+                opens_minute: i32::try_from(a).unwrap_or(0),
+                closes_minute: i32::try_from(b).unwrap_or(0),
+            }),
+            2 => schedule.time_off.push(Off {
+                barber_id,
+                starts_at: DateTime::from_timestamp(a, 0).unwrap_or_default(),
+                ends_at: DateTime::from_timestamp(b, 0).unwrap_or_default(),
+            }),
+            _ => schedule.barbers.push(barber_id),
+        }
+    }
+    let available = schedule.available_by_day(span, dates);
     let local = LocalClock::new(span);
     // The place in `dates` of each day of the span.
     let span_days = usize::try_from((span.to - span.from).num_days() + 1).unwrap_or(0);
@@ -887,8 +960,7 @@ pub async fn day_partials(
                 .collect()
         })
         .collect();
-    for row in &rows {
-        let row = BookingRow::read(row)?;
+    for row in rows {
         let (day, hour) = local.day_and_hour(row.starts);
         let Some(i) = day.and_then(|d| places.get(d).copied().flatten()) else {
             continue;
