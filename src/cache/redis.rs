@@ -322,7 +322,8 @@ impl RedisStore {
 /// [`RedisStore::get_versioned`]'s script: `KEYS[1]` the hash of versions,
 /// `ARGV[1]` the prefix of the entries' keys, the rest the fields; a flat
 /// array of version and value (nil when missing) for each field. Sent with
-/// `EVAL`: Redis keeps it compiled by its digest.
+/// `EVAL`: Redis keeps it compiled by its digest. It names keys it was not
+/// given, which a standalone Redis allows and Redis Cluster does not.
 const VERSIONED: &str = "
     local read = {}
     for i = 2, #ARGV do

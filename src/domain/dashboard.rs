@@ -466,6 +466,12 @@ impl Dashboard {
                 for outcome in Outcome::of(*source) {
                     self.cache.count(section, *outcome);
                 }
+                if *source == Source::Cache {
+                    // Another dashboard's computation: its days were
+                    // counted there, and come from the cache here.
+                    let days = self.range.dates().count();
+                    self.cache.count_days(section, DayOutcome::Cached, days);
+                }
                 Ok(all[section.index()].clone())
             })
             .await
