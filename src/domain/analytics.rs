@@ -356,11 +356,7 @@ impl Schedule {
         let hours = working_hours::Entity::find()
             .filter(working_hours::Column::BarberId.in_subquery(shop_barbers()))
             .all(db);
-        let time_off = entity::time_off::Entity::find()
-            .filter(entity::time_off::Column::BarberId.in_subquery(shop_barbers()))
-            .filter(entity::time_off::Column::StartsAt.lt(range.ends))
-            .filter(entity::time_off::Column::EndsAt.gt(range.starts))
-            .all(db);
+        let time_off = Self::time_off(db, shop_id, range);
         let (barbers, hours, time_off) = tokio::try_join!(barbers, hours, time_off)?;
         Ok(Self {
             barbers,
@@ -373,11 +369,32 @@ impl Schedule {
                     closes_minute: h.closes_minute,
                 })
                 .collect(),
-            time_off: time_off
-                .into_iter()
-                .map(|t| Off { barber_id: t.barber_id, starts_at: t.starts_at, ends_at: t.ends_at })
-                .collect(),
+            time_off,
         })
+    }
+
+    /// The time off of the shop's barbers within `range`, to the
+    /// microsecond: an instant read as Unix seconds would round it.
+    async fn time_off(
+        db: &impl ConnectionTrait,
+        shop_id: i64,
+        range: &Range,
+    ) -> Result<Vec<Off>, DbErr> {
+        let shop_barbers = sea_orm::sea_query::Query::select()
+            .column(barber::Column::Id)
+            .from(barber::Entity)
+            .and_where(barber::Column::ShopId.eq(shop_id))
+            .to_owned();
+        let time_off = entity::time_off::Entity::find()
+            .filter(entity::time_off::Column::BarberId.in_subquery(shop_barbers))
+            .filter(entity::time_off::Column::StartsAt.lt(range.ends))
+            .filter(entity::time_off::Column::EndsAt.gt(range.starts))
+            .all(db)
+            .await?;
+        Ok(time_off
+            .into_iter()
+            .map(|t| Off { barber_id: t.barber_id, starts_at: t.starts_at, ends_at: t.ends_at })
+            .collect())
     }
 
     /// Working minutes less time off of every barber (zeros included), on
@@ -858,9 +875,10 @@ struct BookingRow {
 
 /// Every section's partial of each of `dates` (sorted, within `span`), in
 /// their order, each in [`Section::ALL`]'s order. One statement reads the
-/// columns the sections need of the span's bookings, and the barbers, their
-/// hours and time off (one round trip, where four statements at once kept
-/// four connections busy); everything is summed here in one pass. Columns
+/// columns the sections need of the span's bookings, and the barbers and
+/// their hours (where three statements at once kept three connections
+/// busy); the time off is read beside it, to the microsecond, as the
+/// definitions read it. Everything is summed here in one pass. Columns
 /// are read by place: finding each by its name was a third of the time
 /// spent on a shop-year's rows. Grouping in
 /// the database would not shrink the rows (a day's partial keeps its
@@ -882,16 +900,12 @@ pub async fn day_partials(
          SELECT 1, opens_minute, closes_minute, barber_id, weekday, 0, NULL, 0 \
          FROM working_hours WHERE barber_id IN ({BARBERS}) \
          UNION ALL \
-         SELECT 2, {off_starts}, {off_ends}, barber_id, 0, 0, NULL, 0 \
-         FROM time_off WHERE barber_id IN ({BARBERS}) AND starts_at < $3 AND ends_at > $2 \
-         UNION ALL \
-         SELECT 3, 0, 0, id, 0, 0, NULL, 0 FROM barbers WHERE shop_id = $1",
+         SELECT 2, 0, 0, id, 0, 0, NULL, 0 FROM barbers WHERE shop_id = $1",
         ends = epoch(backend, "ends_at"),
         starts = epoch(backend, "starts_at"),
-        off_starts = epoch(backend, "starts_at"),
-        off_ends = epoch(backend, "ends_at"),
     );
-    let read = db.query_all_raw(statement(backend, &sql, params(shop_id, span))).await?;
+    let read = db.query_all_raw(statement(backend, &sql, params(shop_id, span)));
+    let (read, time_off) = tokio::try_join!(read, Schedule::time_off(db, shop_id, span))?;
     let mut rows = Vec::with_capacity(read.len());
     let mut schedule = Schedule::default();
     for row in &read {
@@ -918,14 +932,10 @@ pub async fn day_partials(
                 opens_minute: i32::try_from(a).unwrap_or(0),
                 closes_minute: i32::try_from(b).unwrap_or(0),
             }),
-            2 => schedule.time_off.push(Off {
-                barber_id,
-                starts_at: DateTime::from_timestamp(a, 0).unwrap_or_default(),
-                ends_at: DateTime::from_timestamp(b, 0).unwrap_or_default(),
-            }),
             _ => schedule.barbers.push(barber_id),
         }
     }
+    schedule.time_off = time_off;
     let available = schedule.available_by_day(span, dates);
     let local = LocalClock::new(span);
     // The place in `dates` of each day of the span.

@@ -33,10 +33,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering::Relaxed},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -512,21 +509,23 @@ impl Dashboard {
     /// Every section over the range, computed once for concurrent
     /// dashboards of the same versions.
     async fn shared_sections(&self, read: &Read) -> AppResult<([Numbers; 5], Source)> {
-        let stored = AtomicBool::new(true);
+        let source = Mutex::new(Source::Cache);
         let computation = async {
-            let (all, kept) = self.all_sections(read).await?;
-            stored.store(kept, Relaxed);
-            encode(&all)
+            let (all, made) = self.all_sections(read).await?;
+            *source.lock().unwrap_or_else(|e| e.into_inner()) = made;
+            // Whether the numbers came from the database, so that callers
+            // who share them count them as such.
+            encode(&(made == Source::Database, all))
                 .ok_or_else(|| AppError::Internal(anyhow::anyhow!("serialising the sections")))
         };
         let (bytes, computed) = self.cache.cache.share(&read.dashboard_key, computation).await?;
-        let all = decode::<[Numbers; 5]>(&bytes).ok_or_else(|| {
+        let (database, all) = decode::<(bool, [Numbers; 5])>(&bytes).ok_or_else(|| {
             AppError::Internal(anyhow::anyhow!("cannot read the sections just computed"))
         })?;
-        let source = if computed {
-            Source::Computed { stored: stored.load(Relaxed) }
-        } else {
-            Source::Cache
+        let source = match (computed, database) {
+            (true, _) => source.into_inner().unwrap_or_else(|e| e.into_inner()),
+            (false, true) => Source::Database,
+            (false, false) => Source::Cache,
         };
         Ok((all, source))
     }
@@ -535,9 +534,10 @@ impl Dashboard {
     /// calendar months and of its other days: a month not cached is merged
     /// from its days, and the days not cached are computed in one go. Once
     /// for all sections: a write makes all of them stale together, so they
-    /// miss together. Stores what it made with the sections; `true` when
-    /// the cache took it.
-    async fn all_sections(&self, read: &Read) -> AppResult<([Numbers; 5], bool)> {
+    /// miss together. Stores what it made with the sections, and says
+    /// whether the cache took it, or that the numbers came from the
+    /// bookings alone because the cache went away.
+    async fn all_sections(&self, read: &Read) -> AppResult<([Numbers; 5], Source)> {
         let versions = &read.versions;
         let dates: Vec<NaiveDate> = self.range.dates().collect();
         let prefix = self.prefix(versions.base);
@@ -556,7 +556,7 @@ impl Dashboard {
             self.cache.cache.read_versioned(&scope, &fields, &format!("{prefix}:")).await
         else {
             // The cache went away: answered from the bookings.
-            return Ok((self.all_from_scratch().await?, false));
+            return Ok((self.all_from_scratch().await?, Source::Database));
         };
         let mut days = vec![0; dates.len()];
         let mut day_parts: Vec<Option<Kept>> = vec![None; dates.len()];
@@ -621,7 +621,7 @@ impl Dashboard {
         }
         // A partial the cache could not keep is computed again next time.
         let stored = self.cache.cache.write_many(entries).await.is_ok();
-        Ok((all, stored))
+        Ok((all, Source::Computed { stored }))
     }
 
     /// Every section over the range computed at once from the bookings.

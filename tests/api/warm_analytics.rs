@@ -234,8 +234,12 @@ async fn random_write(app: &TestApp, effects: &Effects, w: &mut World, rng: &mut
         _ => {
             let barber = w.barbers[rng.random_range(0..2)];
             let model = entity::barber::Entity::find_by_id(barber).one(db).await.unwrap().unwrap();
-            let starts_at = random_start(rng);
-            let ends_at = starts_at + Duration::minutes(rng.random_range(4..=120) * 15);
+            // Fractions of a second, as the API accepts: read as whole
+            // seconds, an overlap can come out a minute longer.
+            let starts_at = random_start(rng) + Duration::milliseconds(rng.random_range(0..1000));
+            let ends_at = starts_at
+                + Duration::minutes(rng.random_range(4..=120) * 15)
+                + Duration::milliseconds(rng.random_range(-999..1000));
             let new = NewTimeOff { starts_at, ends_at, reason: None };
             (
                 format!("time off of {barber} {starts_at}..{ends_at}"),
