@@ -151,12 +151,16 @@ impl moka::Expiry<String, Arc<Vec<u8>>> for EnvelopeExpiry {
     }
 }
 
+/// What an entry kept in process weighs: its key and its bytes.
+#[allow(clippy::ptr_arg, reason = "moka's weigher is given the key as stored")]
+fn weigh(key: &String, value: &Arc<Vec<u8>>) -> u32 {
+    u32::try_from(key.len() + value.len()).unwrap_or(u32::MAX)
+}
+
 fn weighed_cache(capacity: u64) -> moka::future::Cache<String, Arc<Vec<u8>>> {
     moka::future::Cache::builder()
         .max_capacity(capacity)
-        .weigher(|key: &String, value: &Arc<Vec<u8>>| {
-            u32::try_from(key.len() + value.len()).unwrap_or(u32::MAX)
-        })
+        .weigher(weigh)
         .expire_after(EnvelopeExpiry)
         .build()
 }
@@ -184,9 +188,7 @@ impl Cache {
             near: weighed_cache(64 * 1024 * 1024),
             flights: moka::future::Cache::builder()
                 .max_capacity(16 * 1024 * 1024)
-                .weigher(|key: &String, value: &Arc<Vec<u8>>| {
-                    u32::try_from(key.len() + value.len()).unwrap_or(u32::MAX)
-                })
+                .weigher(weigh)
                 .time_to_live(FLIGHT_KEPT)
                 .build(),
             windows: Mutex::new(HashMap::new()),

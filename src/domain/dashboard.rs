@@ -446,30 +446,30 @@ impl Dashboard {
                         analytics::from_scratch(&self.db, self.shop_id, section, &self.range);
                     return Ok(Box::pin(numbers).await?);
                 };
-                if let Some(numbers) =
-                    read.sections[section.index()].as_deref().and_then(decode::<Numbers>)
-                {
-                    self.cache.count(section, Outcome::Hit);
-                    // Every day of the range came from the cache, combined.
-                    let days = self.range.dates().count();
-                    self.cache.count_days(section, DayOutcome::Cached, days);
-                    return Ok(numbers);
-                }
-                // Boxed: the computation is a large future, and with the
-                // cache's own futures around it a debug build's stack runs
-                // out.
-                let (all, source) =
-                    self.all.get_or_try_init(|| Box::pin(self.shared_sections(read))).await?;
-                for outcome in Outcome::of(*source) {
+                let kept = read.sections[section.index()].as_deref().and_then(decode::<Numbers>);
+                let (numbers, source) = match kept {
+                    Some(numbers) => (numbers, Source::Cache),
+                    None => {
+                        // Boxed: the computation is a large future, and
+                        // with the cache's own futures around it a debug
+                        // build's stack runs out.
+                        let (all, source) = self
+                            .all
+                            .get_or_try_init(|| Box::pin(self.shared_sections(read)))
+                            .await?;
+                        (all[section.index()].clone(), *source)
+                    }
+                };
+                for outcome in Outcome::of(source) {
                     self.cache.count(section, *outcome);
                 }
-                if *source == Source::Cache {
-                    // Another dashboard's computation: its days were
-                    // counted there, and come from the cache here.
+                if source == Source::Cache {
+                    // Every day of the range came from the cache, combined
+                    // (or its days were counted by the computation shared).
                     let days = self.range.dates().count();
                     self.cache.count_days(section, DayOutcome::Cached, days);
                 }
-                Ok(all[section.index()].clone())
+                Ok(numbers)
             })
             .await
     }
