@@ -19,7 +19,7 @@
 mod breaker;
 mod redis;
 
-pub use redis::{POOL_SIZE as REDIS_POOL_SIZE, Unavailable};
+pub use redis::{Fallback, FallbackRead, POOL_SIZE as REDIS_POOL_SIZE, Unavailable, Versioned};
 
 use std::{
     collections::HashMap,
@@ -61,6 +61,17 @@ impl Entry {
     pub fn far_only(self) -> Self {
         Self { near: false, ..self }
     }
+}
+
+/// What [`Cache::read_cascade`] found.
+#[derive(Debug)]
+pub struct Cascade {
+    /// The first values, in order; `None` when missing or expired.
+    pub first: Vec<Option<Vec<u8>>>,
+    /// `None` when every first value was there; else, for each fallback,
+    /// its value and, when that was missing, each of its fields' version
+    /// and value (empty when the value was there, even if expired).
+    pub fallbacks: Option<Vec<FallbackRead>>,
 }
 
 /// How long a shared computation's result is kept after it lands: longer
@@ -335,7 +346,7 @@ impl Cache {
         scope: &str,
         fields: &[String],
         key_prefix: &str,
-    ) -> Result<Vec<(u64, Option<Vec<u8>>)>, Unavailable> {
+    ) -> Result<Vec<Versioned>, Unavailable> {
         let read = match &self.0.store {
             Store::Local { entries, versions } => {
                 let versions: Vec<u64> = {
@@ -361,6 +372,80 @@ impl Cache {
             .into_iter()
             .map(|(version, sealed)| (version, sealed.and_then(|bytes| open_envelope(&bytes))))
             .collect())
+    }
+
+    /// The values stored under `first`, unless expired; when one of them
+    /// is not there, also each of `fallbacks`' value and, when that is not
+    /// there either (or the fallback has no key), its fields read as
+    /// [`Cache::read_versioned`] reads them with `scope` and `key_prefix`;
+    /// with no first keys, the fallbacks.
+    /// In one round trip and at one instant: a dashboard's sections, else
+    /// its months, else the days of the months not kept.
+    pub async fn read_cascade(
+        &self,
+        first: &[String],
+        scope: &str,
+        key_prefix: &str,
+        fallbacks: &[Fallback],
+    ) -> Result<Cascade, Unavailable> {
+        let Store::Redis(redis) = &self.0.store else {
+            // In process: the same reads, with no round trip to save.
+            let first = self.read_many(first).await?;
+            if !first.is_empty() && first.iter().all(Option::is_some) {
+                return Ok(Cascade { first, fallbacks: None });
+            }
+            let mut read = Vec::with_capacity(fallbacks.len());
+            for fallback in fallbacks {
+                let value = match &fallback.key {
+                    Some(key) => self.read(key).await?,
+                    None => None,
+                };
+                let fields = match value {
+                    Some(_) => Vec::new(),
+                    None => self.read_versioned(scope, &fallback.fields, key_prefix).await?,
+                };
+                read.push((value, fields));
+            }
+            return Ok(Cascade { first, fallbacks: Some(read) });
+        };
+        let full = |key: &String| self.full_key(key);
+        let first_keys: Vec<String> = first.iter().map(full).collect();
+        let far: Vec<Fallback> = fallbacks
+            .iter()
+            .map(|f| Fallback { key: f.key.as_ref().map(full), fields: f.fields.clone() })
+            .collect();
+        let generation = redis.generation();
+        let raw = redis.get_cascade(&first_keys, scope, &self.full_key(key_prefix), &far).await?;
+        // Kept near as `read_many` keeps what it reads; versioned entries
+        // are read from the store only.
+        let mut keep = Vec::new();
+        for (key, value) in first_keys.iter().zip(&raw.first) {
+            keep.push((key, value));
+        }
+        if let Some(read) = &raw.fallbacks {
+            for (fallback, (value, _)) in far.iter().zip(read) {
+                if let Some(key) = &fallback.key {
+                    keep.push((key, value));
+                }
+            }
+        }
+        for (key, value) in keep {
+            if let Some(bytes) = value {
+                self.0.near.insert(format!("{generation}/{key}"), Arc::new(bytes.clone())).await;
+            }
+        }
+        let open = |sealed: Option<Vec<u8>>| sealed.and_then(|bytes| open_envelope(&bytes));
+        Ok(Cascade {
+            first: raw.first.into_iter().map(open).collect(),
+            fallbacks: raw.fallbacks.map(|read| {
+                read.into_iter()
+                    .map(|(value, fields)| {
+                        let fields = fields.into_iter().map(|(v, bytes)| (v, open(bytes)));
+                        (open(value), fields.collect())
+                    })
+                    .collect()
+            }),
+        })
     }
 
     /// The values stored under `keys` that are kept in process, in order,

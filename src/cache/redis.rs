@@ -223,31 +223,44 @@ impl RedisStore {
         scope: &str,
         fields: &[String],
         key_prefix: &str,
-    ) -> Result<Vec<(u64, Option<Vec<u8>>)>, Unavailable> {
-        self.flush_pending().await?;
+    ) -> Result<Vec<Versioned>, Unavailable> {
         if fields.is_empty() {
             return Ok(Vec::new());
         }
+        let all = Fallback { key: None, fields: fields.to_vec() };
+        let read = self.get_cascade(&[], scope, key_prefix, std::slice::from_ref(&all)).await?;
+        Ok(read
+            .fallbacks
+            .into_iter()
+            .flatten()
+            .next()
+            .map(|(_, fields)| fields)
+            .unwrap_or_default())
+    }
+
+    /// The values of `first`; when one of them is missing, also each
+    /// fallback's value and, when that is missing too (or the fallback has
+    /// no key), the version and value of each of its fields as
+    /// `{key_prefix}{field}:v{version}`. With no first keys, the fallbacks
+    /// are read. One script, so one round trip and one instant for all.
+    pub async fn get_cascade(
+        &self,
+        first: &[String],
+        scope: &str,
+        key_prefix: &str,
+        fallbacks: &[Fallback],
+    ) -> Result<RawCascade, Unavailable> {
+        self.flush_pending().await?;
         let mut eval = deadpool_redis::redis::cmd("EVAL");
-        eval.arg(VERSIONED).arg(1).arg(self.version_key(scope)).arg(key_prefix).arg(fields);
-        let read: Vec<(u64, Option<Vec<u8>>)> = self
-            .run(|mut c| async move {
-                let flat: Vec<Option<Vec<u8>>> = eval.query_async(&mut c).await?;
-                let version = |bytes: &Option<Vec<u8>>| {
-                    bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
-                };
-                Ok(flat
-                    .chunks(2)
-                    .map(|pair| {
-                        (
-                            pair.first().and_then(version).unwrap_or(0),
-                            pair.get(1).cloned().flatten(),
-                        )
-                    })
-                    .collect())
-            })
-            .await?;
-        Ok(read)
+        eval.arg(CASCADE).arg(1).arg(self.version_key(scope)).arg(key_prefix).arg(first.len());
+        eval.arg(first);
+        for fallback in fallbacks {
+            eval.arg(fallback.key.as_deref().unwrap_or("")).arg(fallback.fields.len());
+            eval.arg(&fallback.fields);
+        }
+        let flat: Vec<Option<Vec<u8>>> =
+            self.run(|mut c| async move { eval.query_async(&mut c).await }).await?;
+        Ok(RawCascade::parse(flat, first.len(), fallbacks))
     }
 
     /// The values of `keys`, in order, in one `MGET`.
@@ -319,20 +332,98 @@ impl RedisStore {
     }
 }
 
-/// [`RedisStore::get_versioned`]'s script: `KEYS[1]` the hash of versions,
-/// `ARGV[1]` the prefix of the entries' keys, the rest the fields; a flat
-/// array of version and value (nil when missing) for each field. Sent with
-/// `EVAL`: Redis keeps it compiled by its digest. It names keys it was not
-/// given, which a standalone Redis allows and Redis Cluster does not.
-const VERSIONED: &str = "
+/// [`RedisStore::get_cascade`]'s script: `KEYS[1]` the hash of versions,
+/// `ARGV[1]` the prefix of versioned entries' keys, `ARGV[2]` the number of
+/// first keys, then those keys, then each fallback as its key (empty for
+/// none), its number of fields and its fields. A flat array: the first
+/// values; if one is missing (false), each fallback's value, followed when
+/// that is missing by a version and value for each of its fields. With no
+/// first keys, the fallbacks are read. Sent with `EVAL`: Redis keeps it
+/// compiled by its digest. It names keys it was not given, which a
+/// standalone Redis allows and Redis Cluster does not.
+const CASCADE: &str = "
     local read = {}
-    for i = 2, #ARGV do
-        local version = redis.call('HGET', KEYS[1], ARGV[i]) or '0'
-        read[#read + 1] = version
-        read[#read + 1] = redis.call('GET', ARGV[1] .. ARGV[i] .. ':v' .. version)
+    local n = tonumber(ARGV[2])
+    local complete = n > 0
+    for i = 3, 2 + n do
+        local value = redis.call('GET', ARGV[i])
+        read[#read + 1] = value
+        if not value then complete = false end
+    end
+    if complete then return read end
+    local i = 3 + n
+    while i <= #ARGV do
+        local key, count = ARGV[i], tonumber(ARGV[i + 1])
+        local value = false
+        if key ~= '' then value = redis.call('GET', key) end
+        read[#read + 1] = value
+        if not value then
+            for f = i + 2, i + 1 + count do
+                local version = redis.call('HGET', KEYS[1], ARGV[f]) or '0'
+                read[#read + 1] = version
+                read[#read + 1] = redis.call('GET', ARGV[1] .. ARGV[f] .. ':v' .. version)
+            end
+        end
+        i = i + 2 + count
     end
     return read
 ";
+
+/// An entry read when a cascade's first entries are not all there, and
+/// the versioned entries (as [`Cache::read_versioned`] names them) to
+/// rebuild it from when it is missing too.
+///
+/// [`Cache::read_versioned`]: super::Cache::read_versioned
+#[derive(Clone, Debug)]
+pub struct Fallback {
+    /// `None`: the fields are read whatever is there.
+    pub key: Option<String>,
+    pub fields: Vec<String>,
+}
+
+/// A version and the value stored under it.
+pub type Versioned = (u64, Option<Vec<u8>>);
+
+/// A fallback's value and, when that is missing, its fields'.
+pub type FallbackRead = (Option<Vec<u8>>, Vec<Versioned>);
+
+/// A cascade's values as stored (sealed).
+pub struct RawCascade {
+    pub first: Vec<Option<Vec<u8>>>,
+    /// `None` when every first value was there; else, for each fallback,
+    /// its value and, when that is missing, each field's version and value.
+    pub fallbacks: Option<Vec<FallbackRead>>,
+}
+
+impl RawCascade {
+    /// The script's flat reply, read back in the order it was written.
+    fn parse(flat: Vec<Option<Vec<u8>>>, first: usize, fallbacks: &[Fallback]) -> Self {
+        let mut flat = flat.into_iter();
+        let mut next = || flat.next().flatten();
+        let first: Vec<Option<Vec<u8>>> = (0..first).map(|_| next()).collect();
+        if !first.is_empty() && first.iter().all(Option::is_some) {
+            return Self { first, fallbacks: None };
+        }
+        let mut read = Vec::with_capacity(fallbacks.len());
+        for fallback in fallbacks {
+            let value = next();
+            let mut fields = Vec::new();
+            if value.is_none() {
+                for _ in &fallback.fields {
+                    let version = next().as_deref().and_then(parse_version).unwrap_or(0);
+                    fields.push((version, next()));
+                }
+            }
+            read.push((value, fields));
+        }
+        Self { first, fallbacks: Some(read) }
+    }
+}
+
+/// A version as Redis returns it: decimal text.
+fn parse_version(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
 
 /// A version no scope has had: random, so it cannot collide with one from
 /// before a Redis restart.

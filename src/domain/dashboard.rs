@@ -18,9 +18,11 @@
 //!   the versions of its months and other days, so a repeated dashboard
 //!   reads one entry per section.
 //!
-//! All versions of a shop live in one hash, read in one `HMGET`; the
-//! sections' entries and the months' are then read in one `MGET`, so a
-//! warm dashboard costs two round trips (none for entries kept in process).
+//! All versions of a shop live in one hash, read in one `HMGET`. One script
+//! then reads the sections' entries and, when one is missing, the months'
+//! and the days' of the months not cached (`Cache::read_cascade`), so a
+//! warm dashboard costs two round trips (one when every section is kept in
+//! process), and so does a dashboard after a write before it computes.
 //! A write makes every section miss at once, so on a miss all five are
 //! merged together, once for concurrent dashboards of the same versions;
 //! days not cached cost one statement for all of them, whichever days they
@@ -55,13 +57,13 @@ use super::{
     local_time,
 };
 use crate::{
-    cache::{Cache, Entry},
+    cache::{Cache, Entry, Fallback, Versioned},
     error::{AppError, AppResult},
 };
 
 /// Bumped when the layout of cached entries changes, so that replicas of
 /// two releases sharing one Redis never read each other's entries.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 /// What happened to one section's lookup, as counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -161,6 +163,7 @@ fn day_field(date: NaiveDate) -> String {
 /// when the newest of them was computed, as cached.
 #[derive(Clone, Serialize, Deserialize)]
 struct Kept {
+    #[serde(with = "chrono::serde::ts_nanoseconds")]
     at: DateTime<Utc>,
     partials: [Partial; 5],
 }
@@ -387,6 +390,9 @@ struct Read {
     /// Each whole month's entry, `None` when missing or not read (every
     /// section was kept in process).
     months: Vec<Option<Vec<u8>>>,
+    /// For each date of the range read with the sections (a day of a
+    /// month not cached, or outside whole months): its version and entry.
+    days: Vec<Option<Versioned>>,
 }
 
 /// A shop's numbers over `from..=to` (shop-local dates), by booking start.
@@ -474,9 +480,12 @@ impl Dashboard {
             .await
     }
 
-    /// The versions the range depends on, then its sections' entries and
-    /// its whole months' partials, read together: one round trip for the
-    /// versions and one for the entries.
+    /// The versions the range depends on, then what the cache holds for
+    /// it, in one more round trip: its sections' entries; when one is
+    /// missing, also its whole months' partials, and the days' of each
+    /// month not cached and of the days outside whole months. Copies kept
+    /// in process are used where they are enough: every section, or a
+    /// month.
     async fn read_cached(&self) -> Option<Read> {
         let versions = self.cache.versions(self.shop_id, &self.range).await?;
         let dates: Vec<NaiveDate> = self.range.dates().collect();
@@ -492,18 +501,58 @@ impl Dashboard {
             .iter()
             .map(|(m, version)| format!("{prefix}:m{}:v{version}", dates[m.start].format("%Y-%m")))
             .collect();
-        // Repeated, every section is kept in process: the months are not
-        // needed. Else they are read with the sections in one round trip.
+        let mut days = vec![None; dates.len()];
         let near = self.cache.cache.read_near(&section_keys).await;
-        let (sections, months) = if near.iter().all(Option::is_some) {
-            (near, vec![None; month_keys.len()])
-        } else {
-            let keys: Vec<String> = section_keys.iter().chain(&month_keys).cloned().collect();
-            let mut entries = self.cache.cache.read_many(&keys).await.ok()?;
-            let months = entries.split_off(section_keys.len());
-            (entries, months)
-        };
-        Some(Read { versions, dashboard_key, section_keys, sections, month_keys, months })
+        if near.iter().all(Option::is_some) {
+            let months = vec![None; month_keys.len()];
+            return Some(Read {
+                versions,
+                dashboard_key,
+                section_keys,
+                sections: near,
+                month_keys,
+                months,
+                days,
+            });
+        }
+        let mut months = self.cache.cache.read_near(&month_keys).await;
+        // Each month not kept in process, then its days; the days outside
+        // whole months.
+        let mut fallbacks = Vec::new();
+        let mut covers = Vec::new();
+        for (place, ((month, _), key)) in versions.months.iter().zip(&month_keys).enumerate() {
+            if months[place].is_none() {
+                let fields = month.clone().map(|i| day_field(dates[i])).collect();
+                fallbacks.push(Fallback { key: Some(key.clone()), fields });
+                covers.push((Some(place), month.clone().collect::<Vec<usize>>()));
+            }
+        }
+        let outside: Vec<usize> =
+            (0..dates.len()).filter(|i| versions.days[*i].is_some()).collect();
+        if !outside.is_empty() {
+            let fields = outside.iter().map(|i| day_field(dates[*i])).collect();
+            fallbacks.push(Fallback { key: None, fields });
+            covers.push((None, outside));
+        }
+        let scope = versions_scope(self.shop_id);
+        let read = self
+            .cache
+            .cache
+            .read_cascade(&section_keys, &scope, &format!("{prefix}:"), &fallbacks)
+            .await
+            .ok()?;
+        for ((month, places), (value, fields)) in
+            covers.iter().zip(read.fallbacks.into_iter().flatten())
+        {
+            if let Some(month) = month {
+                months[*month] = value;
+            }
+            for (i, day) in places.iter().zip(fields) {
+                days[*i] = Some(day);
+            }
+        }
+        let sections = read.first.into_iter().zip(near).map(|(far, near)| far.or(near)).collect();
+        Some(Read { versions, dashboard_key, section_keys, sections, month_keys, months, days })
     }
 
     /// Every section over the range, computed once for concurrent
@@ -550,19 +599,37 @@ impl Dashboard {
         let mut needed: Vec<usize> = unkept.flat_map(|((m, _), _)| m.clone()).collect();
         needed.extend((0..dates.len()).filter(|i| versions.days[*i].is_some()));
         needed.sort_unstable();
-        let fields: Vec<String> = needed.iter().map(|i| day_field(dates[*i])).collect();
-        let scope = versions_scope(self.shop_id);
-        let Ok(kept_days) =
-            self.cache.cache.read_versioned(&scope, &fields, &format!("{prefix}:")).await
-        else {
-            // The cache went away: answered from the bookings.
-            return Ok((self.all_from_scratch().await?, Source::Database));
+        // Each needed day's version and entry: read with the sections, or
+        // now (a month's entry was read but had expired).
+        let mut kept_days: Vec<(usize, u64, Option<&[u8]>)> = Vec::with_capacity(needed.len());
+        let mut unread = Vec::new();
+        for i in &needed {
+            match &read.days[*i] {
+                Some((version, bytes)) => kept_days.push((*i, *version, bytes.as_deref())),
+                None => unread.push(*i),
+            }
+        }
+        let read_now = if unread.is_empty() {
+            Vec::new()
+        } else {
+            let fields: Vec<String> = unread.iter().map(|i| day_field(dates[*i])).collect();
+            let scope = versions_scope(self.shop_id);
+            let Ok(read) =
+                self.cache.cache.read_versioned(&scope, &fields, &format!("{prefix}:")).await
+            else {
+                // The cache went away: answered from the bookings.
+                return Ok((self.all_from_scratch().await?, Source::Database));
+            };
+            read
         };
+        for (i, (version, bytes)) in unread.iter().zip(&read_now) {
+            kept_days.push((*i, *version, bytes.as_deref()));
+        }
         let mut days = vec![0; dates.len()];
         let mut day_parts: Vec<Option<Kept>> = vec![None; dates.len()];
-        for (i, (version, bytes)) in needed.iter().zip(kept_days) {
-            days[*i] = version;
-            day_parts[*i] = bytes.as_deref().and_then(decode::<Kept>);
+        for (i, version, bytes) in kept_days {
+            days[i] = version;
+            day_parts[i] = bytes.and_then(decode::<Kept>);
         }
         let day_key = |i: usize| format!("{prefix}:{}:v{}", day_field(dates[i]), days[i]);
         let missing: Vec<usize> =

@@ -10,6 +10,16 @@
 //! BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bb_bench BENCH_REDIS_URL=redis://127.0.0.1:6379 \
 //!   cargo test --release --test api -- --ignored analytics_benchmark --nocapture
 //! ```
+//!
+//! `ANALYTICS_BENCH_RUNS` (default 30) sets the cold runs (ten times as many
+//! warm), `ANALYTICS_BENCH_TODAY_RUNS` (default three times as many) the runs
+//! with today invalidated; many of these and few of the rest make a profile
+//! of that path alone:
+//!
+//! ```sh
+//! ANALYTICS_BENCH_RUNS=3 ANALYTICS_BENCH_TODAY_RUNS=3000 perf record -g target/release/deps/api-HASH \
+//!   --ignored analytics_benchmark --nocapture
+//! ```
 
 use std::time::{Duration, Instant};
 
@@ -68,7 +78,9 @@ async fn analytics_benchmark() {
         assert!(data["analytics"]["bookingsCount"].as_i64().unwrap() > 0);
         started.elapsed()
     };
-    let runs = 30;
+    let count = |name: &str| std::env::var(name).ok().and_then(|n| n.parse::<usize>().ok());
+    let runs = count("ANALYTICS_BENCH_RUNS").unwrap_or(30);
+    let today_runs = count("ANALYTICS_BENCH_TODAY_RUNS").unwrap_or(runs * 3);
     // Warm the connection pool and the database's buffers.
     for _ in 0..3 {
         app.state.analytics.invalidate_shop(shop_row).await;
@@ -99,7 +111,7 @@ async fn analytics_benchmark() {
     // Every day but today cached: a booking today was just written.
     let now = chrono::Utc::now();
     let mut inner_today = Vec::new();
-    for _ in 0..runs * 3 {
+    for _ in 0..today_runs {
         app.state.analytics.invalidate_spans(shop_row, &[(now, now)]).await;
         inner_today
             .push(sections(&app.state.analytics, &app.state.db, &shop[&shop_row], range).await);

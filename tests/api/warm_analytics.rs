@@ -7,6 +7,7 @@ use bookedbarber::{
         Viewer,
         identity::{Loaded, load_viewer},
     },
+    cache::{Entry, Fallback},
     domain::{
         analytics::{self, Range, Section},
         barber::{self as barbers, NewTimeOff},
@@ -447,3 +448,89 @@ fn ranges_cross_the_change_of_clocks() {
         .unwrap();
     assert_eq!((end - start).num_hours(), 25, "2026-11-01 has 25 hours in New York");
 }
+
+api_test!(
+    a_cascade_reads_its_fallbacks_only_when_a_first_entry_is_missing,
+    [sqlite, sqlite_redis],
+    |app| {
+        let cache = &app.state.cache;
+        let scope = "cascade:versions";
+        let key = |name: &str| name.to_owned();
+        let bytes = |text: &str| Some(text.as_bytes().to_vec());
+        cache
+            .write_many(vec![
+                Entry::new(key("cascade:first:a"), b"A".to_vec()),
+                Entry::new(key("cascade:month"), b"M".to_vec()),
+            ])
+            .await
+            .unwrap();
+        let month = Fallback { key: Some(key("cascade:month")), fields: vec![key("d1")] };
+
+        // Every first entry is there: nothing else is read.
+        let read = cache
+            .read_cascade(
+                &[key("cascade:first:a")],
+                scope,
+                "cascade:",
+                std::slice::from_ref(&month),
+            )
+            .await
+            .unwrap();
+        assert_eq!(read.first, vec![bytes("A")]);
+        assert!(read.fallbacks.is_none());
+
+        // One is missing: each fallback's entry, and the versioned entries of
+        // the fields of those missing or without a key, at their versions.
+        assert!(cache.bump_fields(scope, &[key("d2")]).await);
+        let d2 = cache.fields(scope, &[key("d2")]).await.unwrap()[0].unwrap();
+        cache
+            .write_many(vec![Entry::new(format!("cascade:d2:v{d2}"), b"D2".to_vec())])
+            .await
+            .unwrap();
+        let fallbacks = [
+            month.clone(),
+            Fallback { key: Some(key("cascade:gone")), fields: vec![key("d1"), key("d2")] },
+            Fallback { key: None, fields: vec![key("d2")] },
+        ];
+        let read = cache
+            .read_cascade(
+                &[key("cascade:first:a"), key("cascade:first:b")],
+                scope,
+                "cascade:",
+                &fallbacks,
+            )
+            .await
+            .unwrap();
+        assert_eq!(read.first, vec![bytes("A"), None]);
+        assert_eq!(
+            read.fallbacks.unwrap(),
+            vec![
+                (bytes("M"), vec![]),
+                (None, vec![(0, None), (d2, bytes("D2"))]),
+                (None, vec![(d2, bytes("D2"))]),
+            ]
+        );
+
+        // No first keys: the fallbacks are read.
+        let days = Fallback { key: None, fields: vec![key("d2")] };
+        let read = cache.read_cascade(&[], scope, "cascade:", &[days]).await.unwrap();
+        assert_eq!(read.fallbacks.unwrap(), vec![(None, vec![(d2, bytes("D2"))])]);
+
+        // An entry past its TTL is never served, though Redis, which counts
+        // whole seconds, may still hold it.
+        cache
+            .write_many(vec![
+                Entry::new(key("cascade:stale"), b"S".to_vec())
+                    .for_ttl(std::time::Duration::from_millis(1)),
+            ])
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let stale = Fallback { key: Some(key("cascade:stale")), fields: vec![key("d2")] };
+        let read = cache
+            .read_cascade(&[key("cascade:first:b")], scope, "cascade:", &[stale])
+            .await
+            .unwrap();
+        assert_eq!(read.fallbacks.unwrap()[0].0, None);
+    }
+);
