@@ -70,7 +70,9 @@ pub struct Cascade {
     pub first: Vec<Option<Vec<u8>>>,
     /// `None` when every first value was there; else, for each fallback,
     /// its value and, when that was missing, each of its fields' version
-    /// and value (empty when the value was there, even if expired).
+    /// and value. Entries expire from Redis with their envelopes, so an
+    /// expired entry reads as missing; should a clock disagree, a value can
+    /// read as `None` with its fields not read (empty): read them then.
     pub fallbacks: Option<Vec<FallbackRead>>,
 }
 
@@ -81,11 +83,14 @@ const FLIGHT_KEPT: Duration = Duration::from_secs(5);
 /// Largest value kept.
 const MAX_VALUE_BYTES: usize = 1024 * 1024;
 
+/// When an entry written now for `ttl` expires, in Unix milliseconds.
+fn expiry(ttl: Duration) -> i64 {
+    chrono::Utc::now().timestamp_millis() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
 /// `value` with its expiry in front, so that no copy of it (in Redis or in
-/// memory) is ever read after the TTL.
-fn seal(value: &[u8], ttl: Duration) -> Vec<u8> {
-    let expires = chrono::Utc::now().timestamp_millis()
-        + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+/// memory) is ever read after `expires` (Unix milliseconds).
+fn seal(value: &[u8], expires: i64) -> Vec<u8> {
     let mut sealed = Vec::with_capacity(8 + value.len());
     sealed.extend_from_slice(&expires.to_be_bytes());
     sealed.extend_from_slice(value);
@@ -478,12 +483,12 @@ impl Cache {
     /// Stores `entries` in one round trip; values over a megabyte are not
     /// kept.
     pub async fn write_many(&self, entries: Vec<Entry>) -> Result<(), Unavailable> {
-        let sealed: Vec<(String, Vec<u8>, Duration, bool)> = entries
+        let sealed: Vec<(String, Vec<u8>, i64, bool)> = entries
             .into_iter()
             .filter(|entry| entry.value.len() <= MAX_VALUE_BYTES)
             .map(|entry| {
-                let ttl = entry.ttl.unwrap_or(self.0.ttl);
-                (self.full_key(&entry.key), seal(&entry.value, ttl), ttl, entry.near)
+                let expires = expiry(entry.ttl.unwrap_or(self.0.ttl));
+                (self.full_key(&entry.key), seal(&entry.value, expires), expires, entry.near)
             })
             .collect();
         if sealed.is_empty() {

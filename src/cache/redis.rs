@@ -272,14 +272,17 @@ impl RedisStore {
         .await
     }
 
-    /// Sets every `(key, value, ttl, _)`, in one pipeline.
+    /// Sets every `(key, value, expires, _)` to expire at `expires` (Unix
+    /// milliseconds), in one pipeline.
     pub async fn set_many(
         &self,
-        entries: &[(String, Vec<u8>, Duration, bool)],
+        entries: &[(String, Vec<u8>, i64, bool)],
     ) -> Result<(), Unavailable> {
         let mut pipe = deadpool_redis::redis::pipe();
-        for (key, value, ttl, _) in entries {
-            pipe.set_ex(key, value, ttl.as_secs().max(1)).ignore();
+        for (key, value, expires, _) in entries {
+            // Gone from Redis when its envelope expires, not up to a
+            // second later: a cascade takes an entry Redis holds as there.
+            pipe.cmd("SET").arg(key).arg(value).arg("PXAT").arg(*expires).ignore();
         }
         self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await
     }

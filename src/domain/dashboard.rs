@@ -388,7 +388,7 @@ struct Read {
     sections: Vec<Option<Vec<u8>>>,
     month_keys: Vec<String>,
     /// Each whole month's entry, `None` when missing or not read (every
-    /// section was kept in process).
+    /// section was there).
     months: Vec<Option<Vec<u8>>>,
     /// For each date of the range read with the sections (a day of a
     /// month not cached, or outside whole months): its version and entry.
@@ -593,8 +593,8 @@ impl Dashboard {
         let mut month_parts: Vec<Option<Kept>> =
             read.months.iter().map(|bytes| bytes.as_deref().and_then(decode::<Kept>)).collect();
         // The days of the months not cached, and the days outside whole
-        // months: their versions and partials, read at one instant (a day's
-        // version is read again, never older than the one the key holds).
+        // months: their versions and partials, each pair read together after
+        // the versions the keys hold (so never older than those).
         let unkept = versions.months.iter().zip(&month_parts).filter(|(_, kept)| kept.is_none());
         let mut needed: Vec<usize> = unkept.flat_map(|((m, _), _)| m.clone()).collect();
         needed.extend((0..dates.len()).filter(|i| versions.days[*i].is_some()));
