@@ -39,8 +39,16 @@ sleep 3
 load=$!
 until grep -q "load: starting" "$report/loadtest.log" || ! kill -0 $load 2>/dev/null; do sleep 0.2; done
 s0=$(ticks $server); p0=$(pg_ticks); l0=$(ticks $load); t0=$(date +%s.%N)
-until grep -q "load: finished" "$report/loadtest.log" || ! kill -0 $load 2>/dev/null; do sleep 0.2; done
-s1=$(ticks $server); p1=$(pg_ticks); l1=$(ticks $load); t1=$(date +%s.%N)
+# The load generator's ticks are read while it runs too: it may have checked
+# the bookings and exited by the time the loop sees "load: finished", and a
+# process that is gone reads as 0.
+l1=$l0
+until grep -q "load: finished" "$report/loadtest.log" || ! kill -0 $load 2>/dev/null; do
+  now=$(ticks $load); [ "$now" -gt 0 ] && l1=$now
+  sleep 0.2
+done
+s1=$(ticks $server); p1=$(pg_ticks); t1=$(date +%s.%N)
+now=$(ticks $load); [ "$now" -gt 0 ] && l1=$now
 status=0
 wait $load || status=$?
 
