@@ -19,7 +19,7 @@
 mod breaker;
 mod redis;
 
-pub use redis::{Fallback, FallbackRead, POOL_SIZE as REDIS_POOL_SIZE, Unavailable, Versioned};
+pub use redis::{POOL_SIZE as REDIS_POOL_SIZE, Unavailable};
 
 use std::{
     collections::HashMap,
@@ -62,6 +62,22 @@ impl Entry {
         Self { near: false, ..self }
     }
 }
+
+/// An entry read when a cascade's first entries are not all there, and
+/// the versioned entries (as [`Cache::read_versioned`] names them) to
+/// rebuild it from when it is missing too.
+#[derive(Clone, Debug)]
+pub struct Fallback {
+    /// `None`: the fields are read whatever is there.
+    pub key: Option<String>,
+    pub fields: Vec<String>,
+}
+
+/// A version and the value stored under it.
+pub type Versioned = (u64, Option<Vec<u8>>);
+
+/// A fallback's value and, when that is missing, its fields'.
+pub type FallbackRead = (Option<Vec<u8>>, Vec<Versioned>);
 
 /// What [`Cache::read_cascade`] found.
 #[derive(Debug)]
@@ -421,36 +437,40 @@ impl Cache {
             .collect();
         let generation = redis.generation();
         let raw = redis.get_cascade(&first_keys, scope, &self.full_key(key_prefix), &far).await?;
-        // Kept near as `read_many` keeps what it reads; versioned entries
-        // are read from the store only.
-        let mut keep = Vec::new();
-        for (key, value) in first_keys.iter().zip(&raw.first) {
-            keep.push((key, value));
+        // Kept near as `read_many` keeps what it reads (the sections and the
+        // months); versioned entries are read from the store only.
+        let keep = |key: &String, sealed: Option<Vec<u8>>| {
+            let sealed = sealed.map(Arc::new);
+            let near = sealed.clone().map(|bytes| (format!("{generation}/{key}"), bytes));
+            (sealed.and_then(|bytes| open_envelope(&bytes)), near)
+        };
+        let mut near = Vec::new();
+        let mut first = Vec::with_capacity(first_keys.len());
+        for (key, sealed) in first_keys.iter().zip(raw.first) {
+            let (value, copy) = keep(key, sealed);
+            first.push(value);
+            near.extend(copy);
         }
-        if let Some(read) = &raw.fallbacks {
-            for (fallback, (value, _)) in far.iter().zip(read) {
-                if let Some(key) = &fallback.key {
-                    keep.push((key, value));
-                }
+        let fallbacks = raw.fallbacks.map(|read| {
+            let mut opened = Vec::with_capacity(read.len());
+            for (fallback, (sealed, fields)) in far.iter().zip(read) {
+                let (value, copy) = match &fallback.key {
+                    Some(key) => keep(key, sealed),
+                    None => (None, None),
+                };
+                near.extend(copy);
+                let fields = fields
+                    .into_iter()
+                    .map(|(version, sealed)| (version, sealed.and_then(|b| open_envelope(&b))))
+                    .collect();
+                opened.push((value, fields));
             }
+            opened
+        });
+        for (key, bytes) in near {
+            self.0.near.insert(key, bytes).await;
         }
-        for (key, value) in keep {
-            if let Some(bytes) = value {
-                self.0.near.insert(format!("{generation}/{key}"), Arc::new(bytes.clone())).await;
-            }
-        }
-        let open = |sealed: Option<Vec<u8>>| sealed.and_then(|bytes| open_envelope(&bytes));
-        Ok(Cascade {
-            first: raw.first.into_iter().map(open).collect(),
-            fallbacks: raw.fallbacks.map(|read| {
-                read.into_iter()
-                    .map(|(value, fields)| {
-                        let fields = fields.into_iter().map(|(v, bytes)| (v, open(bytes)));
-                        (open(value), fields.collect())
-                    })
-                    .collect()
-            }),
-        })
+        Ok(Cascade { first, fallbacks })
     }
 
     /// The values stored under `keys` that are kept in process, in order,

@@ -15,7 +15,7 @@ use deadpool_redis::{
     redis::{AsyncCommands, RedisError},
 };
 
-use super::breaker::Breaker;
+use super::{Cascade, Fallback, Versioned, breaker::Breaker};
 
 /// Connections the Redis pool may open.
 pub const POOL_SIZE: usize = 32;
@@ -242,14 +242,15 @@ impl RedisStore {
     /// fallback's value and, when that is missing too (or the fallback has
     /// no key), the version and value of each of its fields as
     /// `{key_prefix}{field}:v{version}`. With no first keys, the fallbacks
-    /// are read. One script, so one round trip and one instant for all.
+    /// are read. One script, so one round trip and one instant for all;
+    /// the values as stored (sealed).
     pub async fn get_cascade(
         &self,
         first: &[String],
         scope: &str,
         key_prefix: &str,
         fallbacks: &[Fallback],
-    ) -> Result<RawCascade, Unavailable> {
+    ) -> Result<Cascade, Unavailable> {
         self.flush_pending().await?;
         let mut eval = deadpool_redis::redis::cmd("EVAL");
         eval.arg(CASCADE).arg(1).arg(self.version_key(scope)).arg(key_prefix).arg(first.len());
@@ -260,7 +261,7 @@ impl RedisStore {
         }
         let flat: Vec<Option<Vec<u8>>> =
             self.run(|mut c| async move { eval.query_async(&mut c).await }).await?;
-        Ok(RawCascade::parse(flat, first.len(), fallbacks))
+        Ok(parse_cascade(flat, first.len(), fallbacks))
     }
 
     /// The values of `keys`, in order, in one `MGET`.
@@ -372,55 +373,28 @@ const CASCADE: &str = "
     return read
 ";
 
-/// An entry read when a cascade's first entries are not all there, and
-/// the versioned entries (as [`Cache::read_versioned`] names them) to
-/// rebuild it from when it is missing too.
-///
-/// [`Cache::read_versioned`]: super::Cache::read_versioned
-#[derive(Clone, Debug)]
-pub struct Fallback {
-    /// `None`: the fields are read whatever is there.
-    pub key: Option<String>,
-    pub fields: Vec<String>,
-}
-
-/// A version and the value stored under it.
-pub type Versioned = (u64, Option<Vec<u8>>);
-
-/// A fallback's value and, when that is missing, its fields'.
-pub type FallbackRead = (Option<Vec<u8>>, Vec<Versioned>);
-
-/// A cascade's values as stored (sealed).
-pub struct RawCascade {
-    pub first: Vec<Option<Vec<u8>>>,
-    /// `None` when every first value was there; else, for each fallback,
-    /// its value and, when that is missing, each field's version and value.
-    pub fallbacks: Option<Vec<FallbackRead>>,
-}
-
-impl RawCascade {
-    /// The script's flat reply, read back in the order it was written.
-    fn parse(flat: Vec<Option<Vec<u8>>>, first: usize, fallbacks: &[Fallback]) -> Self {
-        let mut flat = flat.into_iter();
-        let mut next = || flat.next().flatten();
-        let first: Vec<Option<Vec<u8>>> = (0..first).map(|_| next()).collect();
-        if !first.is_empty() && first.iter().all(Option::is_some) {
-            return Self { first, fallbacks: None };
-        }
-        let mut read = Vec::with_capacity(fallbacks.len());
-        for fallback in fallbacks {
-            let value = next();
-            let mut fields = Vec::new();
-            if value.is_none() {
-                for _ in &fallback.fields {
-                    let version = next().as_deref().and_then(parse_version).unwrap_or(0);
-                    fields.push((version, next()));
-                }
-            }
-            read.push((value, fields));
-        }
-        Self { first, fallbacks: Some(read) }
+/// [`CASCADE`]'s flat reply, read back in the order it was written; the
+/// values as stored (sealed).
+fn parse_cascade(flat: Vec<Option<Vec<u8>>>, first: usize, fallbacks: &[Fallback]) -> Cascade {
+    let mut flat = flat.into_iter();
+    let mut next = || flat.next().flatten();
+    let first: Vec<Option<Vec<u8>>> = (0..first).map(|_| next()).collect();
+    if !first.is_empty() && first.iter().all(Option::is_some) {
+        return Cascade { first, fallbacks: None };
     }
+    let mut read = Vec::with_capacity(fallbacks.len());
+    for fallback in fallbacks {
+        let value = next();
+        let mut fields = Vec::new();
+        if value.is_none() {
+            for _ in &fallback.fields {
+                let version = next().as_deref().and_then(parse_version).unwrap_or(0);
+                fields.push((version, next()));
+            }
+        }
+        read.push((value, fields));
+    }
+    Cascade { first, fallbacks: Some(read) }
 }
 
 /// A version as Redis returns it: decimal text.

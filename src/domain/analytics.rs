@@ -900,10 +900,10 @@ struct BookingRow {
 /// definitions read it. Everything is summed here in one pass. Columns
 /// are read by place: by `perf`, reading the rows through
 /// `FromQueryResult`, by column name, was a third of the CPU of a cold
-/// year. Grouping in
-/// the database would not shrink the rows (a day's partial keeps its
-/// clients, so there is about a group per booking), and a six-column
-/// `GROUP BY` took PostgreSQL 17 ms for a shop-year where the scan took 2.
+/// year. Grouping in the database would not shrink the rows (a day's
+/// partial keeps its clients, so there is about a group per booking), and
+/// a six-column `GROUP BY` took PostgreSQL 17 ms for a shop-year where the
+/// scan took 2.
 #[tracing::instrument(skip_all, fields(shop.id = shop_id, days = dates.len()))]
 pub async fn day_partials(
     db: &impl ConnectionTrait,

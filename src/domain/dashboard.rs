@@ -601,14 +601,8 @@ impl Dashboard {
         needed.sort_unstable();
         // Each needed day's version and entry: read with the sections, or
         // now (a month's entry was read but had expired).
-        let mut kept_days: Vec<(usize, u64, Option<&[u8]>)> = Vec::with_capacity(needed.len());
-        let mut unread = Vec::new();
-        for i in &needed {
-            match &read.days[*i] {
-                Some((version, bytes)) => kept_days.push((*i, *version, bytes.as_deref())),
-                None => unread.push(*i),
-            }
-        }
+        let unread: Vec<usize> =
+            needed.iter().copied().filter(|i| read.days[*i].is_none()).collect();
         let read_now = if unread.is_empty() {
             Vec::new()
         } else {
@@ -622,14 +616,15 @@ impl Dashboard {
             };
             read
         };
-        for (i, (version, bytes)) in unread.iter().zip(&read_now) {
-            kept_days.push((*i, *version, bytes.as_deref()));
-        }
+        // `read_now` is in the order of the days `needed` lacks.
+        let mut read_now = read_now.iter();
         let mut days = vec![0; dates.len()];
         let mut day_parts: Vec<Option<Kept>> = vec![None; dates.len()];
-        for (i, version, bytes) in kept_days {
-            days[i] = version;
-            day_parts[i] = bytes.and_then(decode::<Kept>);
+        for i in &needed {
+            if let Some((version, bytes)) = read.days[*i].as_ref().or_else(|| read_now.next()) {
+                days[*i] = *version;
+                day_parts[*i] = bytes.as_deref().and_then(decode::<Kept>);
+            }
         }
         let day_key = |i: usize| format!("{prefix}:{}:v{}", day_field(dates[i]), days[i]);
         let missing: Vec<usize> =
