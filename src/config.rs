@@ -193,6 +193,10 @@ pub struct Config {
     /// cache, fresh by the versions of what they show.
     #[arg(long, env = "PUBLIC_CACHE", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub public_cache: bool,
+    /// Keep each signed-in user's answers in the cache, fresh by the
+    /// versions of their roles, their bookings and their shops.
+    #[arg(long, env = "PERSONAL_CACHE", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub personal_cache: bool,
     /// Open HTTP connections at most; lowered to what the process's file
     /// limit leaves room for.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, global = true)]
@@ -256,6 +260,7 @@ impl std::fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("access_log", &self.access_log)
             .field("public_cache", &self.public_cache)
+            .field("personal_cache", &self.personal_cache)
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)

@@ -35,11 +35,12 @@ pub enum StaffChange {
 /// One thing a committed write changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// A booking of `barber` at `shop`; `starts` holds its start, and for a
-    /// reschedule its old start too.
+    /// A booking of `barber` at `shop` for `client`; `starts` holds its
+    /// start, and for a reschedule its old start too.
     Booking {
         shop: i64,
         barber: i64,
+        client: i64,
         booking: i64,
         starts: Vec<DateTime<Utc>>,
         kind: BookingChange,
@@ -59,6 +60,21 @@ pub enum Change {
     Account { user: i64 },
     /// A user's sessions: opened, rotated or ended.
     Sessions { user: i64 },
+}
+
+impl Change {
+    /// The shop whose staff see the change, if any.
+    fn shop(&self) -> Option<i64> {
+        match self {
+            Change::Booking { shop, .. }
+            | Change::Hours { shop, .. }
+            | Change::Shop { shop }
+            | Change::Staff { shop, .. }
+            | Change::Membership { shop, .. }
+            | Change::Service { shop, .. } => Some(*shop),
+            Change::Account { .. } | Change::Sessions { .. } => None,
+        }
+    }
 }
 
 /// The result of a committed write and what it changed.
@@ -127,15 +143,20 @@ impl Effects {
     /// The cached reads a change makes stale, made stale. Each arm that
     /// invalidates is exercised by `every_kind_of_write_shows_up_in_the_next_query`.
     async fn invalidate(&self, change: &Change) {
+        // Whatever happens at a shop may show in its staff's answers.
+        if let Some(shop) = change.shop() {
+            self.public.shop_changed(shop).await;
+        }
         match change {
             // Every booking change, payments included: a dashboard shows
             // the booking's shop as of the last write to it. A booking
             // takes or frees a slot.
             // Only the days it starts on (before and after a reschedule).
-            Change::Booking { shop, barber, starts, .. } => {
+            Change::Booking { shop, barber, client, starts, .. } => {
                 let spans: Vec<_> = starts.iter().map(|start| (*start, *start)).collect();
                 self.analytics.invalidate_spans(*shop, &spans).await;
                 self.public.slots_changed(*barber).await;
+                self.public.client_changed(*client).await;
             }
             // Working and free minutes make utilisation, and free slots;
             // the shop's page shows the hours. Time off changes its own

@@ -55,6 +55,7 @@ fn booked(
     let change = Change::Booking {
         shop: booking.shop_id,
         barber: booking.barber_id,
+        client: booking.client_id,
         booking: booking.id,
         starts: before.into_iter().chain([booking.starts_at]).collect(),
         kind,

@@ -232,21 +232,27 @@ async fn run(state: AppState, caller: Caller, mut request: async_graphql::Reques
             return finished.into_http(&state, &budget, &OperationInfo::default(), started);
         }
     };
-    // An anonymous read may have been answered already (see `public`).
-    let public_key = (!personal && registration.is_none() && state.config.public_cache)
-        .then(|| public::key(&request));
-    if let Some(key) = &public_key
+    // A read may have been answered already, for everyone or for this
+    // viewer (see `public`).
+    let viewer = caller.identity.viewer();
+    let may_keep = registration.is_none()
+        && match viewer {
+            None => state.config.public_cache,
+            Some(_) => state.config.personal_cache,
+        };
+    let kept_key = may_keep.then(|| public::key(&request, viewer.map(|viewer| viewer.id())));
+    if let Some(key) = &kept_key
         && let Some(kept) = state.public.lookup(key).await
     {
         return answer_kept(&state, &caller, kept, started);
     }
-    let keeping = match &public_key {
-        Some(key) => Some((key, state.public.start().await)),
+    let keeping = match &kept_key {
+        Some(key) => Some((key, state.public.start(viewer.map(public::personal_scopes)).await)),
         None => None,
     };
-    // What an anonymous answer shows, for keeping it and for how long any
-    // cache on the way may.
-    let touched = (!personal).then(Touched::default);
+    // What an answer shows, for keeping it, and for how long any cache on
+    // the way may keep an anonymous one.
+    let touched = (!personal || keeping.is_some()).then(Touched::default);
     let info = OperationInfo::default();
     let requested_name = request.operation_name.clone();
     let request =

@@ -32,8 +32,28 @@
 //! public with an age: the root fields of browsing carry one (10 s for
 //! shops, barbers and services, 5 s for free slots, which clients and CDNs
 //! may keep that long), the rest (the rate limit, anything personal) say
-//! otherwise. Only anonymous
-//! answers without errors are kept; a signed-in answer is `no-store`.
+//! otherwise. Only answers without errors are kept.
+//!
+//! # Personal answers
+//!
+//! A signed-in user's answers are kept too, under a key of their own, for
+//! them alone (and `no-store` for every cache on the way). What a user may
+//! read beyond the public scopes above is bounded by their roles: their
+//! own account and roles, their bookings as a client, and everything of
+//! the shops they own or work at. Each is a scope, bumped by every write
+//! that changes it:
+//!
+//! - `identity:{user}`: the user and their roles (the kept tokens' scope);
+//! - `personal:client:{user}`: their bookings as a client, whichever shop;
+//! - `personal:shop:{id}`: anything at the shop (every booking, payment,
+//!   staff, hours or menu change), for its owner and barbers.
+//!
+//! These are known from the identity before the answer is computed, so
+//! their versions are read first: a write landing meanwhile leaves the
+//! answer outdated at once. What the user reads of other shops is noted
+//! as for a public answer. Fields whose answer depends on anything else
+//! (the rate limit; invitations, which follow an email) are `no_cache`,
+//! and an answer with one is not kept.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -46,6 +66,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
+    auth::{Viewer, known},
     cache::{Cache, Unavailable},
     domain::page::Page,
 };
@@ -62,6 +83,34 @@ fn shop_scope(shop: i64) -> String {
 
 fn slots_scope(barber: i64) -> String {
     format!("public:slots:{barber}")
+}
+
+fn staff_scope(shop: i64) -> String {
+    format!("personal:shop:{shop}")
+}
+
+fn client_scope(user: i64) -> String {
+    format!("personal:client:{user}")
+}
+
+/// The scopes of what `viewer` may read beyond the public ones (see
+/// "Personal answers").
+pub fn personal_scopes(viewer: &Viewer) -> Vec<String> {
+    let mut scopes = vec![known::scope(viewer.id()), client_scope(viewer.id())];
+    scopes.extend(viewer.memberships.iter().map(|m| staff_scope(m.shop_id)));
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}
+
+/// Counts what became of an answer that could be kept.
+fn count(personal: bool, outcome: &'static str) {
+    let name = if personal {
+        "bookedbarber_personal_cache_total"
+    } else {
+        "bookedbarber_public_cache_total"
+    };
+    metrics::counter!(name, "outcome" => outcome).increment(1);
 }
 
 /// The scopes an answer was read from, noted while it is computed; only in
@@ -214,6 +263,9 @@ struct Header {
     max_age: i32,
     /// Served until then at most (Unix milliseconds).
     until: Option<i64>,
+    /// One user's answer: no cache on the way may keep it.
+    #[serde(default)]
+    personal: bool,
 }
 
 /// An answer served from the cache.
@@ -227,10 +279,17 @@ pub struct Kept {
     pub cache_control: String,
 }
 
-/// The epoch a computation started at; `None` when it could not be read,
+/// What was read as a computation started, `None` when it could not be,
 /// and then nothing is kept.
-#[derive(Clone, Copy, Debug)]
-pub struct Started(Option<u64>);
+#[derive(Clone, Debug)]
+pub struct Started(Option<AtStart>);
+
+#[derive(Clone, Debug)]
+struct AtStart {
+    epoch: u64,
+    /// For a personal answer, the versions of the viewer's scopes.
+    personal: Option<Vec<(String, u64)>>,
+}
 
 /// The public answers kept in the cache; cheap to clone.
 #[derive(Clone)]
@@ -244,15 +303,19 @@ impl std::fmt::Debug for PublicReads {
     }
 }
 
-/// The key of an answer: what was asked, exactly.
-pub fn key(request: &async_graphql::Request) -> String {
+/// The key of an answer: what was asked, exactly, and for a signed-in
+/// request by whom.
+pub fn key(request: &async_graphql::Request, viewer: Option<i64>) -> String {
     let mut hash = Sha256::new();
     hash.update(request.query.as_bytes());
     hash.update([0]);
     hash.update(request.operation_name.as_deref().unwrap_or("").as_bytes());
     hash.update([0]);
     hash.update(serde_json::to_vec(&request.variables).unwrap_or_default());
-    format!("public:answer:{:x}", hash.finalize())
+    match viewer {
+        None => format!("public:answer:{:x}", hash.finalize()),
+        Some(user) => format!("personal:answer:{user}:{:x}", hash.finalize()),
+    }
 }
 
 fn encode(header: &Header, data: &[u8]) -> Option<Vec<u8>> {
@@ -285,19 +348,35 @@ impl PublicReads {
         let current = self.cache.versions(&scopes).await.ok()?;
         let fresh =
             header.versions.iter().zip(&current).all(|((_, kept), now)| Some(*kept) == *now);
-        metrics::counter!("bookedbarber_public_cache_total", "outcome" => if fresh { "hit" } else { "stale" })
-            .increment(1);
+        count(header.personal, if fresh { "hit" } else { "stale" });
+        let cache_control = match header.personal {
+            true => "no-store".to_owned(),
+            false => cache_control(header.max_age, header.until),
+        };
         fresh.then(|| Kept {
             data: data.to_vec(),
             cost: header.cost,
             operation: header.operation,
-            cache_control: cache_control(header.max_age, header.until),
+            cache_control,
         })
     }
 
-    /// Marks the start of a computation whose answer may be kept.
-    pub async fn start(&self) -> Started {
-        Started(self.cache.version(EPOCH).await.ok())
+    /// Marks the start of a computation whose answer may be kept: everyone's
+    /// when `personal` is `None`, else one viewer's, read from `personal`
+    /// (their `personal_scopes`).
+    pub async fn start(&self, personal: Option<Vec<String>>) -> Started {
+        let Some(personal) = personal else {
+            let epoch = self.cache.version(EPOCH).await.ok();
+            return Started(epoch.map(|epoch| AtStart { epoch, personal: None }));
+        };
+        let mut scopes = vec![EPOCH.to_owned()];
+        scopes.extend(personal);
+        let Ok(versions) = self.versions(&scopes).await else {
+            return Started(None);
+        };
+        let mut read = scopes.into_iter().zip(versions);
+        let epoch = read.next().map(|(_, epoch)| epoch);
+        Started(epoch.map(|epoch| AtStart { epoch, personal: Some(read.collect()) }))
     }
 
     /// Keeps `response` under `key` with the versions of what it was read
@@ -312,10 +391,10 @@ impl PublicReads {
         cost: u32,
         operation: Option<String>,
     ) {
-        let Some(max_age) = keepable(response) else {
+        let Some(AtStart { epoch, personal }) = started.0 else {
             return;
         };
-        let Some(epoch) = started.0 else {
+        let Some(max_age) = keepable(response, personal.is_some()) else {
             return;
         };
         let (after, before, until) = {
@@ -328,12 +407,12 @@ impl PublicReads {
             return;
         };
         if now.first() != Some(&epoch) {
-            metrics::counter!("bookedbarber_public_cache_total", "outcome" => "unkept")
-                .increment(1);
+            count(personal.is_some(), "unkept");
             return;
         }
-        let mut versions: Vec<(String, u64)> =
-            after.into_iter().zip(now.into_iter().skip(1)).collect();
+        let header_personal = personal.is_some();
+        let mut versions: Vec<(String, u64)> = personal.unwrap_or_default();
+        versions.extend(after.into_iter().zip(now.into_iter().skip(1)));
         for (scope, version) in before {
             let Some(version) = version else {
                 return;
@@ -343,13 +422,14 @@ impl PublicReads {
         let Ok(data) = serde_json::to_vec(&response.data) else {
             return;
         };
-        let header = Header { versions, cost, operation, max_age, until };
+        let header =
+            Header { versions, cost, operation, max_age, until, personal: header_personal };
         if let Some(bytes) = encode(&header, &data) {
             let outcome = match self.cache.write(key, &bytes).await {
                 Ok(()) => "miss",
                 Err(Unavailable) => "unstored",
             };
-            metrics::counter!("bookedbarber_public_cache_total", "outcome" => outcome).increment(1);
+            count(header.personal, outcome);
         }
     }
 
@@ -385,13 +465,28 @@ impl PublicReads {
     pub async fn slots_changed(&self, barber: i64) {
         self.cache.bump(&slots_scope(barber)).await;
     }
+
+    /// Makes stale every personal answer of `shop`'s owner and barbers.
+    pub async fn shop_changed(&self, shop: i64) {
+        self.cache.bump(&staff_scope(shop)).await;
+    }
+
+    /// Makes stale every personal answer of `client` (their bookings).
+    pub async fn client_changed(&self, client: i64) {
+        self.cache.bump(&client_scope(client)).await;
+    }
 }
 
-/// The age its hints give a response that may be kept: no errors, public,
-/// with an age. (Documents with a mutation are refused by the caller.)
-fn keepable(response: &async_graphql::Response) -> Option<i32> {
+/// The age its hints give a response that may be kept: no errors, and
+/// public with an age, or for one viewer anything but `no_cache`.
+/// (Documents with a mutation are refused by the caller.)
+fn keepable(response: &async_graphql::Response, personal: bool) -> Option<i32> {
     let hints = &response.cache_control;
-    (response.errors.is_empty() && hints.public && hints.max_age > 0).then_some(hints.max_age)
+    let kept = match personal {
+        true => hints.max_age >= 0,
+        false => hints.public && hints.max_age > 0,
+    };
+    (response.errors.is_empty() && kept).then_some(hints.max_age)
 }
 
 /// `Cache-Control` for a public answer of `max_age` seconds that holds

@@ -1,16 +1,16 @@
 //! What the caches keep is never stale: a write is seen by the next read,
 //! on this server and, through Redis, on every replica.
 //!
-//! Anonymous answers and the identities of tokens are kept; these tests
-//! check first that they really are (a repeated read costs no statement),
-//! then that the write in between shows.
+//! Anonymous answers, each signed-in user's answers and the identities of
+//! tokens are kept; these tests check first that they really are (a
+//! repeated read costs no statement), then that the write in between shows.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::{
     api_test,
-    helpers::{TestApp, first_error},
+    helpers::{TestApp, TestUser, first_error},
     shop_fixture::{ACCEPT_INVITE, SLOTS, ShopFixture},
 };
 
@@ -54,6 +54,26 @@ async fn slots_kept(app: &TestApp, shop: &ShopFixture, date: &str) -> Vec<DateTi
         .iter()
         .map(|slot| slot["startsAt"].as_str().unwrap().parse().unwrap())
         .collect()
+}
+
+/// A signed-in read, twice: the second is the kept answer, which costs no
+/// statement, and no cache on the way may keep it.
+async fn kept_as(app: &TestApp, user: &TestUser, query: &str, variables: Value) -> Value {
+    let first = app.data_as(user, query, variables.clone()).await;
+    let before = app.statements();
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&user.token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let again: Value = response.json().await.unwrap();
+    assert_eq!(app.statements() - before, 0, "the second read of {query} is the kept answer");
+    assert_eq!(first, again["data"], "{again:#}");
+    first
 }
 
 const SHOP_PAGE: &str = "query($id: ID!) { shop(id: $id) { name barbers { nodes { displayName services { name priceCents } } } } }";
@@ -116,8 +136,8 @@ api_test!(
         let newcomer = app.register("new@join.test", "correct horse battery", "Newcomer").await;
         let schedule = "query($shop: ID!) { bookings(shopId: $shop) { totalCount } }";
         let roles = "{ viewer { memberships { role shop { name } } } }";
-        // Known on the other server, as nobody's barber.
-        let data = other.data_as(&newcomer, roles, json!({})).await;
+        // Known on the other server, as nobody's barber; the answer kept.
+        let data = kept_as(other, &newcomer, roles, json!({})).await;
         assert_eq!(data["viewer"]["memberships"], json!([]));
         let before = other.statements();
         let refused = other.gql_as(&newcomer, schedule, json!({ "shop": shop.shop_id })).await;
@@ -134,7 +154,7 @@ api_test!(
         app.data_as(&newcomer, ACCEPT_INVITE, json!({ "id": added["addBarber"]["id"] })).await;
         let data = other.data_as(&newcomer, schedule, json!({ "shop": shop.shop_id })).await;
         assert_eq!(data["bookings"]["totalCount"], 0);
-        let data = other.data_as(&newcomer, roles, json!({})).await;
+        let data = kept_as(other, &newcomer, roles, json!({})).await;
         assert_eq!(
             data["viewer"]["memberships"],
             json!([{ "role": "BARBER", "shop": { "name": "Shop join" } }])
@@ -154,18 +174,91 @@ api_test!(
     }
 );
 
-api_test!(personal_and_per_client_answers_are_never_kept, [sqlite], |app| {
+api_test!(
+    a_booking_shows_in_each_viewers_next_read_on_every_replica,
+    [sqlite, sqlite_redis, postgres_redis],
+    |app| {
+        let other = second(&app).await;
+        let other = other.as_ref().unwrap_or(&app);
+        let shop = ShopFixture::open(&app, "desk", "UTC", "09:00", "17:00").await;
+        let client = app.register("client@desk.test", "correct horse battery", "Client").await;
+        // The owner's page of the barber, the barber's schedule, the
+        // client's own bookings: each kept for its user.
+        let page = "query($id: ID!) { node(id: $id) { ... on Barber { bookings(first: 50) { totalCount nodes { status client { name } service { name priceCents } } } } } }";
+        let schedule =
+            "query($shop: ID!) { bookings(shopId: $shop) { totalCount nodes { status } } }";
+        let own = "{ bookings { totalCount nodes { status } } }";
+        let reads = [
+            (&shop.owner, page, json!({ "id": shop.barber_id })),
+            (&shop.barber_user, schedule, json!({ "shop": shop.shop_id })),
+            (&client, own, json!({})),
+        ];
+        let shows = |data: &Value, text: &str| data.to_string().contains(text);
+        for server in [&app, other] {
+            for (user, query, variables) in &reads {
+                let data = kept_as(server, user, query, variables.clone()).await;
+                assert!(shows(&data, "\"totalCount\":0"), "{data:#}");
+            }
+        }
+        // Booked here: the next read of each, on every server, shows it.
+        let start = shop.at(shop.upcoming_weekday(), 10, 0);
+        let booked = shop.book(&app, &client, start).await;
+        let id = booked["data"]["createBooking"]["id"].clone();
+        assert!(id.is_string(), "{booked:#}");
+        for server in [&app, other] {
+            for (user, query, variables) in &reads {
+                let data = kept_as(server, user, query, variables.clone()).await;
+                assert!(shows(&data, "\"totalCount\":1"), "{data:#}");
+                assert!(shows(&data, "CONFIRMED"), "{data:#}");
+            }
+        }
+        // Cancelled by the shop: the client sees it at once too.
+        app.data_as(
+            &shop.owner,
+            "mutation($id: ID!) { cancelBooking(id: $id, reason: \"closed\") { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+        for server in [&app, other] {
+            for (user, query, variables) in &reads {
+                let data = kept_as(server, user, query, variables.clone()).await;
+                assert!(shows(&data, "CANCELLED"), "{data:#}");
+            }
+        }
+        // A new price shows in the owner's page, kept or not.
+        app.data_as(
+            &shop.owner,
+            "mutation($id: ID!) { updateService(id: $id, input: { priceCents: 3100 }) { id } }",
+            json!({ "id": shop.service_id }),
+        )
+        .await;
+        let data = kept_as(other, &shop.owner, page, json!({ "id": shop.barber_id })).await;
+        assert!(shows(&data, "3100"), "{data:#}");
+    }
+);
+
+api_test!(kept_answers_are_their_users_and_never_what_no_scope_covers, [sqlite], |app| {
     let shop = ShopFixture::open(&app, "mine", "UTC", "09:00", "17:00").await;
-    // Signed in: no cache on the way may keep it.
-    let response = app
-        .client
-        .post(app.url("/graphql"))
-        .bearer_auth(&shop.owner.token)
-        .json(&json!({ "query": "{ shops { totalCount } }" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["cache-control"], "no-store");
+    // The same question, each user their own answer.
+    let me = "{ viewer { email } shops { totalCount } }";
+    for user in [&shop.owner, &shop.barber_user, &shop.owner] {
+        let data = kept_as(&app, user, me, json!({})).await;
+        assert_eq!(data["viewer"]["email"], user.email.as_str());
+    }
+    // Invitations follow an email, which no scope covers: never kept, and
+    // a new one shows at once.
+    let newcomer = app.register("new@mine.test", "correct horse battery", "Newcomer").await;
+    let invites = "{ viewer { barberInvites { displayName } } }";
+    let data = app.data_as(&newcomer, invites, json!({})).await;
+    assert_eq!(data["viewer"]["barberInvites"], json!([]));
+    app.data_as(
+        &shop.owner,
+        "mutation($input: AddBarberInput!) { addBarber(input: $input) { id } }",
+        json!({ "input": { "shopId": shop.shop_id, "displayName": "Nova", "userEmail": newcomer.email } }),
+    )
+    .await;
+    let data = app.data_as(&newcomer, invites, json!({})).await;
+    assert_eq!(data["viewer"]["barberInvites"], json!([{ "displayName": "Nova" }]));
     // The rate limit is the client's own: never kept, never cached.
     let query = "{ shops { totalCount } rateLimit { remaining } }";
     let (_, cache_control) = anonymous(&app, query, json!({})).await;

@@ -446,6 +446,14 @@ macro_rules! api_test {
     };
 }
 
+/// `query` as a document never asked before (a comment of its own), so
+/// that no kept answer serves it: for tests of the caches beneath answers.
+pub fn unkept(query: &str) -> String {
+    static ASKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = ASKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{query}\n# unkept {n}")
+}
+
 /// The row id behind a global id.
 pub fn row_id(global: &str) -> i64 {
     use base64::Engine;

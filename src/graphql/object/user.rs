@@ -85,8 +85,9 @@ impl User {
     }
 
     /// Shops that invited the user to work there as a barber; accept with
-    /// `acceptBarberInvite`.
-    #[graphql(guard = "OwnAccount(self.own)")]
+    /// `acceptBarberInvite`. (Never kept: an invitation follows the email,
+    /// which no scope of the user's answers covers.)
+    #[graphql(guard = "OwnAccount(self.own)", cache_control(no_cache))]
     async fn barber_invites(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Barber>> {
         let invites = crate::domain::barber::invites_for(db(ctx)?, &self.model.email).await?;
         Ok(invites.into_iter().map(Barber).collect())
