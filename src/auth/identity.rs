@@ -31,6 +31,9 @@ pub struct Viewer {
     pub memberships: Vec<Membership>,
     /// The session the request's token belongs to (its public id).
     pub session: Option<String>,
+    /// The version of the user's scope (`known::scope`) this was loaded at,
+    /// read before loading; `None` when the cache could not tell.
+    pub version: Option<u64>,
 }
 
 impl Viewer {
@@ -149,5 +152,10 @@ pub async fn load_viewer(
         let barber_id = row.try_get::<Option<i64>>("", "m_barber_id")?;
         memberships.push(Membership { shop_id, role, barber_id });
     }
-    Ok(Loaded::Viewer(Viewer { user, memberships, session: session.map(str::to_owned) }))
+    Ok(Loaded::Viewer(Viewer {
+        user,
+        memberships,
+        session: session.map(str::to_owned),
+        version: None,
+    }))
 }

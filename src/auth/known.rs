@@ -100,7 +100,7 @@ impl KnownTokens {
         // version past this copy, and the next request loads again.
         let version = self.cache.version(&scope(verified.user_id)).await.ok();
         let viewer = match load_viewer(db, verified.user_id, Some(&verified.session)).await? {
-            Loaded::Viewer(viewer) => Arc::new(viewer),
+            Loaded::Viewer(viewer) => Arc::new(Viewer { version, ..viewer }),
             Loaded::NoAccount => {
                 return Err(AppError::Unauthenticated(
                     "the account of this token no longer exists; register or sign in again"

@@ -143,20 +143,29 @@ impl Effects {
     /// The cached reads a change makes stale, made stale. Each arm that
     /// invalidates is exercised by `every_kind_of_write_shows_up_in_the_next_query`.
     async fn invalidate(&self, change: &Change) {
+        self.invalidate_derived(change).await;
+        // Personal answers last: one computed before this reads what the
+        // derived caches held, and must be outdated by a bump made after.
         // Whatever happens at a shop may show in its staff's answers.
         if let Some(shop) = change.shop() {
             self.public.shop_changed(shop).await;
         }
+        if let Change::Booking { client, .. } = change {
+            self.public.client_changed(*client).await;
+        }
+    }
+
+    /// The caches a kept answer reads through, made stale.
+    async fn invalidate_derived(&self, change: &Change) {
         match change {
             // Every booking change, payments included: a dashboard shows
             // the booking's shop as of the last write to it. A booking
             // takes or frees a slot.
             // Only the days it starts on (before and after a reschedule).
-            Change::Booking { shop, barber, client, starts, .. } => {
+            Change::Booking { shop, barber, starts, .. } => {
                 let spans: Vec<_> = starts.iter().map(|start| (*start, *start)).collect();
                 self.analytics.invalidate_spans(*shop, &spans).await;
                 self.public.slots_changed(*barber).await;
-                self.public.client_changed(*client).await;
             }
             // Working and free minutes make utilisation, and free slots;
             // the shop's page shows the hours. Time off changes its own

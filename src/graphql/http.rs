@@ -247,7 +247,7 @@ async fn run(state: AppState, caller: Caller, mut request: async_graphql::Reques
         return answer_kept(&state, &caller, kept, started);
     }
     let keeping = match &kept_key {
-        Some(key) => Some((key, state.public.start(viewer.map(public::personal_scopes)).await)),
+        Some(key) => Some((key, state.public.start(viewer).await)),
         None => None,
     };
     // What an answer shows, for keeping it, and for how long any cache on

@@ -94,9 +94,10 @@ fn client_scope(user: i64) -> String {
 }
 
 /// The scopes of what `viewer` may read beyond the public ones (see
-/// "Personal answers").
-pub fn personal_scopes(viewer: &Viewer) -> Vec<String> {
-    let mut scopes = vec![known::scope(viewer.id()), client_scope(viewer.id())];
+/// "Personal answers"), but for their identity, whose version is the one
+/// the viewer was loaded at.
+fn personal_scopes(viewer: &Viewer) -> Vec<String> {
+    let mut scopes = vec![client_scope(viewer.id())];
     scopes.extend(viewer.memberships.iter().map(|m| staff_scope(m.shop_id)));
     scopes.sort();
     scopes.dedup();
@@ -114,7 +115,7 @@ fn count(personal: bool, outcome: &'static str) {
 }
 
 /// The scopes an answer was read from, noted while it is computed; only in
-/// the data of an anonymous request that may be kept.
+/// the data of a request whose answer may be kept.
 #[derive(Clone, Debug, Default)]
 pub struct Touched(Arc<Mutex<Noted>>);
 
@@ -362,21 +363,27 @@ impl PublicReads {
     }
 
     /// Marks the start of a computation whose answer may be kept: everyone's
-    /// when `personal` is `None`, else one viewer's, read from `personal`
-    /// (their `personal_scopes`).
-    pub async fn start(&self, personal: Option<Vec<String>>) -> Started {
-        let Some(personal) = personal else {
+    /// without a `viewer`, else the viewer's own.
+    pub async fn start(&self, viewer: Option<&Viewer>) -> Started {
+        let Some(viewer) = viewer else {
             let epoch = self.cache.version(EPOCH).await.ok();
             return Started(epoch.map(|epoch| AtStart { epoch, personal: None }));
         };
+        // The identity as the viewer was loaded: a role gained since has
+        // moved it, and the answer computed with the old roles is outdated.
+        let Some(identity) = viewer.version else {
+            return Started(None);
+        };
         let mut scopes = vec![EPOCH.to_owned()];
-        scopes.extend(personal);
+        scopes.extend(personal_scopes(viewer));
         let Ok(versions) = self.versions(&scopes).await else {
             return Started(None);
         };
         let mut read = scopes.into_iter().zip(versions);
         let epoch = read.next().map(|(_, epoch)| epoch);
-        Started(epoch.map(|epoch| AtStart { epoch, personal: Some(read.collect()) }))
+        let mut personal = vec![(known::scope(viewer.id()), identity)];
+        personal.extend(read);
+        Started(epoch.map(|epoch| AtStart { epoch, personal: Some(personal) }))
     }
 
     /// Keeps `response` under `key` with the versions of what it was read

@@ -259,6 +259,22 @@ api_test!(kept_answers_are_their_users_and_never_what_no_scope_covers, [sqlite],
     .await;
     let data = app.data_as(&newcomer, invites, json!({})).await;
     assert_eq!(data["viewer"]["barberInvites"], json!([{ "displayName": "Nova" }]));
+    // Time off that has not ended yet, relative to now: kept until the
+    // first one ends, with no write to say so.
+    let now = Utc::now();
+    app.data_as(
+        &shop.owner,
+        "mutation($input: AddTimeOffInput!) { addTimeOff(input: $input) { id } }",
+        json!({ "input": { "barberId": shop.barber_id, "startsAt": (now - chrono::Duration::hours(1)).to_rfc3339(), "endsAt": (now + chrono::Duration::milliseconds(1500)).to_rfc3339() } }),
+    )
+    .await;
+    let off = "query($id: ID!) { node(id: $id) { ... on Barber { timeOff { reason } } } }";
+    let variables = json!({ "id": shop.barber_id });
+    let data = kept_as(&app, &shop.owner, off, variables.clone()).await;
+    assert_eq!(data["node"]["timeOff"].as_array().unwrap().len(), 1, "{data:#}");
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let data = app.data_as(&shop.owner, off, variables).await;
+    assert_eq!(data["node"]["timeOff"], json!([]), "ended");
     // The rate limit is the client's own: never kept, never cached.
     let query = "{ shops { totalCount } rateLimit { remaining } }";
     let (_, cache_control) = anonymous(&app, query, json!({})).await;

@@ -18,6 +18,7 @@ use crate::{
         guard::{ShopStaff, SignedIn, identity},
         id::{self, Kind},
         loader::{ServicesByBarberLoader, ShopByIdLoader, WorkingHoursByBarberLoader},
+        public,
     },
 };
 
@@ -87,9 +88,13 @@ impl Barber {
         ctx: &Context<'_>,
         from: Option<DateTime<Utc>>,
     ) -> async_graphql::Result<Vec<TimeOff>> {
-        let from = from.unwrap_or_else(Utc::now);
-        let rows =
-            domain::barber::time_off(db(ctx)?, self.0.id, from).await.map_err(AppError::from)?;
+        let rows = domain::barber::time_off(db(ctx)?, self.0.id, from.unwrap_or_else(Utc::now))
+            .await
+            .map_err(AppError::from)?;
+        if from.is_none() {
+            // Relative to now: the list holds until its first entry ends.
+            public::valid_until(ctx, rows.iter().map(|row| row.ends_at).min());
+        }
         Ok(rows.into_iter().map(TimeOff).collect())
     }
 
