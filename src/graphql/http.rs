@@ -71,11 +71,19 @@ pub struct Caller {
     pub identity: Identity,
     pub key: ClientKey,
     pub budget: RequestBudget,
+    /// The token of a viewer kept for it whose version is not read yet
+    /// (see [`Caller::check`]).
+    unchecked: Option<String>,
     _turn: OwnedSemaphorePermit,
 }
 
 impl Caller {
     /// Admits a request from `ip` with `headers`, or answers its refusal.
+    ///
+    /// With personal answers kept, a token's kept viewer is taken as it is,
+    /// its version unread: a kept answer's versions tell whether it is
+    /// current in the same round trip; when none serves, [`Caller::check`]
+    /// reads it before anything runs.
     async fn admit(state: &AppState, ip: ClientIp, headers: &HeaderMap) -> Result<Self, Response> {
         if state.db_health.is_open() {
             // The database is away: refuse at once, every path alike,
@@ -93,9 +101,20 @@ impl Caller {
             telemetry::overloaded();
             return Err(AppError::Overloaded.into_response());
         };
-        let identity = bearer::authenticate(&state.db, &state.tokens, &state.known, headers)
-            .await
-            .map_err(|error| refused_early(state, ip, for_authentication(error)))?;
+        let peeked =
+            state.config.personal_cache.then(|| bearer::peek(&state.known, headers)).flatten();
+        let (identity, unchecked) = match peeked {
+            Some(viewer) => {
+                let token = bearer::bearer_token(headers).ok().flatten().map(str::to_owned);
+                (Identity::User(viewer), token)
+            }
+            None => (
+                bearer::authenticate(&state.db, &state.tokens, &state.known, headers)
+                    .await
+                    .map_err(|error| refused_early(state, ip, for_authentication(error)))?,
+                None,
+            ),
+        };
         let key = match identity.viewer() {
             Some(viewer) => ClientKey::User(viewer.id()),
             None => protect::ip_key(ip.0),
@@ -106,8 +125,23 @@ impl Caller {
             identity,
             key,
             budget: RequestBudget(Arc::new(std::sync::Mutex::new(budget))),
+            unchecked,
             _turn: turn,
         })
+    }
+
+    /// Reads the version of a viewer admitted unchecked, and loads them
+    /// again if it moved, or answers the refusal (a session ended).
+    async fn check(mut self, state: &AppState) -> Result<Self, Response> {
+        if let Some(token) = self.unchecked.take() {
+            let viewer = state
+                .known
+                .viewer(&state.db, &state.tokens, &token)
+                .await
+                .map_err(|error| refused_early(state, self.ip, for_authentication(error)))?;
+            self.identity = Identity::User(viewer);
+        }
+        Ok(self)
     }
 }
 
@@ -242,10 +276,18 @@ async fn run(state: AppState, caller: Caller, mut request: async_graphql::Reques
         };
     let kept_key = may_keep.then(|| public::key(&request, viewer.map(|viewer| viewer.id())));
     if let Some(key) = &kept_key
-        && let Some(kept) = state.public.lookup(key).await
+        && let Some(kept) = state.public.lookup(key, viewer).await
     {
+        if caller.unchecked.is_some() {
+            state.known.confirmed();
+        }
         return answer_kept(&state, &caller, kept, started);
     }
+    let caller = match caller.check(&state).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    let viewer = caller.identity.viewer();
     let keeping = match &kept_key {
         Some(key) => Some((key, state.public.start(viewer).await)),
         None => None,

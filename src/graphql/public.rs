@@ -338,12 +338,23 @@ impl PublicReads {
     }
 
     /// The kept answer under `key`, if every version it was read at is
-    /// still current.
-    pub async fn lookup(&self, key: &str) -> Option<Kept> {
+    /// still current. A personal answer is for `viewer` (its key holds their
+    /// id), only if it was computed at the very identity `viewer` was
+    /// loaded at: then the read of its versions also tells that the viewer
+    /// is current (a session ended, a role changed, bump it), and the token
+    /// needs no round trip of its own.
+    pub async fn lookup(&self, key: &str, viewer: Option<&Viewer>) -> Option<Kept> {
         let bytes = self.cache.read(key).await.ok()??;
         let (header, data) = decode(&bytes)?;
         if header.until.is_some_and(|until| until <= chrono::Utc::now().timestamp_millis()) {
             return None;
+        }
+        if let Some(viewer) = viewer {
+            let identity = known::scope(viewer.id());
+            let kept_at = header.versions.iter().find(|(scope, _)| *scope == identity);
+            if viewer.version.is_none() || kept_at.map(|(_, version)| *version) != viewer.version {
+                return None;
+            }
         }
         let scopes: Vec<String> = header.versions.iter().map(|(scope, _)| scope.clone()).collect();
         let current = self.cache.versions(&scopes).await.ok()?;

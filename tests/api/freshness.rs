@@ -305,3 +305,25 @@ api_test!(kept_answers_are_their_users_and_never_what_no_scope_covers, [sqlite],
     assert!(refused.get("errors").is_some());
     assert_eq!(cache_control, None);
 });
+
+// A kept answer is the user's, whichever of their sessions asked: one
+// ended since is refused, though another computed the answer afresh.
+api_test!(a_kept_answer_is_never_served_to_an_ended_session, [sqlite, sqlite_redis], |app| {
+    let shop = ShopFixture::open(&app, "ended", "UTC", "09:00", "17:00").await;
+    let phone = app.login(&shop.owner.email, "correct horse battery").await;
+    let desk = app.login(&shop.owner.email, "correct horse battery").await;
+    let schedule = "query($shop: ID!) { bookings(shopId: $shop) { totalCount } }";
+    let variables = json!({ "shop": shop.shop_id });
+    kept_as(&app, &phone, schedule, variables.clone()).await;
+    kept_as(&app, &desk, schedule, variables.clone()).await;
+    let (status, body) = app
+        .gql_with_header(&format!("Bearer {}", phone.token), "mutation { logout }", json!({}))
+        .await;
+    assert_eq!((status, &body["data"]["logout"]), (200, &json!(true)), "{body:#}");
+    // The desk's next read computes the answer afresh and keeps it...
+    kept_as(&app, &desk, schedule, variables.clone()).await;
+    // ...which the phone's ended session never gets.
+    let (status, body) =
+        app.gql_with_header(&format!("Bearer {}", phone.token), schedule, variables).await;
+    assert_eq!((status, first_error(&body).0.as_str()), (401, "UNAUTHENTICATED"), "{body:#}");
+});
