@@ -8,7 +8,8 @@
 //! `Effects::publish`, in the shared cache (Redis with `REDIS_URL`), so the
 //! next request on any replica sees the new version, drops its copy and
 //! loads the identity again. The version is read on every request: with
-//! Redis, one round trip in place of the database statement. When the
+//! Redis, one round trip in place of the database statement, or none of
+//! its own when a kept answer's versions, read anyway, include it (`peek`). When the
 //! version cannot be read, the identity is loaded from the database and
 //! nothing is kept.
 
@@ -89,6 +90,9 @@ impl KnownTokens {
                     .increment(1);
                 return Ok(known.viewer.clone());
             }
+            // Outdated: forgotten, so that a token that no longer stands
+            // is not taken as kept (`peek`); kept anew below if it does.
+            self.tokens.invalidate(token);
         }
         let verified = keys.verify(token).map_err(|err| match err {
             TokenError::Expired => expired(),

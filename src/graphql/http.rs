@@ -249,6 +249,15 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
 /// Runs an admitted request, then finishes its response.
 async fn run(state: AppState, caller: Caller, mut request: async_graphql::Request) -> Response {
     let started = Instant::now();
+    // Only a kept answer is served before the identity is checked; a
+    // persisted query is registered, or refused, for a checked one.
+    let caller = match request.extensions.contains_key("persistedQuery") {
+        true => match caller.check(&state).await {
+            Ok(caller) => caller,
+            Err(refused) => return refused,
+        },
+        false => caller,
+    };
     let personal = caller.identity.viewer().is_some();
     let budget = caller.budget.clone();
     let registration = match persisted::resolve(&state.persisted, &mut request).await {

@@ -310,20 +310,37 @@ api_test!(kept_answers_are_their_users_and_never_what_no_scope_covers, [sqlite],
 // ended since is refused, though another computed the answer afresh.
 api_test!(a_kept_answer_is_never_served_to_an_ended_session, [sqlite, sqlite_redis], |app| {
     let shop = ShopFixture::open(&app, "ended", "UTC", "09:00", "17:00").await;
-    let phone = app.login(&shop.owner.email, "correct horse battery").await;
-    let desk = app.login(&shop.owner.email, "correct horse battery").await;
+    let [phone, tablet, desk] = [
+        app.login(&shop.owner.email, "correct horse battery").await,
+        app.login(&shop.owner.email, "correct horse battery").await,
+        app.login(&shop.owner.email, "correct horse battery").await,
+    ];
     let schedule = "query($shop: ID!) { bookings(shopId: $shop) { totalCount } }";
     let variables = json!({ "shop": shop.shop_id });
-    kept_as(&app, &phone, schedule, variables.clone()).await;
-    kept_as(&app, &desk, schedule, variables.clone()).await;
-    let (status, body) = app
-        .gql_with_header(&format!("Bearer {}", phone.token), "mutation { logout }", json!({}))
-        .await;
-    assert_eq!((status, &body["data"]["logout"]), (200, &json!(true)), "{body:#}");
+    for session in [&phone, &tablet, &desk] {
+        kept_as(&app, session, schedule, variables.clone()).await;
+    }
+    // A new password ends every other session.
+    app.data_as(
+        &desk,
+        "mutation { changePassword(current: \"correct horse battery\", new: \"stapled battery horse\") }",
+        json!({}),
+    )
+    .await;
     // The desk's next read computes the answer afresh and keeps it...
     kept_as(&app, &desk, schedule, variables.clone()).await;
-    // ...which the phone's ended session never gets.
+    // ...which the tablet's ended session never gets, nor the phone's a
+    // persisted query looked up for it.
     let (status, body) =
-        app.gql_with_header(&format!("Bearer {}", phone.token), schedule, variables).await;
+        app.gql_with_header(&format!("Bearer {}", tablet.token), schedule, variables).await;
     assert_eq!((status, first_error(&body).0.as_str()), (401, "UNAUTHENTICATED"), "{body:#}");
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&phone.token)
+        .json(&json!({ "extensions": { "persistedQuery": { "version": 1, "sha256Hash": "0".repeat(64) } } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
 });
