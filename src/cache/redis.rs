@@ -1,5 +1,10 @@
 //! The Redis store: a deadpool-redis pool, short timeouts, a circuit
 //! breaker, and versions of scopes that replicas share.
+//!
+//! Commands share one multiplexed connection taken from the pool, and a new
+//! one is taken after an error. Checking a connection out of the pool for
+//! each command would cost a round trip of its own: deadpool-redis checks a
+//! recycled connection with `UNWATCH` and `PING` before handing it out.
 
 use std::{
     collections::HashSet,
@@ -11,8 +16,8 @@ use std::{
 };
 
 use deadpool_redis::{
-    Config, Pool, PoolConfig, Runtime, Timeouts,
-    redis::{AsyncCommands, RedisError},
+    Config, Connection, Pool, PoolConfig, Runtime, Timeouts,
+    redis::{AsyncCommands, RedisError, aio::MultiplexedConnection},
 };
 
 use super::{Cascade, Fallback, Versioned, breaker::Breaker};
@@ -22,6 +27,9 @@ pub const POOL_SIZE: usize = 32;
 
 pub struct RedisStore {
     pool: Pool,
+    /// The connection commands share (a clone shares its socket), until an
+    /// error.
+    shared: Mutex<Option<MultiplexedConnection>>,
     timeout: Duration,
     prefix: String,
     breaker: Breaker,
@@ -56,6 +64,7 @@ impl RedisStore {
         let pool = config.create_pool(Some(Runtime::Tokio1))?;
         Ok(Self {
             pool,
+            shared: Mutex::new(None),
             timeout,
             prefix: prefix.to_owned(),
             breaker: Breaker::default(),
@@ -68,33 +77,45 @@ impl RedisStore {
         format!("{}:{scope}", self.prefix)
     }
 
+    fn shared(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The shared connection, or a new one from the pool.
+    async fn connection(&self) -> Result<MultiplexedConnection, String> {
+        if let Some(connection) = self.shared().clone() {
+            return Ok(connection);
+        }
+        let connection = Connection::take(self.pool.get().await.map_err(|e| e.to_string())?);
+        *self.shared() = Some(connection.clone());
+        Ok(connection)
+    }
+
     /// Runs one command with a timeout, through the breaker.
     async fn run<T, F, Fut>(&self, command: F) -> Result<T, Unavailable>
     where
-        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         if !self.breaker.allows() {
             return Err(Unavailable);
         }
         let attempt = async {
-            let connection = self.pool.get().await.map_err(|e| e.to_string())?;
+            let connection = self.connection().await?;
             command(connection).await.map_err(|e| e.to_string())
         };
-        match tokio::time::timeout(self.timeout, attempt).await {
+        let failed = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(value)) => {
                 self.recovered_if(self.breaker.succeeded());
-                Ok(value)
+                return Ok(value);
             }
-            Ok(Err(error)) => {
-                self.breaker.failed(&error);
-                Err(Unavailable)
-            }
-            Err(_) => {
-                self.breaker.failed("timed out");
-                Err(Unavailable)
-            }
-        }
+            Ok(Err(error)) => error,
+            Err(_) => "timed out".to_owned(),
+        };
+        // The connection may be broken: the next command takes a new one.
+        *self.shared() = None;
+        self.breaker.failed(&failed);
+        Err(Unavailable)
     }
 
     fn recovered_if(&self, recovered: bool) {
@@ -308,7 +329,7 @@ impl RedisStore {
     /// Asks Redis directly, whatever the breaker says; a success closes it.
     pub async fn ping(&self) -> Result<(), String> {
         let attempt = async {
-            let mut connection = self.pool.get().await.map_err(|e| e.to_string())?;
+            let mut connection = self.connection().await?;
             deadpool_redis::redis::cmd("PING")
                 .query_async::<String>(&mut connection)
                 .await
@@ -320,10 +341,12 @@ impl RedisStore {
                 Ok(())
             }
             Ok(Err(error)) => {
+                *self.shared() = None;
                 self.breaker.failed(&error);
                 Err(error)
             }
             Err(_) => {
+                *self.shared() = None;
                 self.breaker.failed("timed out");
                 Err("timed out".to_owned())
             }
