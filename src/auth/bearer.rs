@@ -27,12 +27,6 @@ pub fn bearer_token(headers: &HeaderMap) -> AppResult<Option<&str>> {
         })
 }
 
-/// The viewer kept for the request's token, not yet checked against its
-/// version (`KnownTokens::peek`).
-pub fn peek(known: &KnownTokens, headers: &HeaderMap) -> Option<std::sync::Arc<super::Viewer>> {
-    bearer_token(headers).ok().flatten().and_then(|token| known.peek(token))
-}
-
 /// Who sent the request: anonymous without an `Authorization` header, the
 /// token's user with a valid one. A malformed, expired or foreign token, or
 /// the token of a deleted account or an ended session, is refused, never

@@ -22,7 +22,8 @@ use deadpool_redis::{
 
 use super::{Cascade, Fallback, Versioned, breaker::Breaker};
 
-/// Connections the Redis pool may open.
+/// Connections the Redis pool may open at once: commands share one, and
+/// more are opened only while it is replaced.
 pub const POOL_SIZE: usize = 32;
 
 pub struct RedisStore {
@@ -112,10 +113,15 @@ impl RedisStore {
             Ok(Err(error)) => error,
             Err(_) => "timed out".to_owned(),
         };
-        // The connection may be broken: the next command takes a new one.
-        *self.shared() = None;
-        self.breaker.failed(&failed);
+        self.failed(&failed);
         Err(Unavailable)
+    }
+
+    /// A command failed: the connection may be broken, so the next one
+    /// takes a new one, and the breaker counts it.
+    fn failed(&self, error: &str) {
+        *self.shared() = None;
+        self.breaker.failed(error);
     }
 
     fn recovered_if(&self, recovered: bool) {
@@ -341,13 +347,11 @@ impl RedisStore {
                 Ok(())
             }
             Ok(Err(error)) => {
-                *self.shared() = None;
-                self.breaker.failed(&error);
+                self.failed(&error);
                 Err(error)
             }
             Err(_) => {
-                *self.shared() = None;
-                self.breaker.failed("timed out");
+                self.failed("timed out");
                 Err("timed out".to_owned())
             }
         }

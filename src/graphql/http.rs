@@ -101,13 +101,14 @@ impl Caller {
             telemetry::overloaded();
             return Err(AppError::Overloaded.into_response());
         };
-        let peeked =
-            state.config.personal_cache.then(|| bearer::peek(&state.known, headers)).flatten();
-        let (identity, unchecked) = match peeked {
-            Some(viewer) => {
-                let token = bearer::bearer_token(headers).ok().flatten().map(str::to_owned);
-                (Identity::User(viewer), token)
+        let peeked = match bearer::bearer_token(headers) {
+            Ok(Some(token)) if state.config.personal_cache => {
+                state.known.peek(token).map(|viewer| (viewer, token.to_owned()))
             }
+            _ => None,
+        };
+        let (identity, unchecked) = match peeked {
+            Some((viewer, token)) => (Identity::User(viewer), Some(token)),
             None => (
                 bearer::authenticate(&state.db, &state.tokens, &state.known, headers)
                     .await

@@ -412,7 +412,8 @@ impl PublicReads {
         let Some(AtStart { epoch, personal }) = started.0 else {
             return;
         };
-        let Some(max_age) = keepable(response, personal.is_some()) else {
+        let is_personal = personal.is_some();
+        let Some(max_age) = keepable(response, is_personal) else {
             return;
         };
         let (after, before, until) = {
@@ -425,10 +426,9 @@ impl PublicReads {
             return;
         };
         if now.first() != Some(&epoch) {
-            count(personal.is_some(), "unkept");
+            count(is_personal, "unkept");
             return;
         }
-        let header_personal = personal.is_some();
         let mut versions: Vec<(String, u64)> = personal.unwrap_or_default();
         versions.extend(after.into_iter().zip(now.into_iter().skip(1)));
         for (scope, version) in before {
@@ -440,8 +440,7 @@ impl PublicReads {
         let Ok(data) = serde_json::to_vec(&response.data) else {
             return;
         };
-        let header =
-            Header { versions, cost, operation, max_age, until, personal: header_personal };
+        let header = Header { versions, cost, operation, max_age, until, personal: is_personal };
         if let Some(bytes) = encode(&header, &data) {
             let outcome = match self.cache.write(key, &bytes).await {
                 Ok(()) => "miss",
