@@ -16,6 +16,7 @@ use crate::{
     config::Config,
     db::{self, StatementCounter},
     domain::{change::Effects, dashboard::AnalyticsCache},
+    events::EventBus,
     graphql::{self, AppSchema, persisted::PersistedQueries, public::PublicReads},
     protect::{Admission, Limits},
     router, seed,
@@ -59,6 +60,10 @@ pub struct Shared {
     pub known: KnownTokens,
     /// Anonymous answers kept in the cache.
     pub public: PublicReads,
+    /// Committed events on their way to subscribers.
+    pub events: EventBus,
+    /// Open subscription connections, per client.
+    pub sockets: crate::graphql::ws::Sockets,
     /// The configuration the server started with.
     pub config: Arc<Config>,
     /// Statements sent to the database so far (tests read it).
@@ -131,11 +136,12 @@ impl App {
         );
         let known = KnownTokens::new(cache.clone());
         let public = PublicReads::new(cache.clone());
+        let events = EventBus::new(config.redis_url.as_deref(), cache.clone())?;
         let state = AppState(Arc::new(Shared {
             schema: graphql::build_schema(
                 db.clone(),
                 tokens.clone(),
-                Effects::new(analytics.clone(), known.clone(), public.clone()),
+                Effects::new(analytics.clone(), known.clone(), public.clone(), events.clone()),
                 limits.clone(),
                 &config,
             ),
@@ -143,6 +149,8 @@ impl App {
             known,
             public,
             persisted: PersistedQueries::new(cache.clone()),
+            events,
+            sockets: crate::graphql::ws::Sockets::default(),
             limits,
             admission: Admission::new(&config),
             cache,
@@ -181,6 +189,11 @@ impl App {
     ) -> anyhow::Result<()> {
         let db = self.state.db.clone();
         let config = Arc::clone(&self.state.config);
+        if config.webhook_worker {
+            let worker =
+                crate::webhooks::Worker::new(db.clone(), &config, self.state.events.deliveries())?;
+            tokio::spawn(worker.run());
+        }
         let grace = Duration::from_secs(config.shutdown_timeout_secs);
         // The database pool, the health probe's connection and Redis's pool.
         let pooled = u64::from(config.database_max_connections)

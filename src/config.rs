@@ -221,6 +221,21 @@ pub struct Config {
     /// persisted queries' (comma-separated); any other name is `other`.
     #[arg(long, env = "METRICS_OPERATIONS", value_delimiter = ',', global = true)]
     pub metrics_operations: Vec<String>,
+    /// Allow `http://` webhooks to loopback and private addresses (tests,
+    /// local development). Off: webhooks must be `https://` to public
+    /// addresses, against server-side request forgery.
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub webhook_allow_private_addresses: bool,
+    /// How long one webhook delivery attempt may take, in seconds.
+    #[arg(long, env = "WEBHOOK_TIMEOUT_SECS", default_value_t = 10, global = true)]
+    pub webhook_timeout_secs: u64,
+    /// The wait before a failed delivery's first retry, in milliseconds;
+    /// it doubles with each attempt, up to an hour, for 24 hours.
+    #[arg(long, env = "WEBHOOK_RETRY_BASE_MS", default_value_t = 10_000, global = true)]
+    pub webhook_retry_base_ms: u64,
+    /// Run this replica's webhook delivery worker.
+    #[arg(long, env = "WEBHOOK_WORKER", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub webhook_worker: bool,
     /// Seed the demo data set into an empty embedded database on `serve`.
     #[arg(long, env = "DEMO_SEED", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub demo_seed: bool,
@@ -267,6 +282,10 @@ impl std::fmt::Debug for Config {
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("metrics_bind_addr", &self.metrics_bind_addr)
             .field("metrics_operations", &self.metrics_operations)
+            .field("webhook_allow_private_addresses", &self.webhook_allow_private_addresses)
+            .field("webhook_timeout_secs", &self.webhook_timeout_secs)
+            .field("webhook_retry_base_ms", &self.webhook_retry_base_ms)
+            .field("webhook_worker", &self.webhook_worker)
             .field("demo_seed", &self.demo_seed)
             .finish()
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod health;
 pub mod protect;
@@ -17,6 +18,7 @@ pub mod router;
 pub mod seed;
 pub mod server;
 pub mod telemetry;
+pub mod webhooks;
 
 use config::{Cli, Command};
 

@@ -124,6 +124,7 @@ pub fn router(state: AppState) -> Router {
     let cors = cors(&state.config.cors_allowed_origins);
     let mut routes = Router::new()
         .route("/graphql", get(graphql::http::get).post(graphql::http::post))
+        .route("/graphql/ws", get(graphql::ws::handler))
         .route(
             &format!("{}/{{name}}", graphql::playground::ASSET_PREFIX),
             get(graphql::playground::asset).layer(CompressionLayer::new()),

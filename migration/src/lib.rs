@@ -8,6 +8,7 @@ mod m20261128_000002_booking_overlap_guard;
 mod m20261128_000003_booking_busy_index;
 mod m20261129_000004_sessions_and_invites;
 mod m20261129_000005_shop_analytics_mark;
+mod m20261130_000006_events_and_webhooks;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_booking_busy_index::Migration),
             Box::new(m20261129_000004_sessions_and_invites::Migration),
             Box::new(m20261129_000005_shop_analytics_mark::Migration),
+            Box::new(m20261130_000006_events_and_webhooks::Migration),
         ]
     }
 }

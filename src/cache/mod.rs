@@ -323,6 +323,23 @@ impl Cache {
         }
     }
 
+    /// Publishes `payloads` on the channel `channel` (under the prefix) to
+    /// every replica: `Ok(false)` without Redis, where this process is all.
+    pub async fn publish(&self, channel: &str, payloads: &[Vec<u8>]) -> Result<bool, Unavailable> {
+        match &self.0.store {
+            Store::Local { .. } => Ok(false),
+            Store::Redis(redis) => {
+                redis.publish(&self.full_key(channel), payloads).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The full name of `channel`, as [`Cache::publish`] publishes on it.
+    pub fn channel(&self, channel: &str) -> String {
+        self.full_key(channel)
+    }
+
     /// The value stored under `key`, unless it has expired.
     pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
         Ok(self.read_many(&[key.to_owned()]).await?.pop().flatten())

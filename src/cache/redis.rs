@@ -332,6 +332,15 @@ impl RedisStore {
         .await
     }
 
+    /// Publishes each payload on `channel`, in one pipeline.
+    pub async fn publish(&self, channel: &str, payloads: &[Vec<u8>]) -> Result<(), Unavailable> {
+        let mut pipe = deadpool_redis::redis::pipe();
+        for payload in payloads {
+            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+        }
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await
+    }
+
     /// Asks Redis directly, whatever the breaker says; a success closes it.
     pub async fn ping(&self) -> Result<(), String> {
         let attempt = async {

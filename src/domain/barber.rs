@@ -13,6 +13,7 @@ use sea_orm::{
 
 use super::{
     change::{Change, Changed, StaffChange},
+    event_log::{self, EventKind, Fields, NewEvent},
     page::{Keyset, Page, PageRequest},
 };
 use crate::{
@@ -117,8 +118,13 @@ pub struct BarberChanges {
 
 /// Adds a barber to a shop, inviting `invited_email` to sign in as them.
 #[tracing::instrument(skip_all, fields(shop.id = new.shop_id))]
-pub async fn add(db: &impl ConnectionTrait, new: NewBarber) -> AppResult<Changed<barber::Model>> {
+pub async fn add(
+    db: &DatabaseConnection,
+    actor: i64,
+    new: NewBarber,
+) -> AppResult<Changed<barber::Model>> {
     let now = chrono::Utc::now();
+    let txn = db.begin().await?;
     let inserted = barber::ActiveModel {
         id: NotSet,
         shop_id: Set(new.shop_id),
@@ -130,14 +136,21 @@ pub async fn add(db: &impl ConnectionTrait, new: NewBarber) -> AppResult<Changed
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(db)
+    .insert(&txn)
     .await;
     let barber = conflict_on(inserted, Violation::Unique, || {
         "this person already is a barber at this shop".to_owned()
     })?;
+    let fields = Fields::default()
+        .set("displayName", &barber.display_name)
+        .set("invitedEmail", &barber.invited_email);
+    let event = NewEvent::at_shop(barber.shop_id, EventKind::BarberAdded, actor, fields)
+        .of_barber(barber.id);
+    let event = event_log::record(&txn, event, now).await?;
+    txn.commit().await?;
     let change =
         Change::Staff { shop: barber.shop_id, barber: barber.id, kind: StaffChange::Added };
-    Ok(Changed::new(barber, change))
+    Ok(Changed::new(barber, change).logged(event))
 }
 
 /// Links `user` (whose email was invited) to barber `barber_id`. An
@@ -173,9 +186,13 @@ pub async fn accept_invite(
             ));
         }
     };
+    let fields = Fields::default().set("userId", user.id);
+    let event = NewEvent::at_shop(barber.shop_id, EventKind::BarberJoined, user.id, fields)
+        .within(Vec::new());
+    let event = event_log::record(&txn, event, chrono::Utc::now()).await?;
     txn.commit().await?;
     let change = Change::Membership { user: user.id, shop: barber.shop_id };
-    Ok(Changed::new(barber, change))
+    Ok(Changed::new(barber, change).logged(event))
 }
 
 /// The barbers `email` is invited to be, by id.
@@ -190,10 +207,12 @@ pub async fn invites_for(db: &impl ConnectionTrait, email: &str) -> AppResult<Ve
 /// Applies `changes` to `barber`.
 #[tracing::instrument(skip_all, fields(barber.id = barber.id))]
 pub async fn update(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
+    actor: i64,
     barber: barber::Model,
     changes: BarberChanges,
 ) -> AppResult<Changed<barber::Model>> {
+    let before = barber.clone();
     let mut active: barber::ActiveModel = barber.into();
     if let Some(name) = changes.display_name {
         active.display_name = Set(name);
@@ -204,11 +223,21 @@ pub async fn update(
     if let Some(is_active) = changes.active {
         active.active = Set(is_active);
     }
-    active.updated_at = Set(chrono::Utc::now());
-    let updated = active.update(db).await?;
+    let now = chrono::Utc::now();
+    active.updated_at = Set(now);
+    let txn = db.begin().await?;
+    let updated = active.update(&txn).await?;
+    let fields = Fields::default()
+        .changed("displayName", &before.display_name, &updated.display_name)
+        .changed("bio", &before.bio, &updated.bio)
+        .changed("active", before.active, updated.active);
+    let event = NewEvent::at_shop(updated.shop_id, EventKind::BarberUpdated, actor, fields)
+        .of_barber(updated.id);
+    let event = event_log::record(&txn, event, now).await?;
+    txn.commit().await?;
     let change =
         Change::Staff { shop: updated.shop_id, barber: updated.id, kind: StaffChange::Updated };
-    Ok(Changed::new(updated, change))
+    Ok(Changed::new(updated, change).logged(event))
 }
 
 /// A barber by id.
@@ -220,6 +249,7 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> AppResult<Option<barber:
 #[tracing::instrument(skip_all, fields(barber.id = barber.id))]
 pub async fn set_working_hours(
     db: &DatabaseConnection,
+    actor: i64,
     barber: &barber::Model,
     hours: Vec<super::working_hours::Interval>,
 ) -> AppResult<Changed<()>> {
@@ -233,6 +263,19 @@ pub async fn set_working_hours(
         .filter(barber::Column::Id.eq(barber_id))
         .exec(&txn)
         .await?;
+    let before = working_hours::Entity::find()
+        .filter(working_hours::Column::BarberId.eq(barber_id))
+        .order_by_asc(working_hours::Column::Weekday)
+        .order_by_asc(working_hours::Column::OpensMinute)
+        .all(&txn)
+        .await?;
+    let mut after = hours.clone();
+    after.sort_by_key(|h| (h.weekday, h.opens_minute));
+    let fields = Fields::default().changed(
+        "hours",
+        week(before.iter().map(|h| (h.weekday, h.opens_minute, h.closes_minute))),
+        week(after.iter().map(|h| (h.weekday, h.opens_minute, h.closes_minute))),
+    );
     working_hours::Entity::delete_many()
         .filter(working_hours::Column::BarberId.eq(barber_id))
         .exec(&txn)
@@ -248,38 +291,62 @@ pub async fn set_working_hours(
         .exec_without_returning(&txn)
         .await?;
     }
+    let event =
+        NewEvent::at_shop(barber.shop_id, EventKind::HoursSet, actor, fields).of_barber(barber_id);
+    let event = event_log::record(&txn, event, now).await?;
     txn.commit().await?;
     Ok(Changed::new(
         (),
         Change::Hours { shop: barber.shop_id, barber: barber_id, from: now, until: None },
-    ))
+    )
+    .logged(event))
+}
+
+/// A week as the log shows it: `"1 09:00-17:00"` per interval.
+fn week(intervals: impl Iterator<Item = (i16, i32, i32)>) -> Vec<String> {
+    let time = |minute: i32| format!("{:02}:{:02}", minute / 60, minute % 60);
+    intervals
+        .map(|(weekday, opens, closes)| format!("{weekday} {}-{}", time(opens), time(closes)))
+        .collect()
 }
 
 /// Records a period in which the barber takes no bookings.
 #[tracing::instrument(skip_all, fields(barber.id = barber.id))]
 pub async fn add_time_off(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
+    actor: i64,
     barber: &barber::Model,
     new: NewTimeOff,
 ) -> AppResult<Changed<time_off::Model>> {
     let NewTimeOff { starts_at, ends_at, reason } = new;
+    let now = chrono::Utc::now();
+    let txn = db.begin().await?;
     let added = time_off::ActiveModel {
         id: NotSet,
         barber_id: Set(barber.id),
         starts_at: Set(starts_at),
         ends_at: Set(ends_at),
         reason: Set(reason),
-        created_at: Set(chrono::Utc::now()),
+        created_at: Set(now),
     }
-    .insert(db)
+    .insert(&txn)
     .await?;
+    let fields = Fields::default()
+        .set("startsAt", added.starts_at)
+        .set("endsAt", added.ends_at)
+        .set("reason", &added.reason);
+    let event = NewEvent::at_shop(barber.shop_id, EventKind::TimeOffAdded, actor, fields)
+        .of_barber(barber.id)
+        .within(vec![(starts_at, ends_at)]);
+    let event = event_log::record(&txn, event, now).await?;
+    txn.commit().await?;
     let change = Change::Hours {
         shop: barber.shop_id,
         barber: barber.id,
         from: starts_at,
         until: Some(ends_at),
     };
-    Ok(Changed::new(added, change))
+    Ok(Changed::new(added, change).logged(event))
 }
 
 /// A valid period of time off: it starts before it ends.

@@ -9,8 +9,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::dashboard::AnalyticsCache;
-use crate::{auth::known::KnownTokens, graphql::public::PublicReads};
+use super::{dashboard::AnalyticsCache, event_log::Event};
+use crate::{auth::known::KnownTokens, events::EventBus, graphql::public::PublicReads};
 
 /// What happened to a booking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +56,8 @@ pub enum Change {
     Membership { user: i64, shop: i64 },
     /// A service on the shop's menu, or who offers it.
     Service { shop: i64, service: i64 },
+    /// A shop's webhooks: one created or deleted.
+    Webhooks { shop: i64 },
     /// A user's account: a new one, or a new password.
     Account { user: i64 },
     /// A user's sessions: opened, rotated or ended.
@@ -71,7 +73,8 @@ impl Change {
             | Change::Shop { shop }
             | Change::Staff { shop, .. }
             | Change::Membership { shop, .. }
-            | Change::Service { shop, .. } => Some(*shop),
+            | Change::Service { shop, .. }
+            | Change::Webhooks { shop } => Some(*shop),
             Change::Account { .. } | Change::Sessions { .. } => None,
         }
     }
@@ -83,18 +86,26 @@ impl Change {
 pub struct Changed<T> {
     value: T,
     changes: Vec<Change>,
+    /// The events the write logged, for subscribers.
+    events: Vec<Event>,
 }
 
 impl<T> Changed<T> {
     /// `value`, written with one change.
     pub(crate) fn new(value: T, change: Change) -> Self {
-        Self { value, changes: vec![change] }
+        Self { value, changes: vec![change], events: Vec::new() }
+    }
+
+    /// The same, with an event the write logged in its transaction.
+    pub(crate) fn logged(mut self, event: Event) -> Self {
+        self.events.push(event);
+        self
     }
 
     /// The value made into another; the changes stay with it, to be
     /// published.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Changed<U> {
-        Changed { value: f(self.value), changes: self.changes }
+        Changed { value: f(self.value), changes: self.changes, events: self.events }
     }
 }
 
@@ -104,11 +115,27 @@ pub struct Effects {
     analytics: AnalyticsCache,
     known: KnownTokens,
     public: PublicReads,
+    events: EventBus,
 }
 
 impl Effects {
-    pub fn new(analytics: AnalyticsCache, known: KnownTokens, public: PublicReads) -> Self {
-        Self { analytics, known, public }
+    pub fn new(
+        analytics: AnalyticsCache,
+        known: KnownTokens,
+        public: PublicReads,
+        events: EventBus,
+    ) -> Self {
+        Self { analytics, known, public, events }
+    }
+
+    /// The identities kept for tokens.
+    pub fn known(&self) -> &KnownTokens {
+        &self.known
+    }
+
+    /// Where committed events go to subscribers.
+    pub fn events(&self) -> &EventBus {
+        &self.events
     }
 
     /// The public answers this invalidates.
@@ -125,13 +152,18 @@ impl Effects {
     ///
     /// The invalidations run as a task of their own, awaited here: a
     /// request cut off or dropped after its commit (a timeout, a client
-    /// gone) still makes what it changed stale.
+    /// gone) still makes what it changed stale. Its events go to
+    /// subscribers after: one who reads on an event reads the change.
     pub async fn publish<T>(&self, changed: Changed<T>) -> T {
         let effects = self.clone();
         let changes = changed.changes;
+        let events = changed.events;
         let invalidating = tokio::spawn(async move {
             for change in &changes {
                 effects.invalidate(change).await;
+            }
+            if !events.is_empty() {
+                effects.events.publish(events).await;
             }
         });
         if let Err(error) = invalidating.await {
@@ -209,6 +241,8 @@ impl Effects {
             Change::Account { user } | Change::Sessions { user } => {
                 self.known.invalidate_user(*user).await;
             }
+            // Read fresh, never kept; only its staff's answers may show it.
+            Change::Webhooks { .. } => {}
         }
     }
 }

@@ -18,6 +18,7 @@ use sea_orm::{
 use super::{
     availability::{self, Rules, offer},
     change::{BookingChange, Change, Changed},
+    event_log::{self, Event, EventKind, Fields, NewEvent},
 };
 use crate::{
     auth::{Viewer, policy},
@@ -45,12 +46,13 @@ pub struct NewPayment {
 const TAKEN: &str =
     "that time was just booked by someone else; pick another time from `availableSlots`";
 
-/// `booking`, written, with what the write did to it; `before` is its
-/// start before a reschedule.
+/// `booking`, written, with what the write did to it and the event it
+/// logged; `before` is its start before a reschedule.
 fn booked(
     booking: booking::Model,
     kind: BookingChange,
     before: Option<DateTime<Utc>>,
+    event: Event,
 ) -> Changed<booking::Model> {
     let change = Change::Booking {
         shop: booking.shop_id,
@@ -60,7 +62,34 @@ fn booked(
         starts: before.into_iter().chain([booking.starts_at]).collect(),
         kind,
     };
-    Changed::new(booking, change)
+    Changed::new(booking, change).logged(event)
+}
+
+/// The event of `kind` to log for `booking`, changed by `actor`; `also`
+/// is another span whose slots it changed (a reschedule's old time).
+fn event_of(
+    booking: &booking::Model,
+    kind: EventKind,
+    actor: i64,
+    fields: Fields,
+    also: Option<(DateTime<Utc>, DateTime<Utc>)>,
+) -> NewEvent {
+    let spans = also.into_iter().chain([(booking.starts_at, booking.blocks_until)]).collect();
+    NewEvent {
+        shop: booking.shop_id,
+        kind,
+        booking: Some(booking.id),
+        barber: Some(booking.barber_id),
+        client: Some(booking.client_id),
+        actor: Some(actor),
+        fields,
+        spans: Some(spans),
+    }
+}
+
+/// A status change's fields.
+fn status_change(from: BookingStatus, to: BookingStatus) -> Fields {
+    Fields::default().changed("status", from.to_value(), to.to_value())
 }
 
 /// Checks every rule for a booking of `duration` by `barber` at `start`.
@@ -97,6 +126,9 @@ pub async fn create(
     let duration = Duration::minutes(i64::from(service.duration_minutes));
     check_slot(db, &rules, barber.id, new.starts_at, duration, now, None).await?;
     let ends_at = new.starts_at + duration;
+    // The booking and its event commit together; a booking the overlap
+    // guard refuses leaves no event.
+    let txn = db.begin().await?;
     let inserted = booking::ActiveModel {
         id: NotSet,
         shop_id: Set(shop.id),
@@ -114,10 +146,17 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(db)
+    .insert(&txn)
     .await;
     let booking = conflict_on(inserted, Violation::Overlap, || TAKEN.to_owned())?;
-    Ok(booked(booking, BookingChange::Created, None))
+    let fields = Fields::default()
+        .set("status", booking.status.to_value())
+        .set("startsAt", booking.starts_at)
+        .set("priceCents", booking.price_cents);
+    let event = event_of(&booking, EventKind::Created, client.id(), fields, None);
+    let event = event_log::record(&txn, event, now).await?;
+    txn.commit().await?;
+    Ok(booked(booking, BookingChange::Created, None, event))
 }
 
 async fn find(db: &impl ConnectionTrait, id: i64) -> AppResult<booking::Model> {
@@ -192,18 +231,24 @@ async fn changeable(
     Ok(booking)
 }
 
-/// Changes the status of a CONFIRMED booking in one conditional statement;
-/// a concurrent change wins and this one reports the status it found. The
-/// change and the read of its result commit together, so a change that
-/// committed is always returned (and published).
+/// Changes the status of a CONFIRMED booking in one conditional statement,
+/// as `actor`, and logs it as `kind`; a concurrent change wins and this one
+/// reports the status it found. The change, its event and the read of its
+/// result commit together, so a change that committed is always returned
+/// (and published).
 async fn transition(
     db: &DatabaseConnection,
     booking: &booking::Model,
     to: BookingStatus,
     reason: Option<String>,
     action: &str,
+    (kind, actor): (EventKind, i64),
     now: DateTime<Utc>,
-) -> AppResult<booking::Model> {
+) -> AppResult<(booking::Model, Event)> {
+    let mut fields = status_change(booking.status, to);
+    if let Some(reason) = &reason {
+        fields = fields.set("cancellationReason", reason);
+    }
     let mut update = booking::Entity::update_many()
         .col_expr(booking::Column::Status, Expr::value(to))
         .col_expr(booking::Column::UpdatedAt, Expr::value(now))
@@ -215,7 +260,6 @@ async fn transition(
     let txn = db.begin().await?;
     let result = update.exec(&txn).await?;
     let current = find(&txn, booking.id).await?;
-    txn.commit().await?;
     if result.rows_affected == 0 {
         // It was CONFIRMED when read: someone changed it in between.
         return Err(AppError::Conflict(format!(
@@ -223,7 +267,9 @@ async fn transition(
             current.status.to_value()
         )));
     }
-    Ok(current)
+    let event = event_log::record(&txn, event_of(&current, kind, actor, fields, None), now).await?;
+    txn.commit().await?;
+    Ok((current, event))
 }
 
 /// Cancels a booking: the client until the shop's cut-off, the shop's
@@ -237,9 +283,10 @@ pub async fn cancel(
     now: DateTime<Utc>,
 ) -> AppResult<Changed<booking::Model>> {
     let booking = changeable(db, viewer, id, "cancel", now).await?;
-    let cancelled =
-        transition(db, &booking, BookingStatus::Cancelled, reason, "cancel", now).await?;
-    Ok(booked(cancelled, BookingChange::Cancelled, None))
+    let to = BookingStatus::Cancelled;
+    let logged = (EventKind::Cancelled, viewer.id());
+    let (cancelled, event) = transition(db, &booking, to, reason, "cancel", logged, now).await?;
+    Ok(booked(cancelled, BookingChange::Cancelled, None, event))
 }
 
 /// Marks a booking whose start has passed as completed or as a no-show;
@@ -264,13 +311,14 @@ pub async fn close(
             booking.starts_at.to_rfc3339()
         )));
     }
-    let closed = transition(db, &booking, to, None, action, now).await?;
-    let kind = if to == BookingStatus::Completed {
-        BookingChange::Completed
+    let (kind, logged) = if to == BookingStatus::Completed {
+        (BookingChange::Completed, EventKind::Completed)
     } else {
-        BookingChange::NoShow
+        (BookingChange::NoShow, EventKind::NoShow)
     };
-    Ok(booked(closed, kind, None))
+    let (closed, event) =
+        transition(db, &booking, to, None, action, (logged, viewer.id()), now).await?;
+    Ok(booked(closed, kind, None, event))
 }
 
 /// Moves a booking to a new start, under the same rules as booking it; the
@@ -302,11 +350,19 @@ pub async fn reschedule(
         .await;
     let done = conflict_on(result, Violation::Overlap, || TAKEN.to_owned())?;
     let moved = find(&txn, booking.id).await?;
-    txn.commit().await?;
     if done.rows_affected != 1 {
         return Err(not_confirmed("reschedule", moved.status));
     }
-    Ok(booked(moved, BookingChange::Rescheduled, Some(booking.starts_at)))
+    let fields = Fields::default().changed("startsAt", booking.starts_at, moved.starts_at).changed(
+        "endsAt",
+        booking.ends_at,
+        moved.ends_at,
+    );
+    let old = Some((booking.starts_at, booking.blocks_until));
+    let event = event_of(&moved, EventKind::Rescheduled, viewer.id(), fields, old);
+    let event = event_log::record(&txn, event, now).await?;
+    txn.commit().await?;
+    Ok(booked(moved, BookingChange::Rescheduled, Some(booking.starts_at), event))
 }
 
 /// Records a payment for a booking, for the shop's owner and the booking's
@@ -364,6 +420,16 @@ pub async fn record_payment(
     }
     .insert(&txn)
     .await?;
+    let fields = Fields::default()
+        .set("amountCents", amount_cents)
+        .set("method", method.to_value())
+        .changed("paidCents", paid.unwrap_or(0), paid.unwrap_or(0) + amount_cents);
+    // A payment takes or frees no time.
+    let event = NewEvent {
+        spans: Some(Vec::new()),
+        ..event_of(&booking, EventKind::Paid, viewer.id(), fields, None)
+    };
+    let event = event_log::record(&txn, event, now).await?;
     txn.commit().await?;
-    Ok(booked(booking, BookingChange::Paid, None))
+    Ok(booked(booking, BookingChange::Paid, None, event))
 }

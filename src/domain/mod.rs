@@ -11,6 +11,7 @@ pub mod barber;
 pub mod booking;
 pub mod change;
 pub mod dashboard;
+pub mod event_log;
 pub mod invalid;
 pub mod lifecycle;
 pub mod local_time;
@@ -19,6 +20,7 @@ pub mod service;
 pub mod session;
 pub mod shop;
 pub mod text;
+pub mod webhook;
 pub mod working_hours;
 
 use std::collections::HashMap;

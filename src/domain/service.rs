@@ -10,6 +10,7 @@ use sea_orm::{
 
 use super::{
     change::{Change, Changed},
+    event_log::{self, EventKind, Fields, NewEvent},
     invalid::Invalid,
 };
 use crate::error::{AppError, AppResult};
@@ -148,6 +149,7 @@ async fn set_offers(
 #[tracing::instrument(skip_all, fields(shop.id = new.shop_id))]
 pub async fn create(
     db: &DatabaseConnection,
+    actor: i64,
     new: NewService,
 ) -> AppResult<Changed<service::Model>> {
     let barber_ids = distinct(&new.barber_ids);
@@ -177,18 +179,27 @@ pub async fn create(
     .insert(&txn)
     .await?;
     set_offers(&txn, created.id, &barber_ids).await?;
+    let fields = Fields::default()
+        .set("name", &created.name)
+        .set("durationMinutes", created.duration_minutes)
+        .set("priceCents", created.price_cents)
+        .set("barberIds", &barber_ids);
+    let event = NewEvent::at_shop(created.shop_id, EventKind::ServiceCreated, actor, fields);
+    let event = event_log::record(&txn, event, now).await?;
     txn.commit().await?;
     let change = Change::Service { shop: created.shop_id, service: created.id };
-    Ok(Changed::new(created, change))
+    Ok(Changed::new(created, change).logged(event))
 }
 
 /// Applies `changes` to `service`, all or nothing.
 #[tracing::instrument(skip_all, fields(service.id = service.id))]
 pub async fn update(
     db: &DatabaseConnection,
+    actor: i64,
     service: service::Model,
     changes: ServiceChanges,
 ) -> AppResult<Changed<service::Model>> {
+    let before = service.clone();
     let barber_ids = changes.barber_ids.as_deref().map(distinct);
     if let Some(barber_ids) = &barber_ids {
         check_barbers(db, service.shop_id, barber_ids).await?;
@@ -207,15 +218,24 @@ pub async fn update(
     if let Some(price) = changes.price_cents {
         active.price_cents = Set(price);
     }
-    active.updated_at = Set(chrono::Utc::now());
+    let now = chrono::Utc::now();
+    active.updated_at = Set(now);
     let txn = db.begin().await?;
     let updated = active.update(&txn).await?;
+    let mut fields = Fields::default()
+        .changed("name", &before.name, &updated.name)
+        .changed("description", &before.description, &updated.description)
+        .changed("durationMinutes", before.duration_minutes, updated.duration_minutes)
+        .changed("priceCents", before.price_cents, updated.price_cents);
     if let Some(barber_ids) = &barber_ids {
         set_offers(&txn, service_id, barber_ids).await?;
+        fields = fields.set("barberIds", barber_ids);
     }
+    let event = NewEvent::at_shop(updated.shop_id, EventKind::ServiceUpdated, actor, fields);
+    let event = event_log::record(&txn, event, now).await?;
     txn.commit().await?;
     let change = Change::Service { shop: updated.shop_id, service: updated.id };
-    Ok(Changed::new(updated, change))
+    Ok(Changed::new(updated, change).logged(event))
 }
 
 /// A service by id.

@@ -6,12 +6,14 @@ use entity::shop;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, NotSet, PaginatorTrait, QueryFilter, Select,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, NotSet, PaginatorTrait,
+    QueryFilter, Select, TransactionTrait,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 
 use super::{
     change::{Change, Changed},
+    event_log::{self, EventKind, Fields, NewEvent},
     invalid::Invalid,
     page::{Keyset, Page, PageRequest},
 };
@@ -165,10 +167,12 @@ pub async fn create(
 /// Applies `changes` to `shop`.
 #[tracing::instrument(skip_all, fields(shop.id = shop.id))]
 pub async fn update(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
+    actor: i64,
     shop: shop::Model,
     changes: ShopChanges,
 ) -> AppResult<Changed<shop::Model>> {
+    let before = shop.clone();
     let mut active: shop::ActiveModel = shop.into();
     if let Some(name) = changes.name {
         active.name = Set(name);
@@ -194,8 +198,27 @@ pub async fn update(
     if let Some(buffer) = changes.buffer_minutes {
         active.buffer_minutes = Set(buffer);
     }
-    active.updated_at = Set(chrono::Utc::now());
-    let updated = active.update(db).await?;
+    let now = chrono::Utc::now();
+    active.updated_at = Set(now);
+    let txn = db.begin().await?;
+    let updated = active.update(&txn).await?;
+    let (b, a) = (&before, &updated);
+    let fields = Fields::default()
+        .changed("name", &b.name, &a.name)
+        .changed("address", &b.address, &a.address)
+        .changed("timezone", &b.timezone, &a.timezone)
+        .changed("slotStepMinutes", b.slot_step_minutes, a.slot_step_minutes)
+        .changed("minNoticeMinutes", b.min_notice_minutes, a.min_notice_minutes)
+        .changed("maxAdvanceDays", b.max_advance_days, a.max_advance_days)
+        .changed(
+            "cancellationCutoffMinutes",
+            b.cancellation_cutoff_minutes,
+            a.cancellation_cutoff_minutes,
+        )
+        .changed("bufferMinutes", b.buffer_minutes, a.buffer_minutes);
+    let event = NewEvent::at_shop(updated.id, EventKind::ShopUpdated, actor, fields);
+    let event = event_log::record(&txn, event, now).await?;
+    txn.commit().await?;
     let change = Change::Shop { shop: updated.id };
-    Ok(Changed::new(updated, change))
+    Ok(Changed::new(updated, change).logged(event))
 }

@@ -22,10 +22,13 @@ pub enum Kind {
     Booking,
     Payment,
     TimeOff,
+    Event,
+    Webhook,
+    WebhookDelivery,
 }
 
 impl Kind {
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 10] = [
         Kind::Shop,
         Kind::Barber,
         Kind::Service,
@@ -33,6 +36,9 @@ impl Kind {
         Kind::Booking,
         Kind::Payment,
         Kind::TimeOff,
+        Kind::Event,
+        Kind::Webhook,
+        Kind::WebhookDelivery,
     ];
 
     fn name(self) -> &'static str {
@@ -44,6 +50,9 @@ impl Kind {
             Kind::Booking => "Booking",
             Kind::Payment => "Payment",
             Kind::TimeOff => "TimeOff",
+            Kind::Event => "BookingEvent",
+            Kind::Webhook => "Webhook",
+            Kind::WebhookDelivery => "WebhookDelivery",
         }
     }
 }

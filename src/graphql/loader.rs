@@ -339,12 +339,20 @@ macro_rules! lazy_loaders {
             db: DatabaseConnection,
             touched: Option<Touched>,
             spawner: Spawner,
+            /// Whether a value loaded once is kept for the rest of the
+            /// request (not for a subscription, which lives on).
+            cached: bool,
             $($field: OnceLock<Loader<$ty>>,)*
         }
 
         impl Loaders {
-            fn new(db: DatabaseConnection, touched: Option<Touched>, spawner: Spawner) -> Self {
-                Self { db, touched, spawner, $($field: OnceLock::new(),)* }
+            fn new(
+                db: DatabaseConnection,
+                touched: Option<Touched>,
+                spawner: Spawner,
+                cached: bool,
+            ) -> Self {
+                Self { db, touched, spawner, cached, $($field: OnceLock::new(),)* }
             }
         }
 
@@ -380,8 +388,35 @@ lazy_loaders!(
 impl Loaders {
     /// The request's loader of type `T`, made now if it was not yet.
     pub fn get<T: Lazy>(&self) -> &Loader<T> {
-        T::slot(self)
-            .get_or_init(|| new(T::make(self.db.clone(), self.touched.clone()), &self.spawner))
+        T::slot(self).get_or_init(|| {
+            let loader = new(T::make(self.db.clone(), self.touched.clone()), &self.spawner);
+            if !self.cached {
+                loader.enable_all_cache(false);
+            }
+            loader
+        })
+    }
+
+    /// Loaders for a subscription's connection: each event's answer is
+    /// batched as a request's is, and loads afresh (nothing is kept from
+    /// one event to the next). Their batches run in a task of their own,
+    /// which ends when the loaders are dropped.
+    pub fn for_subscriptions(db: &DatabaseConnection) -> Self {
+        let (spawner, mut batches) = mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
+        tokio::spawn(async move {
+            let mut running = FuturesUnordered::new();
+            loop {
+                tokio::select! {
+                    batch = batches.recv() => match batch {
+                        Some(batch) => running.push(batch),
+                        None => break,
+                    },
+                    Some(()) = running.next(), if !running.is_empty() => {}
+                }
+            }
+            while running.next().await.is_some() {}
+        });
+        Self::new(db.clone(), None, spawner, false)
     }
 }
 
@@ -394,7 +429,7 @@ fn register(
     touched: Option<Touched>,
     spawner: Spawner,
 ) -> Request {
-    let loaders = Loaders::new(db.clone(), touched, spawner);
+    let loaders = Loaders::new(db.clone(), touched, spawner, true);
     if let Some(viewer) = identity.viewer() {
         // Feeding takes a lock and never waits: one poll finishes it.
         let _ = loaders

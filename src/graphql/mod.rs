@@ -17,10 +17,12 @@ pub mod playground;
 pub mod public;
 pub mod query;
 pub mod scalar;
+pub mod subscription;
+pub mod ws;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, Response, Schema, ServerError};
+use async_graphql::{Context, Response, Schema, ServerError};
 use sea_orm::DatabaseConnection;
 
 use crate::{
@@ -32,7 +34,7 @@ use crate::{
 };
 
 /// The API's schema type.
-pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+pub type AppSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
 
 /// Builds the schema. Per-request data (identity, loaders) is added by the
 /// handler.
@@ -43,26 +45,37 @@ pub fn build_schema(
     limits: Arc<Limits>,
     config: &Config,
 ) -> AppSchema {
-    Schema::build(query::Query::default(), mutation::Mutation::default(), EmptySubscription)
-        .extension(limits::QueryLimits::new(
-            config.max_query_depth,
-            config.max_query_complexity,
-            config.max_query_fields,
-        ))
-        .data(db)
-        .data(tokens)
-        .data(effects.analytics().clone())
-        .data(effects.public().clone())
-        .data(effects)
-        .data(limits)
-        .finish()
+    Schema::build(
+        query::Query::default(),
+        mutation::Mutation::default(),
+        subscription::Subscription::default(),
+    )
+    .extension(limits::QueryLimits::new(
+        config.max_query_depth,
+        config.max_query_complexity,
+        config.max_query_fields,
+    ))
+    .data(db)
+    .data(tokens)
+    .data(effects.analytics().clone())
+    .data(effects.public().clone())
+    .data(mutation::PrivateWebhooks(config.webhook_allow_private_addresses))
+    .data(effects.known().clone())
+    .data(effects.events().clone())
+    .data(effects)
+    .data(limits)
+    .finish()
 }
 
 /// The schema in SDL, as `bookedbarber schema` prints it.
 pub fn sdl() -> String {
-    Schema::build(query::Query::default(), mutation::Mutation::default(), EmptySubscription)
-        .finish()
-        .sdl()
+    Schema::build(
+        query::Query::default(),
+        mutation::Mutation::default(),
+        subscription::Subscription::default(),
+    )
+    .finish()
+    .sdl()
 }
 
 /// The database connection of the schema.

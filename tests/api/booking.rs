@@ -253,6 +253,25 @@ api_test!(fifty_clients_race_for_one_slot, [sqlite, postgres], |app| {
     )
     .await;
     assert_eq!(stored, 1, "exactly one booking in the database");
+    // The 49 refused bookings rolled back with their events; the winner
+    // logged exactly one.
+    let events = scalar(
+        &app,
+        &format!("SELECT COUNT(*) AS n FROM booking_events WHERE barber_id = {barber} AND kind = 'CREATED'"),
+    )
+    .await;
+    assert_eq!(events, 1, "exactly one event, the winner's");
+    let winner = scalar(
+        &app,
+        &format!("SELECT e.booking_id AS n FROM booking_events e JOIN bookings b ON b.id = e.booking_id WHERE e.barber_id = {barber} AND b.status = 'CONFIRMED'"),
+    )
+    .await;
+    let won_id =
+        results.iter().find(|r| r.get("errors").is_none()).unwrap()["data"]["createBooking"]["id"]
+            .as_str()
+            .map(row_id)
+            .unwrap();
+    assert_eq!(winner, won_id, "the event is the winning booking's");
     let slots = app
         .data(SLOTS, json!({ "barber": shop.barber_id, "service": shop.service_id, "date": date.to_string() }))
         .await;

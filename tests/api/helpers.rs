@@ -271,7 +271,11 @@ impl TestApp {
     /// A second server on the same database and secret, as another replica
     /// behind a load balancer would be (its state is its own).
     pub async fn replica(&self) -> TestApp {
-        let mut config = (*self.state.config).clone();
+        self.replica_with((*self.state.config).clone()).await
+    }
+
+    /// Like [`replica`](Self::replica), with `config`.
+    pub async fn replica_with(&self, mut config: Config) -> TestApp {
         config.bind_addr = "127.0.0.1:0".parse().unwrap();
         let app = App::build(config).await.expect("the replica builds");
         let addr = app.local_addr().unwrap();

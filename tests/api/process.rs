@@ -28,6 +28,21 @@ impl ServerProcess {
     pub async fn start(env: &[(&str, &str)], file_limit: Option<u32>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let database = format!("sqlite://{}?mode=rwc", dir.path().join("server.db").display());
+        Self::spawn(dir, database, env, file_limit).await
+    }
+
+    /// Starts the binary with `env` on `database_url`, which another server
+    /// (a test's) uses too.
+    pub async fn start_on(database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(tempfile::tempdir().unwrap(), database_url.to_owned(), env, None).await
+    }
+
+    async fn spawn(
+        dir: tempfile::TempDir,
+        database: String,
+        env: &[(&str, &str)],
+        file_limit: Option<u32>,
+    ) -> Self {
         let binary = env!("CARGO_BIN_EXE_bookedbarber");
         let mut command = match file_limit {
             Some(limit) => {

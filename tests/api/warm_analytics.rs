@@ -229,7 +229,7 @@ async fn random_write(app: &TestApp, effects: &Effects, w: &mut World, rng: &mut
             }
             (
                 format!("hours of {barber}: {} days", hours.len()),
-                barbers::set_working_hours(db, &model, hours).await,
+                barbers::set_working_hours(db, w.owner.id(), &model, hours).await,
             )
         }
         _ => {
@@ -244,7 +244,7 @@ async fn random_write(app: &TestApp, effects: &Effects, w: &mut World, rng: &mut
             let new = NewTimeOff { starts_at, ends_at, reason: None };
             (
                 format!("time off of {barber} {starts_at}..{ends_at}"),
-                barbers::add_time_off(db, &model, new).await.map(erase),
+                barbers::add_time_off(db, w.owner.id(), &model, new).await.map(erase),
             )
         }
     };
@@ -310,6 +310,7 @@ api_test!(random_writes_keep_every_section_exact, [sqlite, postgres_redis], |app
         app.state.analytics.clone(),
         app.state.known.clone(),
         app.state.public.clone(),
+        app.state.events.clone(),
     );
     let mut w = world(&app).await;
     let mut done = Vec::new();

@@ -4,6 +4,9 @@ mod account;
 mod booking;
 mod shop;
 mod staff;
+mod webhook;
+
+pub use webhook::PrivateWebhooks;
 
 use async_graphql::MergedObject;
 
@@ -14,4 +17,5 @@ pub struct Mutation(
     shop::ShopMutation,
     staff::StaffMutation,
     booking::BookingMutation,
+    webhook::WebhookMutation,
 );

@@ -59,7 +59,8 @@ impl ShopMutation {
         let shop = load_one::<ShopByIdLoader, _>(ctx, shop_id)
             .await?
             .ok_or_else(|| AppError::not_found("no shop has this id"))?;
-        let updated = publish(ctx, domain::shop::update(db(ctx)?, shop, changes).await?).await?;
+        let updated =
+            publish(ctx, domain::shop::update(db(ctx)?, viewer.id(), shop, changes).await?).await?;
         loader::<ShopByIdLoader>(ctx)?.feed_one(updated.id, updated.clone()).await;
         Ok(Shop(updated))
     }
@@ -76,7 +77,7 @@ impl ShopMutation {
         let viewer = policy::require_viewer(identity(ctx))?;
         policy::check_owner(viewer, shop_id)?;
         let new = NewBarber::try_from(input)?;
-        let added = domain::barber::add(db(ctx)?, new).await?;
+        let added = domain::barber::add(db(ctx)?, viewer.id(), new).await?;
         Ok(Barber(publish(ctx, added).await?))
     }
 
@@ -99,7 +100,8 @@ impl ShopMutation {
         }
         let changes = BarberChanges::try_from(input)?;
         let updated =
-            publish(ctx, domain::barber::update(db(ctx)?, barber, changes).await?).await?;
+            publish(ctx, domain::barber::update(db(ctx)?, viewer.id(), barber, changes).await?)
+                .await?;
         loader::<BarberByIdLoader>(ctx)?.feed_one(updated.id, updated.clone()).await;
         Ok(Barber(updated))
     }
@@ -115,7 +117,7 @@ impl ShopMutation {
         let viewer = policy::require_viewer(identity(ctx))?;
         policy::check_owner(viewer, shop_id)?;
         let new = NewService::try_from(input)?;
-        let created = domain::service::create(db(ctx)?, new).await?;
+        let created = domain::service::create(db(ctx)?, viewer.id(), new).await?;
         Ok(Service(publish(ctx, created).await?))
     }
 
@@ -134,7 +136,8 @@ impl ShopMutation {
         policy::check_owner(viewer, service.shop_id)?;
         let changes = ServiceChanges::try_from(input)?;
         let updated =
-            publish(ctx, domain::service::update(db(ctx)?, service, changes).await?).await?;
+            publish(ctx, domain::service::update(db(ctx)?, viewer.id(), service, changes).await?)
+                .await?;
         loader::<ServiceByIdLoader>(ctx)?.feed_one(updated.id, updated.clone()).await;
         Ok(Service(updated))
     }
@@ -154,7 +157,11 @@ impl ShopMutation {
             id::found(domain::barber::get(db(ctx)?, barber_id).await?, Kind::Barber, "barberId")?;
         policy::check_owner_or_barber(viewer, &barber)?;
         let week = input::week(hours)?;
-        publish(ctx, domain::barber::set_working_hours(db(ctx)?, &barber, week).await?).await?;
+        publish(
+            ctx,
+            domain::barber::set_working_hours(db(ctx)?, viewer.id(), &barber, week).await?,
+        )
+        .await?;
         loader::<WorkingHoursByBarberLoader>(ctx)?.clear::<i64>();
         Ok(Barber(barber))
     }
@@ -173,7 +180,7 @@ impl ShopMutation {
             id::found(domain::barber::get(db(ctx)?, barber_id).await?, Kind::Barber, "barberId")?;
         policy::check_owner_or_barber(viewer, &barber)?;
         let new = NewTimeOff::try_from(input)?;
-        let added = domain::barber::add_time_off(db(ctx)?, &barber, new).await?;
+        let added = domain::barber::add_time_off(db(ctx)?, viewer.id(), &barber, new).await?;
         Ok(TimeOff(publish(ctx, added).await?))
     }
 }

@@ -6,11 +6,13 @@ mod barber;
 mod booking;
 mod connection;
 mod enums;
+mod event;
 mod payment;
 mod service;
 mod shop;
 mod time_off;
 mod user;
+mod webhook;
 mod working_hours;
 
 use std::hash::Hash;
@@ -22,12 +24,16 @@ pub use analytics::ShopAnalytics;
 pub use barber::Barber;
 pub use booking::{Booking, BookingArgs, BookingConnection, BookingConnectionFields};
 pub use connection::{connection_from_page, page_request, page_request_in};
-pub use enums::{BookingStatus, PaymentMethod, PaymentStatus, Role};
+pub use enums::{
+    AuditEventKind, BookingEventKind, BookingStatus, PaymentMethod, PaymentStatus, Role,
+};
+pub use event::{AuditEvent, AuditLogConnection, BookingEvent, FieldChange};
 pub use payment::Payment;
 pub use service::Service;
 pub use shop::{Shop, ShopConnection, ShopConnectionFields};
 pub use time_off::{TimeOff, TimeSlot};
 pub use user::{Membership, User};
+pub use webhook::{Webhook, WebhookDelivery, WebhookDeliveryStatus};
 pub use working_hours::WorkingHours;
 
 use crate::{

@@ -6,8 +6,8 @@ use entity::shop;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Barber, BookingArgs, BookingConnection, BookingStatus, Service, ShopAnalytics,
-    connection_from_page, load_one, page_request,
+    AuditEventKind, AuditLogConnection, Barber, BookingArgs, BookingConnection, BookingStatus,
+    Service, ShopAnalytics, Webhook, connection_from_page, load_one, page_request,
 };
 use crate::{
     auth::policy,
@@ -146,6 +146,37 @@ impl Shop {
         policy::check_owner(viewer, self.0.id)?;
         let range = domain::analytics::Range::new(&self.0, from.0, to.0)?;
         Ok(ShopAnalytics::new(ctx, &self.0, range)?)
+    }
+
+    /// The shop's audit log, newest first: who changed its bookings,
+    /// staff, hours, policy and menu, when, and what changed; for its
+    /// owner. `kind` keeps one kind of event.
+    #[graphql(
+        guard = "SignedIn",
+        complexity = "crate::graphql::limits::page_complexity(first, None, child_complexity)",
+        cache_control(no_cache)
+    )]
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        kind: Option<AuditEventKind>,
+    ) -> async_graphql::Result<AuditLogConnection> {
+        let viewer = policy::require_viewer(identity(ctx))?;
+        policy::check_owner(viewer, self.0.id)?;
+        Ok(super::event::audit_log(ctx, self.0.id, first, after, kind).await?)
+    }
+
+    /// The shop's webhooks; for its owner.
+    #[graphql(guard = "SignedIn", cache_control(no_cache))]
+    async fn webhooks(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Webhook>> {
+        let viewer = policy::require_viewer(identity(ctx))?;
+        policy::check_owner(viewer, self.0.id)?;
+        let db = crate::graphql::db(ctx)?;
+        let webhooks =
+            domain::webhook::of_shop(db, self.0.id).await.map_err(crate::error::AppError::from)?;
+        Ok(webhooks.into_iter().map(|model| Webhook { model, secret: None }).collect())
     }
 
     /// The shop's menu.

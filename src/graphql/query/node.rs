@@ -54,6 +54,15 @@ impl NodeQuery {
             (Kind::TimeOff, _) => {
                 return Err(AppError::bad_input("time off is read through `Barber.timeOff`").into());
             }
+            (Kind::Event, _) => {
+                return Err(AppError::bad_input("events are read through `Shop.auditLog`").into());
+            }
+            (Kind::Webhook | Kind::WebhookDelivery, _) => {
+                return Err(AppError::bad_input(
+                    "webhooks are read through `Shop.webhooks` and their `deliveries`",
+                )
+                .into());
+            }
         };
         node.map(Some).ok_or_else(|| AppError::not_found("nothing has this id").into())
     }

@@ -1,0 +1,168 @@
+//! `Webhook` and `WebhookDelivery`: where a shop's booking events are
+//! posted, and how each delivery went.
+
+use async_graphql::{
+    Context, Enum, ID, Object,
+    connection::{Connection, Edge, EmptyFields},
+};
+use chrono::{DateTime, Utc};
+use entity::{webhook, webhook_delivery};
+
+use super::{BookingEvent, BookingEventKind};
+use crate::{
+    domain::{
+        event_log::{self, Event},
+        page::{DEFAULT_PAGE_SIZE, Position},
+        webhook as hooks,
+    },
+    error::{AppError, AppResult},
+    graphql::{
+        db,
+        id::{self, Kind},
+    },
+};
+
+/// A URL a shop's booking events are posted to, signed.
+pub struct Webhook {
+    pub model: webhook::Model,
+    /// Shown once, when the webhook is created.
+    pub secret: Option<String>,
+}
+
+/// A page of a webhook's deliveries.
+pub type DeliveryConnection = Connection<String, WebhookDelivery, EmptyFields>;
+
+#[Object]
+impl Webhook {
+    async fn id(&self) -> ID {
+        id::encode(Kind::Webhook, self.model.id)
+    }
+
+    async fn url(&self) -> &str {
+        &self.model.url
+    }
+
+    /// The kinds of booking event it receives.
+    async fn events(&self) -> Vec<BookingEventKind> {
+        hooks::kinds(&self.model).into_iter().filter_map(BookingEventKind::of).collect()
+    }
+
+    /// False once deleted.
+    async fn active(&self) -> bool {
+        self.model.active
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.model.created_at
+    }
+
+    /// The key of its signatures (`BookedBarber-Signature`): shown only in
+    /// `createWebhook`'s answer, `null` ever after. Keep it safe.
+    async fn secret(&self) -> Option<&str> {
+        self.secret.as_deref()
+    }
+
+    /// Its deliveries, newest first.
+    #[graphql(
+        complexity = "crate::graphql::limits::page_complexity(first, None, child_complexity)"
+    )]
+    async fn deliveries(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<DeliveryConnection> {
+        Ok(deliveries(ctx, self.model.id, first, after).await?)
+    }
+}
+
+async fn deliveries(
+    ctx: &Context<'_>,
+    webhook: i64,
+    first: Option<i32>,
+    after: Option<String>,
+) -> AppResult<DeliveryConnection> {
+    let size = match first {
+        None => DEFAULT_PAGE_SIZE,
+        Some(first) => u64::try_from(first).unwrap_or(0),
+    };
+    let before = after.map(|cursor| id::decode_cursor(&cursor, "after", false)).transpose()?;
+    let db = db(ctx)?;
+    let mut rows = hooks::deliveries(db, webhook, size, before.map(|p| p.id)).await?;
+    let more = rows.len() as u64 > size;
+    rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        events.push(event_log::get(db, row.event_id).await.map_err(AppError::from)?);
+    }
+    let mut connection = Connection::new(before.is_some(), more);
+    connection.edges = rows
+        .into_iter()
+        .zip(events)
+        .map(|(row, event)| {
+            let event = event.as_ref().and_then(Event::of_row);
+            Edge::new(id::encode_cursor(Position::id(row.id)), WebhookDelivery { row, event })
+        })
+        .collect();
+    Ok(connection)
+}
+
+/// Where a delivery stands.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookDeliveryStatus {
+    /// Not yet accepted; tried again at `nextAttemptAt`.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Given up: tried for 24 hours, or the webhook was deleted.
+    Failed,
+}
+
+/// One event owed to a webhook, and how its attempts went.
+pub struct WebhookDelivery {
+    row: webhook_delivery::Model,
+    event: Option<Event>,
+}
+
+#[Object]
+impl WebhookDelivery {
+    async fn id(&self) -> ID {
+        id::encode(Kind::WebhookDelivery, self.row.id)
+    }
+
+    /// The event delivered.
+    async fn event(&self) -> Option<BookingEvent> {
+        self.event.clone().map(BookingEvent)
+    }
+
+    async fn status(&self) -> WebhookDeliveryStatus {
+        match self.row.status.as_str() {
+            hooks::DELIVERED => WebhookDeliveryStatus::Delivered,
+            hooks::FAILED => WebhookDeliveryStatus::Failed,
+            _ => WebhookDeliveryStatus::Pending,
+        }
+    }
+
+    async fn attempts(&self) -> i32 {
+        self.row.attempts
+    }
+
+    /// The receiver's status code at the last attempt, if it answered.
+    async fn last_status_code(&self) -> Option<i32> {
+        self.row.last_status_code
+    }
+
+    /// Why the last attempt failed, if it did.
+    async fn last_error(&self) -> Option<&str> {
+        self.row.last_error.as_deref()
+    }
+
+    /// When it is tried next, while pending.
+    async fn next_attempt_at(&self) -> Option<DateTime<Utc>> {
+        (self.row.status == hooks::PENDING).then_some(self.row.next_attempt_at)
+    }
+
+    async fn delivered_at(&self) -> Option<DateTime<Utc>> {
+        self.row.delivered_at
+    }
+}
