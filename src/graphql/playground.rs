@@ -58,7 +58,11 @@ fn boot_script() -> String {
     let default_query = serde_json::to_string(DEFAULT_QUERY).unwrap_or_else(|_| "\"\"".to_owned());
     format!(
         r#"
-    const fetcher = GraphiQL.createFetcher({{ url: '/graphql' }});
+    const subscriptionUrl =
+      (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/graphql/ws';
+    // Subscriptions go over graphql-transport-ws; the headers editor's
+    // `Authorization` becomes the `connection_init` payload.
+    const fetcher = GraphiQL.createFetcher({{ url: '/graphql', subscriptionUrl }});
     ReactDOM.createRoot(document.getElementById('graphiql')).render(
       React.createElement(GraphiQL, {{
         fetcher,

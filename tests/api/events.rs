@@ -60,11 +60,14 @@ api_test!(
         listening(calendar_app, 1).await;
 
         let start = shop.at(shop.upcoming_weekday(), 10, 0);
+        let sent = Instant::now();
         let booking = book(&app, &shop, &client, start).await;
         let answered = Instant::now();
         let event = calendar.next(&id).await;
-        let late = answered.elapsed();
-        println!("the event arrived {late:?} after the booking's answer");
+        let (late, since_sent) = (answered.elapsed(), sent.elapsed());
+        println!(
+            "EVENT-LATENCY the event arrived {late:?} after the booking's answer, {since_sent:?} after it was sent"
+        );
         assert!(late < Duration::from_millis(100), "the event took {late:?} after the answer");
         let event = &event["data"]["bookingChanged"];
         assert_eq!(event["kind"], "CREATED");

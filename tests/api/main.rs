@@ -24,6 +24,7 @@ mod errors;
 mod events;
 mod freshness;
 mod fuzz;
+mod graphiql;
 mod hardening;
 mod health;
 mod input;
