@@ -22,7 +22,11 @@ use tokio::sync::{Notify, broadcast, oneshot};
 use crate::{cache::Cache, domain::event_log::Event};
 
 /// Events a subscriber may fall behind by before it is cut off.
-pub const BACKLOG: usize = 1024;
+pub const BACKLOG: usize = 4096;
+
+/// How often the listener pings Redis, to find a connection that died
+/// without closing.
+const LISTENER_PING: Duration = Duration::from_secs(15);
 
 /// The channel events travel on between replicas (under the key prefix).
 const CHANNEL: &str = "events";
@@ -79,19 +83,21 @@ impl EventBus {
         self.0.local.subscribe()
     }
 
-    /// Sends committed `events` to every replica's subscribers.
+    /// Sends committed `events` to every replica's subscribers: through
+    /// Redis whenever it takes them, and straight to this replica's own
+    /// unless this replica hears them back from Redis.
     pub async fn publish(&self, events: Vec<Event>) {
         self.0.deliveries.notify_one();
         let payloads: Vec<Vec<u8>> =
             events.iter().filter_map(|event| serde_json::to_vec(event).ok()).collect();
-        let through_redis = self.0.listening.load(Ordering::Acquire)
-            && matches!(self.0.cache.publish(CHANNEL, &payloads).await, Ok(true));
+        let published = matches!(self.0.cache.publish(CHANNEL, &payloads).await, Ok(true));
+        let heard_back = published && self.0.listening.load(Ordering::Acquire);
         metrics::counter!(
             "bookedbarber_events_published_total",
-            "via" => if through_redis { "redis" } else { "local" }
+            "via" => if published { "redis" } else { "local" }
         )
         .increment(events.len() as u64);
-        if !through_redis {
+        if !heard_back {
             for event in events {
                 // No receiver is no subscriber: nothing to do.
                 let _ = self.0.local.send(Arc::new(event));
@@ -129,13 +135,32 @@ async fn listen(
             Ok(pubsub) => {
                 listening.store(true, Ordering::Release);
                 tracing::info!("listening for events on Redis");
-                let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
-                    match serde_json::from_slice::<Event>(message.get_payload_bytes()) {
-                        Ok(event) => {
-                            let _ = local.send(Arc::new(event));
+                let (mut sink, mut messages) = pubsub.split();
+                let mut ping = tokio::time::interval(LISTENER_PING);
+                ping.tick().await;
+                loop {
+                    tokio::select! {
+                        message = messages.next() => {
+                            let Some(message) = message else { break };
+                            match serde_json::from_slice::<Event>(message.get_payload_bytes()) {
+                                Ok(event) => {
+                                    let _ = local.send(Arc::new(event));
+                                }
+                                Err(error) => {
+                                    tracing::warn!(%error, "an event from Redis did not parse");
+                                }
+                            }
                         }
-                        Err(error) => tracing::warn!(%error, "an event from Redis did not parse"),
+                        _ = ping.tick() => {
+                            let answered = tokio::time::timeout(
+                                Duration::from_secs(2),
+                                sink.ping::<deadpool_redis::redis::Value>(),
+                            )
+                            .await;
+                            if !matches!(answered, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
                     }
                 }
                 listening.store(false, Ordering::Release);

@@ -124,6 +124,8 @@ impl Worker {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the host itself, past `PublicOnly`.
+            .no_proxy()
             .user_agent("BookedBarber-Webhooks/1")
             .dns_resolver(Arc::new(PublicOnly { allow_private }))
             .build()?;
@@ -184,6 +186,11 @@ impl Worker {
     }
 
     async fn deliver_all(&self, claimed: Vec<Claimed>) {
+        // Every attempt ends before the claim does (less a margin for
+        // recording it), so no other worker takes a delivery still being
+        // sent.
+        let lease = self.lease().to_std().unwrap_or(self.timeout);
+        let must_end = tokio::time::Instant::now() + lease.saturating_sub(Duration::from_secs(3));
         let event_ids: Vec<i64> = claimed.iter().map(|c| c.event_id).collect();
         let webhook_ids: Vec<i64> = claimed.iter().map(|c| c.webhook_id).collect();
         let loaded = async {
@@ -207,7 +214,12 @@ impl Worker {
             let webhook = webhooks.iter().find(|w| w.id == claim.webhook_id);
             async move {
                 let attempt = match (event, webhook) {
-                    (Some(event), Some(webhook)) => self.attempt(webhook, event).await,
+                    (Some(event), Some(webhook)) if webhook.active => {
+                        tokio::time::timeout_at(must_end, self.attempt(webhook, event))
+                            .await
+                            .unwrap_or_else(|_| Err("the attempt outran its claim".to_owned()))
+                    }
+                    (Some(_), Some(_)) => Err("the webhook was deleted".to_owned()),
                     _ => Err("the event or its webhook is gone".to_owned()),
                 };
                 if let Err(error) = self.record(&claim, attempt).await {

@@ -246,13 +246,36 @@ impl Event {
     }
 }
 
+/// Locks `shop`'s row to the end of the caller's transaction (PostgreSQL;
+/// SQLite has one writer at a time anyway).
+///
+/// `FOR NO KEY UPDATE`, not `FOR UPDATE`: a transaction that inserted a
+/// booking or an event holds `KEY SHARE` on its shop (the foreign key), and
+/// two of them each asking for `FOR UPDATE` would deadlock.
+pub async fn lock_shop(db: &impl ConnectionTrait, shop: i64) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    if backend == sea_orm::DbBackend::Postgres {
+        let sql = "SELECT id FROM shops WHERE id = $1 FOR NO KEY UPDATE";
+        db.execute_raw(Statement::from_sql_and_values(backend, sql, [shop.into()])).await?;
+    }
+    Ok(())
+}
+
 /// Writes `event` at `at` inside the caller's transaction, and the
 /// deliveries owed to the shop's webhooks that asked for its kind.
+///
+/// The shop's row is locked first, so a shop's events take their ids in
+/// the order they commit: a subscriber that read event N from the log has
+/// read every earlier event of that shop, and `after: N` misses nothing.
+/// (A sequence alone hands out ids at insert, and transactions commit in
+/// any order.) The lock is held only for the rest of the transaction:
+/// this insert, the deliveries' and the commit.
 pub async fn record(
     db: &impl ConnectionTrait,
     event: NewEvent,
     at: DateTime<Utc>,
 ) -> Result<Event, DbErr> {
+    lock_shop(db, event.shop).await?;
     let row = booking_event::ActiveModel {
         id: NotSet,
         shop_id: Set(event.shop),
@@ -379,10 +402,14 @@ pub async fn count(
     select.count(db).await
 }
 
-/// The logged event `id`.
-pub async fn get(
+/// The logged events `ids`, by id.
+pub async fn by_ids(
     db: &impl ConnectionTrait,
-    id: i64,
-) -> Result<Option<booking_event::Model>, DbErr> {
-    booking_event::Entity::find_by_id(id).one(db).await
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, booking_event::Model>, DbErr> {
+    let rows = booking_event::Entity::find()
+        .filter(booking_event::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|row| (row.id, row)).collect())
 }

@@ -52,13 +52,24 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+            let segments = v6.segments();
+            // 6to4 carries an IPv4 address, which decides.
+            if segments[0] == 0x2002 {
+                let [high, low] = [segments[1], segments[2]];
+                let v4 = std::net::Ipv4Addr::new(
+                    (high >> 8) as u8,
+                    high as u8,
+                    (low >> 8) as u8,
+                    low as u8,
+                );
+                return is_public(IpAddr::V4(v4));
+            }
+            // Only global unicast (2000::/3) is public; of it, Teredo
+            // (2001::/32, which tunnels to anything), documentation and
+            // benchmarking space are not.
+            (segments[0] & 0xe000) == 0x2000
+                && !(segments[0] == 0x2001 && (segments[1] == 0 || segments[1] == 0x0db8))
+                && !(segments[0] == 0x2001 && segments[1] == 0x0002)
         }
     }
 }
@@ -87,10 +98,11 @@ pub fn check_url(raw: &str, allow_private: bool) -> AppResult<url::Url> {
             "`url` {why}; use an https:// URL of a public host, like https://hooks.example.com/bookedbarber"
         ))
     };
-    if raw.len() > 2048 {
+    let url = url::Url::parse(raw.trim()).map_err(|_| refuse("is not a URL"))?;
+    // As stored: encoding can make it longer than it was sent.
+    if url.as_str().len() > 2048 {
         return Err(refuse("is longer than 2048 characters"));
     }
-    let url = url::Url::parse(raw.trim()).map_err(|_| refuse("is not a URL"))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(refuse("must not hold credentials; verify the signature instead"));
     }
@@ -141,6 +153,8 @@ pub async fn create(
 ) -> AppResult<Changed<webhook::Model>> {
     let now = Utc::now();
     let txn = db.begin().await?;
+    // Counted under the shop's lock: concurrent creates cannot pass the cap.
+    event_log::lock_shop(&txn, new.shop_id).await?;
     let held = webhook::Entity::find()
         .filter(webhook::Column::ShopId.eq(new.shop_id))
         .filter(webhook::Column::Active.eq(true))
@@ -245,6 +259,14 @@ pub async fn deliveries(
     Ok(select.all(db).await?)
 }
 
+/// How many deliveries `webhook` has had.
+pub async fn count_deliveries(db: &impl ConnectionTrait, webhook: i64) -> Result<u64, DbErr> {
+    webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::WebhookId.eq(webhook))
+        .count(db)
+        .await
+}
+
 /// When a delivery that has failed `attempts` times is tried next, or
 /// `None` when it has been tried for a day: `base` doubled per attempt, at
 /// most an hour.
@@ -267,6 +289,8 @@ mod tests {
     #[test]
     fn only_https_to_public_hosts_unless_private_ones_are_allowed() {
         assert!(check_url("https://hooks.example.com/x", false).is_ok());
+        assert!(check_url("https://[2606:4700::1111]/x", false).is_ok());
+        assert!(check_url("https://[2002:0808:0808::]/x", false).is_ok(), "6to4 of a public v4");
         for refused in [
             "http://hooks.example.com/x",
             "https://127.0.0.1/x",
@@ -275,6 +299,12 @@ mod tests {
             "https://169.254.169.254/latest/meta-data",
             "https://[::1]/x",
             "https://[::ffff:127.0.0.1]/x",
+            "https://[::127.0.0.1]/x",
+            "https://[64:ff9b::a9fe:a9fe]/x",
+            "https://[2002:7f00:1::]/x",
+            "https://[2001:0:4136:e378::1]/x",
+            "https://[fec0::1]/x",
+            "https://[fd00::1]/x",
             "https://user:pass@hooks.example.com/x",
             "ftp://hooks.example.com/x",
             "not a url",

@@ -162,6 +162,7 @@ struct Checked {
     names: Vec<String>,
     only_queries: bool,
     has_mutation: bool,
+    only_subscriptions: bool,
 }
 
 impl Checked {
@@ -306,11 +307,12 @@ impl Check {
             return Err(too_deep(expanded.nesting, RECURSION_LIMIT));
         }
         let only_queries = operations.iter().all(|op| op.ty == OperationType::Query);
+        let only_subscriptions = operations.iter().all(|op| op.ty == OperationType::Subscription);
         let names = match &document.operations {
             DocumentOperations::Multiple(ops) => ops.keys().map(|name| name.to_string()).collect(),
             DocumentOperations::Single(_) => Vec::new(),
         };
-        Ok(Checked { document, names, only_queries, has_mutation })
+        Ok(Checked { document, names, only_queries, has_mutation, only_subscriptions })
     }
 
     /// The request's document, parsed and checked now or found so before.
@@ -358,6 +360,14 @@ impl Extension for Check {
         let info = request_data::<OperationInfo>(&request).cloned();
         let checked = self.checked(&request)?;
         checked.admit(via_get, info.as_ref())?;
+        // A subscription connection signed in once; everything else runs
+        // over HTTP, where each request is admitted, checked and charged.
+        if ctx.data_opt::<Arc<super::ws::Session>>().is_some() && !checked.only_subscriptions {
+            return Err(AppError::bad_input(
+                "only subscriptions run over `/graphql/ws`; send queries and mutations to `POST /graphql`",
+            )
+            .into_server_error());
+        }
         // One rule for every text argument, before any resolver sees it.
         if holds_nul(&checked.document, &request.variables) {
             return Err(AppError::bad_input(
@@ -387,9 +397,14 @@ impl Extension for Check {
                 .into_server_error(),
             ]);
         }
-        let cost = cost_of(result.complexity);
+        let mut cost = cost_of(result.complexity);
         if let Some(info) = ctx.data_opt::<OperationInfo>() {
             info.seen().cost = cost;
+        }
+        // Over HTTP a request paid its first point on arrival; a
+        // subscription pays all of it here.
+        if ctx.data_opt::<Arc<super::ws::Session>>().is_some() {
+            cost = cost.saturating_add(1);
         }
         if let (Some(limits), Some(key), Some(budget)) = (
             ctx.data_opt::<Arc<Limits>>(),

@@ -20,10 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_graphql::{
-    Context, Data, ErrorExtensions,
-    http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols},
-};
+use async_graphql::{Context, Data, ErrorExtensions, http::WebSocketProtocols};
 use axum::{
     extract::{
         State,
@@ -53,6 +50,11 @@ pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 50;
 pub const PING_EVERY: Duration = Duration::from_secs(20);
 /// A connection silent this long (no message, no pong) is closed.
 pub const IDLE: Duration = Duration::from_secs(60);
+/// A connection that has not signed in (`connection_init`, acknowledged)
+/// by then is closed with 4408, as the protocol says.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that takes longer than this to take one message is cut off.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest message a client may send.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
@@ -73,8 +75,7 @@ impl Sockets {
             ClientKey::User(_) => MAX_CONNECTIONS_PER_USER,
             ClientKey::Ip(_) => MAX_CONNECTIONS_PER_ADDRESS,
         };
-        let held = open.entry(key.clone()).or_default();
-        if *held >= most {
+        if open.get(key).is_some_and(|held| *held >= most) {
             return Err(AppError::RateLimited {
                 message: format!(
                     "you hold {most} subscription connections already; close one, or subscribe to more over one connection"
@@ -85,7 +86,7 @@ impl Sockets {
         if total >= state.config.max_connections {
             return Err(AppError::Overloaded);
         }
-        *held += 1;
+        *open.entry(key.clone()).or_default() += 1;
         metrics::gauge!("bookedbarber_ws_connections").increment(1.0);
         Ok(SocketPlace { state: state.clone(), key: key.clone() })
     }
@@ -214,7 +215,7 @@ pub async fn handler(
         .into_response();
     };
     upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .protocols([protocol.sec_websocket_protocol()])
         .max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| serve(state, ip, protocol, socket))
         .into_response()
@@ -333,30 +334,60 @@ async fn serve(state: AppState, ip: ClientIp, protocol: WebSocketProtocols, sock
         .map(|message| match message {
             async_graphql::http::WsMessage::Text(text) => Message::Text(text.into()),
             async_graphql::http::WsMessage::Close(code, reason) => {
-                Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+                Message::Close(Some(CloseFrame {
+                    code: close_code(code, &reason),
+                    reason: reason.into(),
+                }))
             }
         });
     futures_util::pin_mut!(graphql);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
+    tokio::pin!(init_deadline);
+    let mut signed_in = false;
     loop {
         let message = tokio::select! {
             message = graphql.next() => match message {
                 Some(message) => message,
                 None => break,
             },
+            () = &mut init_deadline, if !signed_in => close(4408, "connection initialisation timeout"),
             _ = ping.tick() => {
                 let silent = heard.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
                 if silent >= IDLE {
-                    let reason = "no message or pong for too long".into();
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code: 4408, reason }))).await;
-                    break;
+                    close(1001, "nothing heard, not even a pong, for 60 s")
+                } else {
+                    Message::Ping(Vec::new().into())
                 }
-                Message::Ping(Vec::new().into())
             }
         };
-        if sink.send(message).await.is_err() {
-            break;
+        if let Message::Text(text) = &message {
+            signed_in |= text.as_str().starts_with(r#"{"type":"connection_ack""#);
         }
+        let closing = matches!(message, Message::Close(_));
+        match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
+            Ok(Ok(())) if !closing => {}
+            _ => break,
+        }
+    }
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+}
+
+/// The close code for a refused `connection_init` (async-graphql closes
+/// with 1002 whatever the reason): 4403 for a token refused, 4429 for a
+/// limit, 1013 (try again later) at capacity.
+fn close_code(code: u16, reason: &str) -> u16 {
+    if code != 1002 {
+        return code;
+    }
+    match reason.split(':').next().unwrap_or_default() {
+        "UNAUTHENTICATED" | "FORBIDDEN" => 4403,
+        "RATE_LIMITED" => 4429,
+        "OVERLOADED" | "SERVICE_UNAVAILABLE" => 1013,
+        _ => code,
     }
 }

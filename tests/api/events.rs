@@ -35,6 +35,12 @@ async fn other_replica(app: &TestApp) -> Option<TestApp> {
     }
 }
 
+/// The global id of event `n`, as `after` takes it.
+fn row_id_as_event(n: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("BookingEvent:{n}"))
+}
+
 /// Books `start` as `client` and returns the booking's id.
 async fn book(
     app: &TestApp,
@@ -280,6 +286,13 @@ api_test!(a_subscription_ends_when_its_session_does, [sqlite, postgres_redis], |
     assert_eq!(first_error(&ended).0, "UNAUTHENTICATED", "the booking is not shown: {ended:#}");
     assert_eq!(ended["data"], Value::Null);
     assert_eq!(calendar.message_within(Duration::from_secs(5)).await.unwrap()["type"], "complete");
+    // The connection stays, signed in as it was; a new subscription on it,
+    // replay included, is checked as the session is now.
+    let again = calendar
+        .subscribe(BOOKING_CHANGED, json!({ "shop": shop.shop_id, "after": row_id_as_event(1) }))
+        .await;
+    let refused = calendar.next(&again).await;
+    assert_eq!(first_error(&refused).0, "UNAUTHENTICATED", "nothing replayed: {refused:#}");
 });
 
 const AUDIT: &str = "query($shop: ID!, $first: Int, $after: String, $kind: AuditEventKind) { shop(id: $shop) { auditLog(first: $first, after: $after, kind: $kind) { totalCount pageInfo { hasNextPage endCursor } nodes { kind actor { id } barber { id } booking { id } changes { field before after } } } } }";
@@ -375,4 +388,26 @@ api_test!(a_connection_holds_a_bounded_number_of_subscriptions, [sqlite], |app| 
         }
         assert!(Instant::now() < deadline, "no room after a stop: {answer:#}");
     }
+});
+
+api_test!(a_connection_that_never_signs_in_is_closed, [sqlite], |app| {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+    let mut request = format!("ws://{}/graphql/ws", app.addr).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("closed within 20 s");
+    assert_eq!(closed, Some(4408), "the protocol's initialisation timeout");
 });

@@ -3,7 +3,7 @@
 
 use async_graphql::{
     Context, Enum, ID, Object,
-    connection::{Connection, Edge, EmptyFields},
+    connection::{Connection, Edge},
 };
 use chrono::{DateTime, Utc};
 use entity::{webhook, webhook_delivery};
@@ -30,7 +30,7 @@ pub struct Webhook {
 }
 
 /// A page of a webhook's deliveries.
-pub type DeliveryConnection = Connection<String, WebhookDelivery, EmptyFields>;
+pub type DeliveryConnection = Connection<String, WebhookDelivery, DeliveryFields>;
 
 #[Object]
 impl Webhook {
@@ -91,20 +91,31 @@ async fn deliveries(
     let mut rows = hooks::deliveries(db, webhook, size, before.map(|p| p.id)).await?;
     let more = rows.len() as u64 > size;
     rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
-    let mut events = Vec::with_capacity(rows.len());
-    for row in &rows {
-        events.push(event_log::get(db, row.event_id).await.map_err(AppError::from)?);
-    }
-    let mut connection = Connection::new(before.is_some(), more);
+    let ids: Vec<i64> = rows.iter().map(|row| row.event_id).collect();
+    let events = event_log::by_ids(db, &ids).await.map_err(AppError::from)?;
+    let mut connection =
+        Connection::with_additional_fields(before.is_some(), more, DeliveryFields { webhook });
     connection.edges = rows
         .into_iter()
-        .zip(events)
-        .map(|(row, event)| {
-            let event = event.as_ref().and_then(Event::of_row);
+        .map(|row| {
+            let event = events.get(&row.event_id).and_then(Event::of_row);
             Edge::new(id::encode_cursor(Position::id(row.id)), WebhookDelivery { row, event })
         })
         .collect();
     Ok(connection)
+}
+
+/// Fields of a page of deliveries beyond the page itself.
+pub struct DeliveryFields {
+    webhook: i64,
+}
+
+#[Object]
+impl DeliveryFields {
+    /// How many deliveries the webhook has had in all.
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        Ok(hooks::count_deliveries(db(ctx)?, self.webhook).await.map_err(AppError::from)?)
+    }
 }
 
 /// Where a delivery stands.

@@ -3,10 +3,10 @@
 use async_graphql::{Context, ID, Subscription};
 use futures_util::Stream;
 
-use super::booking_events;
+use super::{Replay, booking_events};
 use crate::{
     auth::{Identity, policy},
-    domain::event_log,
+    domain::event_log::Event,
     error::AppError,
     graphql::{
         db,
@@ -27,6 +27,11 @@ fn staff_of(identity: &Identity, shop: i64) -> Result<(), AppError> {
     Ok(())
 }
 
+/// A signed-in viewer.
+fn signed_in(identity: &Identity) -> Result<(), AppError> {
+    policy::require_viewer(identity).map(|_| ())
+}
+
 #[Subscription]
 impl BookingSubscription {
     /// Every change to the shop's bookings as it commits: all of them for
@@ -42,16 +47,15 @@ impl BookingSubscription {
         let shop = id::decode_as(&shop_id, Kind::Shop, "shopId")?;
         let after = after.map(|after| id::decode_as(&after, Kind::Event, "after")).transpose()?;
         let session = Session::of(ctx)?;
-        staff_of(&session.identity, shop)?;
+        let place = session.take_slot()?;
+        // As the viewer is now, not as they signed in.
+        let identity = session.check().await?;
+        staff_of(&identity, shop)?;
         // Listening before reading the log: nothing falls in between.
         let live = session.events().subscribe();
-        let replay = match after {
-            Some(after) => event_log::booking_events_after(db(ctx)?, shop, after)
-                .await
-                .map_err(AppError::from)?,
-            None => Vec::new(),
-        };
-        let wanted = move |identity: &Identity, event: &event_log::Event| {
+        let db = db(ctx)?.clone();
+        let replay = after.map(|after| Replay { db, shop, after });
+        let wanted = move |identity: &Identity, event: &Event| {
             event.shop == shop
                 && event.kind.is_booking()
                 && identity.viewer().is_some_and(|viewer| {
@@ -60,7 +64,8 @@ impl BookingSubscription {
                             && viewer.barber_at(shop) == event.barber)
                 })
         };
-        Ok(booking_events(session, replay, live, move |identity| staff_of(identity, shop), wanted)?)
+        let access = move |identity: &Identity| staff_of(identity, shop);
+        Ok(booking_events(session, place, identity, replay, live, access, wanted))
     }
 
     /// Every change to the signed-in client's own bookings, at any shop.
@@ -70,12 +75,12 @@ impl BookingSubscription {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<BookingEvent>> + use<>>
     {
         let session = Session::of(ctx)?;
-        let me = policy::require_viewer(&session.identity)?.id();
+        let place = session.take_slot()?;
+        let identity = session.check().await?;
+        let me = policy::require_viewer(&identity)?.id();
         let live = session.events().subscribe();
-        let access = |identity: &Identity| policy::require_viewer(identity).map(|_| ());
-        let wanted = move |_: &Identity, event: &event_log::Event| {
-            event.kind.is_booking() && event.client == Some(me)
-        };
-        Ok(booking_events(session, Vec::new(), live, access, wanted)?)
+        let wanted =
+            move |_: &Identity, event: &Event| event.kind.is_booking() && event.client == Some(me);
+        Ok(booking_events(session, place, identity, None, live, signed_in, wanted))
     }
 }

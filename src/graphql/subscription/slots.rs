@@ -36,6 +36,7 @@ impl SlotsSubscription {
     /// policy changes them (at most one message per 250 ms). For
     /// `serviceId`'s length, or the barber's shortest service. Needs no
     /// sign-in.
+    #[graphql(complexity = "crate::graphql::limits::AVAILABLE_SLOTS_WEIGHT + child_complexity")]
     async fn slots_changed(
         &self,
         ctx: &Context<'_>,
@@ -48,6 +49,7 @@ impl SlotsSubscription {
         let service_id =
             service_id.map(|id| id::decode_as(&id, Kind::Service, "serviceId")).transpose()?;
         let session = Session::of(ctx)?;
+        let place = session.take_slot()?;
         let db = db(ctx)?.clone();
         let barber =
             id::found(domain::barber::get(&db, barber_id).await?, Kind::Barber, "barberId")?;
@@ -77,10 +79,9 @@ impl SlotsSubscription {
         let first =
             domain::availability::available_slots(&db, barber_id, service, date.0, Utc::now())
                 .await?;
-        let slot = session.take_slot()?;
         let shop_id = shop.id;
         Ok(async_stream::stream! {
-            let _slot = slot;
+            let _place = place;
             let mut open = first;
             let mut last = open.slots.clone();
             let mut sent = tokio::time::Instant::now();
