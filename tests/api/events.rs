@@ -71,10 +71,11 @@ api_test!(
         let answered = Instant::now();
         let event = calendar.next(&id).await;
         let (late, since_sent) = (answered.elapsed(), sent.elapsed());
+        // The 100 ms promise is timed alone, where the machine is not busy
+        // running every other test: `events_reach_another_replica_within_100_ms`.
         println!(
             "EVENT-LATENCY the event arrived {late:?} after the booking's answer, {since_sent:?} after it was sent"
         );
-        assert!(late < Duration::from_millis(100), "the event took {late:?} after the answer");
         let event = &event["data"]["bookingChanged"];
         assert_eq!(event["kind"], "CREATED");
         assert_eq!(event["booking"]["id"], booking.as_str());
@@ -411,3 +412,37 @@ api_test!(a_connection_that_never_signs_in_is_closed, [sqlite], |app| {
     .expect("closed within 20 s");
     assert_eq!(closed, Some(4408), "the protocol's initialisation timeout");
 });
+
+/// The cross-replica promise, timed: 20 bookings made on one server, each
+/// seen by a calendar subscribed on another that shares PostgreSQL and
+/// Redis, every one within 100 ms of the booking's answer. Ignored in the
+/// normal suite (timing on a machine busy with every other test measures
+/// the machine); `.ci/run` runs it alone:
+/// `cargo test --test api -- --ignored events_reach_another_replica_within_100_ms --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a timing; run alone (needs TEST_DATABASE_URL and TEST_REDIS_URL)"]
+async fn events_reach_another_replica_within_100_ms() {
+    let app = TestApp::postgres().with_redis().start().await;
+    let shop = ShopFixture::open(&app, "timed", "Europe/London", "08:00", "20:00").await;
+    let client = app.register("client@timed.test", "correct horse battery", "Client").await;
+    let replica = other_replica(&app).await.expect("Redis makes a second replica");
+    let mut calendar = Socket::open(&replica, Some(&shop.owner)).await;
+    let id = calendar.subscribe(BOOKING_CHANGED, json!({ "shop": shop.shop_id })).await;
+    listening(&replica, 1).await;
+    let date = shop.upcoming_weekday();
+    let mut after_answer = Vec::new();
+    for n in 0..20u32 {
+        let start = shop.at(date, 8 + n / 2, (n % 2) * 30);
+        let booking = book(&app, &shop, &client, start).await;
+        let answered = Instant::now();
+        let event = calendar.next(&id).await;
+        after_answer.push(answered.elapsed());
+        assert_eq!(event["data"]["bookingChanged"]["booking"]["id"], booking.as_str());
+    }
+    after_answer.sort();
+    println!(
+        "EVENT-LATENCY over 20 bookings, after the answer: median {:?}, slowest {:?}",
+        after_answer[10], after_answer[19]
+    );
+    assert!(after_answer[19] < Duration::from_millis(100), "{after_answer:?}");
+}
