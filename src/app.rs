@@ -127,7 +127,8 @@ impl App {
         router::check_cors_origins(&config.cors_allowed_origins)?;
         let db_health = db::health::DbHealth::default();
         db_health.spawn_prober(db::connect_probe(&config).await?);
-        let limits = Arc::new(Limits::new(&config));
+        let limits =
+            Arc::new(Limits::new(&config, config.redis_url.as_ref().map(|_| cache.clone())));
         crate::protect::spawn_pruning(&limits);
         let analytics = AnalyticsCache::new(
             cache.clone(),

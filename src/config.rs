@@ -141,6 +141,10 @@ pub struct Config {
     /// Points a client may spend at once.
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 100, global = true)]
     pub rate_limit_burst: u32,
+    /// Replicas that share the budgets: while Redis (which holds them) is
+    /// away, each replica allows this share of them in process.
+    #[arg(long, env = "RATE_LIMIT_REPLICAS", default_value_t = 1, global = true)]
+    pub rate_limit_replicas: u32,
     /// `login`/`register` attempts per IP and per email per minute.
     #[arg(long, env = "LOGIN_RATE_LIMIT_PER_MINUTE", default_value_t = 10, global = true)]
     pub login_rate_limit_per_minute: u32,
@@ -261,6 +265,7 @@ impl std::fmt::Debug for Config {
             .field("refresh_token_ttl_days", &self.refresh_token_ttl_days)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("rate_limit_replicas", &self.rate_limit_replicas)
             .field("login_rate_limit_per_minute", &self.login_rate_limit_per_minute)
             .field("max_in_flight_requests", &self.max_in_flight_requests)
             .field("admission_timeout_ms", &self.admission_timeout_ms)

@@ -73,6 +73,21 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Ok(()) => json!({ "status": "ok" }),
         Err(reason) => json!({ "status": "error", "reason": reason }),
     };
+    // Where the rate limits are kept: Redis, shared by every replica, or
+    // this replica's share in process while Redis is away.
+    // (The next charge tries Redis whenever it answers, as it does now.)
+    let limits = match (state.config.redis_url.is_some(), cache.1) {
+        (true, false) => "redis",
+        _ => "in-process",
+    };
+    let rate_limits = match (state.config.redis_url.is_some(), limits) {
+        (true, "in-process") => json!({
+            "status": "degraded",
+            "store": limits,
+            "reason": "Redis does not answer; each replica allows its share of every budget",
+        }),
+        _ => json!({ "status": "ok", "store": limits }),
+    };
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "checks": {
@@ -86,6 +101,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
                     "reason": "the cache does not answer; answers come from the database",
                 }),
             },
+            "rateLimits": rate_limits,
         },
     });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

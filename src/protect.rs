@@ -1,14 +1,18 @@
 //! Protection: who the client is, and how much it may spend.
 //!
-//! Every GraphQL request is charged against a governor limiter keyed by the
-//! signed-in user, or by the client's IP for anonymous requests. A request
+//! Every GraphQL request is charged against a budget keyed by the
+//! signed-in user, or by the client's IP for anonymous requests: in Redis,
+//! shared by every replica, or in a governor limiter in process. A request
 //! costs its complexity (see `graphql::limits`) in points; a stricter
 //! limiter guards `login` and `register`, keyed by IP and by email.
 
 use std::{
     net::{IpAddr, SocketAddr},
     num::NonZeroU32,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -22,7 +26,7 @@ use governor::{
 };
 use ipnet::IpNet;
 
-use crate::{config::Config, error::AppError};
+use crate::{cache::Cache, config::Config, error::AppError};
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
@@ -78,12 +82,25 @@ impl Overdrawn {
     }
 }
 
-/// The limiters of the process.
+/// The limiters: each client's budget of cost points and the sign-in
+/// budgets, in Redis when `REDIS_URL` is set (one budget shared by every
+/// replica, checked with one script per charge), else, or while Redis is
+/// away, in process, where each replica allows its share
+/// (`RATE_LIMIT_REPLICAS`) of each budget. It never fails closed, and goes
+/// back to Redis by itself once Redis answers.
 pub struct Limits {
+    /// In process: this replica's share of every client's budget.
     requests: Keyed<ClientKey>,
     sign_ins: Keyed<String>,
     per_minute: u32,
     burst: u32,
+    logins: u32,
+    local_per_minute: u32,
+    local_burst: u32,
+    /// Redis, where the budgets are one for every replica.
+    shared: Option<Cache>,
+    /// Whether the last check was made in Redis.
+    in_redis: AtomicBool,
     clock: DefaultClock,
 }
 
@@ -92,6 +109,7 @@ impl std::fmt::Debug for Limits {
         f.debug_struct("Limits")
             .field("per_minute", &self.per_minute)
             .field("burst", &self.burst)
+            .field("store", &self.store())
             .finish()
     }
 }
@@ -100,26 +118,54 @@ fn nonzero(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)
 }
 
+/// A client's budget's name in Redis.
+fn shared_key(key: &ClientKey) -> String {
+    match key {
+        ClientKey::User(id) => format!("rl:u:{id}"),
+        ClientKey::Ip(ip) => format!("rl:ip:{ip}"),
+    }
+}
+
 impl Limits {
-    pub fn new(config: &Config) -> Self {
+    /// The limiters of `config`, shared through `shared` (Redis) when given.
+    pub fn new(config: &Config, shared: Option<Cache>) -> Self {
         let per_minute = config.rate_limit_per_minute.max(1);
         let burst = config.rate_limit_burst.max(1);
-        let requests =
-            RateLimiter::keyed(Quota::per_minute(nonzero(per_minute)).allow_burst(nonzero(burst)))
-                .with_middleware::<StateInformationMiddleware>();
         let logins = config.login_rate_limit_per_minute.max(1);
-        let sign_ins =
-            RateLimiter::keyed(Quota::per_minute(nonzero(logins)).allow_burst(nonzero(logins)))
-                .with_middleware::<StateInformationMiddleware>();
-        Self { requests, sign_ins, per_minute, burst, clock: DefaultClock::default() }
+        let replicas = config.rate_limit_replicas.max(1);
+        let (local_per_minute, local_burst) =
+            ((per_minute / replicas).max(1), (burst / replicas).max(1));
+        let local_logins = (logins / replicas).max(1);
+        let requests = RateLimiter::keyed(
+            Quota::per_minute(nonzero(local_per_minute)).allow_burst(nonzero(local_burst)),
+        )
+        .with_middleware::<StateInformationMiddleware>();
+        let sign_ins = RateLimiter::keyed(
+            Quota::per_minute(nonzero(local_logins)).allow_burst(nonzero(local_logins)),
+        )
+        .with_middleware::<StateInformationMiddleware>();
+        Self {
+            requests,
+            sign_ins,
+            per_minute,
+            burst,
+            logins,
+            local_per_minute,
+            local_burst,
+            in_redis: AtomicBool::new(shared.is_some()),
+            shared,
+            clock: DefaultClock::default(),
+        }
     }
 
-    fn budget(&self, remaining: u32) -> Budget {
+    /// A budget of `limit` points, `per_minute` back a minute, with
+    /// `remaining` left.
+    fn budget(limit: u32, per_minute: u32, remaining: u32) -> Budget {
         // Each point comes back after 60 s / per_minute.
-        let per_point = Duration::from_secs(60) / self.per_minute;
-        let missing = self.burst.saturating_sub(remaining);
+        let per_point = Duration::from_secs(60) / per_minute.max(1);
+        let missing = limit.saturating_sub(remaining);
         let full_in = chrono::Duration::from_std(per_point * missing).unwrap_or_default();
-        Budget { limit: self.burst, remaining, reset_at: Utc::now() + full_in }
+        Budget { limit, remaining, reset_at: Utc::now() + full_in }
     }
 
     /// Points a client may spend at once.
@@ -127,20 +173,83 @@ impl Limits {
         self.burst
     }
 
+    /// Where the budgets are kept now: `redis`, or `in-process` (without
+    /// Redis, or while it is away).
+    pub fn store(&self) -> &'static str {
+        if self.shared.is_some() && self.in_redis.load(Ordering::Relaxed) {
+            "redis"
+        } else {
+            "in-process"
+        }
+    }
+
+    /// One check in Redis, or `None` when there is no Redis or it did not
+    /// answer (the caller checks in process).
+    async fn check_shared(
+        &self,
+        key: &str,
+        cost: u32,
+        per_minute: u32,
+        burst: u32,
+    ) -> Option<(bool, u32, u64, u64)> {
+        let cache = self.shared.as_ref()?;
+        let interval_us = 60_000_000 / u64::from(per_minute.max(1));
+        let checked = match cache.gcra(key, cost, interval_us, burst).await {
+            Some(Ok(checked)) => Some(checked),
+            _ => None,
+        };
+        let in_redis = checked.is_some();
+        if self.in_redis.swap(in_redis, Ordering::Relaxed) != in_redis {
+            metrics::gauge!("bookedbarber_rate_limits_in_redis").set(f64::from(u8::from(in_redis)));
+            if in_redis {
+                tracing::info!("rate limits are shared in Redis again");
+            } else {
+                tracing::warn!(
+                    "Redis does not answer: rate limits are this replica's share, in process"
+                );
+            }
+        }
+        let store = if in_redis { "redis" } else { "in_process" };
+        metrics::counter!("bookedbarber_rate_limit_checks_total", "store" => store).increment(1);
+        checked
+    }
+
     /// Charges `cost` points to `key`.
-    pub fn charge(&self, key: &ClientKey, cost: u32) -> Result<Budget, Overdrawn> {
+    pub async fn charge(&self, key: &ClientKey, cost: u32) -> Result<Budget, Overdrawn> {
+        if cost > self.burst {
+            // More than the burst: never possible.
+            return Err(Overdrawn {
+                impossible: true,
+                retry_after: Duration::from_secs(60),
+                budget: Self::budget(self.burst, self.per_minute, 0),
+            });
+        }
+        if let Some((allowed, remaining, wait_us, _)) =
+            self.check_shared(&shared_key(key), cost, self.per_minute, self.burst).await
+        {
+            let budget = Self::budget(self.burst, self.per_minute, remaining);
+            return match allowed {
+                true => Ok(budget),
+                false => Err(Overdrawn {
+                    impossible: false,
+                    retry_after: Duration::from_micros(wait_us),
+                    budget,
+                }),
+            };
+        }
+        let local = |remaining| Self::budget(self.local_burst, self.local_per_minute, remaining);
         match self.requests.check_key_n(key, nonzero(cost)) {
-            Ok(Ok(snapshot)) => Ok(self.budget(snapshot.remaining_burst_capacity())),
+            Ok(Ok(snapshot)) => Ok(local(snapshot.remaining_burst_capacity())),
             Ok(Err(not_until)) => Err(Overdrawn {
                 impossible: false,
                 retry_after: not_until.wait_time_from(self.clock.now()),
-                budget: self.budget(0),
+                budget: local(0),
             }),
-            // More than the burst: never possible.
+            // More than this replica's share holds: wait for Redis.
             Err(_) => Err(Overdrawn {
-                impossible: true,
-                retry_after: Duration::from_secs(60),
-                budget: self.budget(0),
+                impossible: false,
+                retry_after: Duration::from_secs(1),
+                budget: local(0),
             }),
         }
     }
@@ -148,22 +257,27 @@ impl Limits {
     /// Charges one sign-in attempt (`login`, `register`, `changePassword`)
     /// to the client's address, keyed as the request budget is (IPv6 by its
     /// /64); refused when the address has tried too often.
-    pub fn sign_in_from(&self, ip: IpAddr) -> Result<(), Duration> {
-        self.charge_sign_in(&format!("ip:{}", client_network(ip)))
+    pub async fn sign_in_from(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.charge_sign_in(format!("ip:{}", client_network(ip))).await
     }
 
     /// Charges a failed sign-in to `email`. Only failures count, so that a
     /// stranger's wrong guesses cannot keep the owner out: the owner's
     /// correct password is let through even while this budget is spent.
     /// `Err` when it is spent: the failure is then answered as a rate limit.
-    pub fn sign_in_failed(&self, email: &str) -> Result<(), Duration> {
-        self.charge_sign_in(&format!("email:{}", email.trim().to_lowercase()))
+    pub async fn sign_in_failed(&self, email: &str) -> Result<(), Duration> {
+        self.charge_sign_in(format!("email:{}", email.trim().to_lowercase())).await
     }
 
     /// One attempt against `key`'s sign-in budget; how long to wait if spent.
-    fn charge_sign_in(&self, key: &str) -> Result<(), Duration> {
+    async fn charge_sign_in(&self, key: String) -> Result<(), Duration> {
+        if let Some((allowed, _, wait_us, _)) =
+            self.check_shared(&format!("si:{key}"), 1, self.logins, self.logins).await
+        {
+            return if allowed { Ok(()) } else { Err(Duration::from_micros(wait_us)) };
+        }
         self.sign_ins
-            .check_key(&key.to_owned())
+            .check_key(&key)
             .map(|_| ())
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }

@@ -323,6 +323,21 @@ impl Cache {
         }
     }
 
+    /// Charges `cost` points to the budget `key` that every replica shares
+    /// (see `RedisStore::gcra`): `None` without Redis.
+    pub async fn gcra(
+        &self,
+        key: &str,
+        cost: u32,
+        interval_us: u64,
+        burst: u32,
+    ) -> Option<Result<(bool, u32, u64, u64), Unavailable>> {
+        match &self.0.store {
+            Store::Local { .. } => None,
+            Store::Redis(redis) => Some(redis.gcra(key, cost, interval_us, burst).await),
+        }
+    }
+
     /// Publishes `payloads` on the channel `channel` (under the prefix) to
     /// every replica: `Ok(false)` without Redis, where this process is all.
     pub async fn publish(&self, channel: &str, payloads: &[Vec<u8>]) -> Result<bool, Unavailable> {

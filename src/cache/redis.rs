@@ -332,6 +332,34 @@ impl RedisStore {
         .await
     }
 
+    /// One check of a GCRA budget (see [`GCRA`]): charges `cost` points to
+    /// `key` unless it cannot pay them now. `(allowed, remaining points,
+    /// microseconds until it could pay, microseconds until it is full)`.
+    pub async fn gcra(
+        &self,
+        key: &str,
+        cost: u32,
+        interval_us: u64,
+        burst: u32,
+    ) -> Result<(bool, u32, u64, u64), Unavailable> {
+        let key = self.version_key(key);
+        let (allowed, remaining, wait, full): (i64, i64, i64, i64) = self
+            .run(|mut c| async move {
+                deadpool_redis::redis::cmd("EVAL")
+                    .arg(GCRA)
+                    .arg(1)
+                    .arg(key)
+                    .arg(cost)
+                    .arg(interval_us)
+                    .arg(burst)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let clamp = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok((allowed == 1, u32::try_from(remaining).unwrap_or(0), clamp(wait), clamp(full)))
+    }
+
     /// Publishes each payload on `channel`, in one pipeline.
     pub async fn publish(&self, channel: &str, payloads: &[Vec<u8>]) -> Result<(), Unavailable> {
         let mut pipe = deadpool_redis::redis::pipe();
@@ -373,6 +401,27 @@ impl RedisStore {
 }
 
 /// [`RedisStore::get_cascade`]'s script: `KEYS[1]` the hash of versions,
+/// The generic cell rate algorithm, as governor runs it in process, on a
+/// key every replica shares: `KEYS[1]` holds the theoretical arrival time
+/// (microseconds, Redis's clock); `ARGV` the cost, the emission interval
+/// (microseconds a point takes to come back) and the burst. One script:
+/// one round trip, and no two replicas spend the same point.
+const GCRA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local cost = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local tolerance = interval * tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local after = tat + cost * interval
+if after - tolerance > now then
+  return {0, math.floor((now + tolerance - tat) / interval), after - tolerance - now, tat - now}
+end
+redis.call('SET', KEYS[1], string.format('%d', after), 'PX', math.ceil((after - now) / 1000) + 1)
+return {1, math.floor((now + tolerance - after) / interval), 0, after - now}
+"#;
+
 /// `ARGV[1]` the prefix of versioned entries' keys, `ARGV[2]` the number of
 /// first keys, then those keys, then each fallback as its key (empty for
 /// none), its number of fields and its fields. A flat array: the first

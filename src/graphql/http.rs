@@ -49,8 +49,8 @@ impl FromRequestParts<AppState> for ClientIp {
 
 /// `error` as the answer to a request refused before it ran, which still
 /// costs its sender's address a point (or is a 429 when none is left).
-fn refused_early(state: &AppState, ip: ClientIp, error: AppError) -> Response {
-    match state.limits.charge(&protect::ip_key(ip.0), 1) {
+async fn refused_early(state: &AppState, ip: ClientIp, error: AppError) -> Response {
+    match state.limits.charge(&protect::ip_key(ip.0), 1).await {
         Ok(budget) => with_budget(error.into_response(), &budget),
         Err(overdrawn) => too_many(&overdrawn),
     }
@@ -93,7 +93,7 @@ impl Caller {
                 "the database is unavailable; nothing was done; try again in a few seconds"
                     .to_owned(),
             );
-            return Err(refused_early(state, ip, error));
+            return Err(refused_early(state, ip, error).await);
         }
         // Held to the end of the request: signing in and running both use
         // the database.
@@ -109,18 +109,21 @@ impl Caller {
         };
         let (identity, unchecked) = match peeked {
             Some((viewer, token)) => (Identity::User(viewer), Some(token)),
-            None => (
-                bearer::authenticate(&state.db, &state.tokens, &state.known, headers)
-                    .await
-                    .map_err(|error| refused_early(state, ip, for_authentication(error)))?,
-                None,
-            ),
+            None => {
+                match bearer::authenticate(&state.db, &state.tokens, &state.known, headers).await {
+                    Ok(identity) => (identity, None),
+                    Err(error) => {
+                        return Err(refused_early(state, ip, for_authentication(error)).await);
+                    }
+                }
+            }
         };
         let key = match identity.viewer() {
             Some(viewer) => ClientKey::User(viewer.id()),
             None => protect::ip_key(ip.0),
         };
-        let budget = state.limits.charge(&key, 1).map_err(|overdrawn| too_many(&overdrawn))?;
+        let budget =
+            state.limits.charge(&key, 1).await.map_err(|overdrawn| too_many(&overdrawn))?;
         Ok(Caller {
             ip,
             identity,
@@ -135,11 +138,12 @@ impl Caller {
     /// again if it moved, or answers the refusal (a session ended).
     async fn check(mut self, state: &AppState) -> Result<Self, Response> {
         if let Some(token) = self.unchecked.take() {
-            let viewer = state
-                .known
-                .viewer(&state.db, &state.tokens, &token)
-                .await
-                .map_err(|error| refused_early(state, self.ip, for_authentication(error)))?;
+            let viewer = match state.known.viewer(&state.db, &state.tokens, &token).await {
+                Ok(viewer) => viewer,
+                Err(error) => {
+                    return Err(refused_early(state, self.ip, for_authentication(error)).await);
+                }
+            };
             self.identity = Identity::User(viewer);
         }
         Ok(self)
@@ -207,18 +211,18 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
             "the request body is larger than {} KiB; send less in one request",
             crate::router::MAX_BODY_BYTES / 1024
         ));
-        return refused_early(&state, ip, error);
+        return refused_early(&state, ip, error).await;
     };
     if !is_json(&parts.headers) {
         let error = AppError::UnsupportedMediaType(
             "send GraphQL requests as `Content-Type: application/json`; other types are refused, so that no web page can make a browser run an operation"
                 .to_owned(),
         );
-        return refused_early(&state, ip, error);
+        return refused_early(&state, ip, error).await;
     }
     let request = match from_json(&bytes) {
         Ok(request) => request,
-        Err(error) => return refused_early(&state, ip, not_graphql(&error)),
+        Err(error) => return refused_early(&state, ip, not_graphql(&error)).await,
     };
     match Caller::admit(&state, ip, &parts.headers).await {
         Ok(caller) => run(state, caller, request).await,
@@ -239,7 +243,7 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     let Ok(ip) = ClientIp::from_request_parts(&mut parts, &state).await;
     let request = match async_graphql::http::parse_query_string(parts.uri.query().unwrap_or("")) {
         Ok(request) => request.data(ViaGet),
-        Err(error) => return refused_early(&state, ip, not_graphql(&error)),
+        Err(error) => return refused_early(&state, ip, not_graphql(&error)).await,
     };
     match Caller::admit(&state, ip, &parts.headers).await {
         Ok(caller) => run(state, caller, request).await,
@@ -263,7 +267,7 @@ async fn run(state: AppState, caller: Caller, mut request: async_graphql::Reques
     let budget = caller.budget.clone();
     let registration = match persisted::resolve(&state.persisted, &mut request).await {
         Ok(Asked::Register { hash }) => {
-            match state.limits.charge(&caller.key, persisted::REGISTRATION_COST) {
+            match state.limits.charge(&caller.key, persisted::REGISTRATION_COST).await {
                 Ok(after) => budget.set(after),
                 Err(overdrawn) => return too_many(&overdrawn),
             }
@@ -291,7 +295,7 @@ async fn run(state: AppState, caller: Caller, mut request: async_graphql::Reques
         if caller.unchecked.is_some() {
             state.known.confirmed();
         }
-        return answer_kept(&state, &caller, kept, started);
+        return answer_kept(&state, &caller, kept, started).await;
     }
     let caller = match caller.check(&state).await {
         Ok(caller) => caller,
@@ -353,9 +357,11 @@ fn cost_extension(requested: u32, spent: &Budget) -> serde_json::Value {
 
 /// A public answer kept in the cache, as it was computed, with this
 /// request's cost paid and reported.
-fn answer_kept(state: &AppState, caller: &Caller, kept: Kept, started: Instant) -> Response {
+async fn answer_kept(state: &AppState, caller: &Caller, kept: Kept, started: Instant) -> Response {
     // Charged as when it is computed, refused the same way.
-    if let Err(refusal) = charge_operation(&state.limits, &caller.key, &caller.budget, kept.cost) {
+    if let Err(refusal) =
+        charge_operation(&state.limits, &caller.key, &caller.budget, kept.cost).await
+    {
         if let AppError::RateLimited { .. } = refusal {
             telemetry::rate_limit_refused("cost_or_sign_in");
         }

@@ -412,6 +412,7 @@ impl Extension for Check {
             ctx.data_opt::<RequestBudget>(),
         ) {
             charge_operation(limits, key, budget, cost)
+                .await
                 .map_err(|error| vec![error.into_server_error()])?;
         }
         Ok(result)
@@ -420,7 +421,7 @@ impl Extension for Check {
 
 /// Charges an operation of `cost` points to `key`, beyond the point its
 /// request paid on arrival, and keeps the budget left in `budget`.
-pub fn charge_operation(
+pub async fn charge_operation(
     limits: &Limits,
     key: &ClientKey,
     budget: &RequestBudget,
@@ -429,7 +430,7 @@ pub fn charge_operation(
     if cost <= 1 {
         return Ok(());
     }
-    match limits.charge(key, cost - 1) {
+    match limits.charge(key, cost - 1).await {
         Ok(after) => {
             budget.set(after);
             Ok(())

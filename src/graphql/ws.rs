@@ -273,6 +273,7 @@ async fn sign_in(state: AppState, ip: ClientIp, payload: serde_json::Value) -> A
     let budget = state
         .limits
         .charge(&key, 1)
+        .await
         .map_err(|overdrawn| overdrawn.error("too many requests: your budget is spent"))?;
     let place = Sockets::enter(&state, &key)?;
     let mut data = Data::default();

@@ -16,13 +16,13 @@ use crate::{
 };
 
 /// A `redis-server` of this test's own, killed when dropped.
-struct OwnRedis {
-    port: u16,
+pub struct OwnRedis {
+    pub port: u16,
     child: Option<Child>,
 }
 
 impl OwnRedis {
-    fn start(port: u16) -> Option<Self> {
+    pub fn start(port: u16) -> Option<Self> {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -50,7 +50,7 @@ impl OwnRedis {
         None
     }
 
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -64,11 +64,11 @@ impl Drop for OwnRedis {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-async fn ready(app: &crate::helpers::TestApp) -> (u16, Value) {
+pub async fn ready(app: &crate::helpers::TestApp) -> (u16, Value) {
     let response = app.client.get(app.url("/ready")).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }

@@ -35,6 +35,7 @@ mod overload;
 mod process;
 mod protection;
 mod proxy;
+mod replicas;
 mod roles;
 mod schema;
 mod seed;

@@ -74,20 +74,26 @@ fn too_many(wait: std::time::Duration, what: &str) -> async_graphql::Error {
 }
 
 /// Charges a sign-in attempt to the client's address.
-fn check_address(ctx: &Context<'_>) -> async_graphql::Result<()> {
+async fn check_address(ctx: &Context<'_>) -> async_graphql::Result<()> {
     let (Ok(limits), Some(ClientIp(ip))) = (ctx.data::<Arc<Limits>>(), ctx.data_opt::<ClientIp>())
     else {
         return Ok(());
     };
-    limits.sign_in_from(*ip).map_err(|wait| too_many(wait, "too many sign-in attempts from here"))
+    limits
+        .sign_in_from(*ip)
+        .await
+        .map_err(|wait| too_many(wait, "too many sign-in attempts from here"))
 }
 
 /// Answers a failed sign-in for `email`: as itself, or as a rate limit once
 /// the email's failures are spent.
-fn failed_for(ctx: &Context<'_>, email: &str, error: AppError) -> async_graphql::Error {
-    match ctx.data::<Arc<Limits>>().map(|limits| limits.sign_in_failed(email)) {
-        Ok(Err(wait)) => too_many(wait, "too many failed sign-ins for this email"),
-        _ => error.extend(),
+async fn failed_for(ctx: &Context<'_>, email: &str, error: AppError) -> async_graphql::Error {
+    let Ok(limits) = ctx.data::<Arc<Limits>>() else {
+        return error.extend();
+    };
+    match limits.sign_in_failed(email).await {
+        Err(wait) => too_many(wait, "too many failed sign-ins for this email"),
+        Ok(()) => error.extend(),
     }
 }
 
@@ -102,7 +108,7 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: RegisterInput,
     ) -> async_graphql::Result<AuthPayload> {
-        check_address(ctx)?;
+        check_address(ctx).await?;
         let account = NewAccount::try_from(input)?;
         let user = publish(ctx, account::register(db(ctx)?, account).await?).await?;
         Ok(signed_in(ctx, user).await?)
@@ -116,11 +122,11 @@ impl AccountMutation {
         email: String,
         password: String,
     ) -> async_graphql::Result<AuthPayload> {
-        check_address(ctx)?;
+        check_address(ctx).await?;
         let user = match account::login(db(ctx)?, &email, password).await {
             Ok(user) => user,
             Err(error @ AppError::Unauthenticated(_)) => {
-                return Err(failed_for(ctx, &email, error));
+                return Err(failed_for(ctx, &email, error).await);
             }
             Err(error) => return Err(error.into()),
         };
@@ -169,11 +175,11 @@ impl AccountMutation {
         #[graphql(name = "new")] new_password: String,
     ) -> async_graphql::Result<bool> {
         let viewer = policy::require_viewer(identity(ctx))?;
-        check_address(ctx)?;
+        check_address(ctx).await?;
         let email = Email::parse(&viewer.user.email).at("email")?;
         if !account::verify_password(&viewer.user, current).await? {
             let wrong = AppError::bad_input("`current` is not your password");
-            return Err(failed_for(ctx, email.as_str(), wrong));
+            return Err(failed_for(ctx, email.as_str(), wrong).await);
         }
         let new = Password::parse(new_password, &email).at("new")?;
         let txn = db(ctx)?.begin().await.map_err(AppError::from)?;

@@ -1,0 +1,101 @@
+//! Several replicas behind a load balancer: one budget per client, kept in
+//! the Redis they share, and each replica's share of it while Redis is away.
+
+use serde_json::json;
+
+use crate::{
+    api_test,
+    cache_faults::{OwnRedis, free_port, ready},
+    helpers::{TestApp, TestAppBuilder, TestUser},
+};
+
+/// Requests `user` gets answered, sending them round-robin over `servers`,
+/// before the first is refused with 429 (at most 200).
+async fn answered_before_refused(servers: &[&TestApp], user: Option<&TestUser>) -> usize {
+    for n in 0..200 {
+        let server = servers[n % servers.len()];
+        let token = user.map(|user| format!("Bearer {}", user.token));
+        let mut request =
+            server.client.post(server.url("/graphql")).json(&json!({ "query": "{ __typename }" }));
+        if let Some(token) = token {
+            request = request.header("Authorization", token);
+        }
+        let response = request.send().await.unwrap();
+        match response.status().as_u16() {
+            200 => {}
+            429 => return n,
+            other => panic!("answered {other}"),
+        }
+    }
+    200
+}
+
+async fn a_client_spends_one_budget_across_three_replicas(builder: TestAppBuilder) {
+    let app = builder
+        .with_config(|config| {
+            config.rate_limit_burst = 30;
+            // A point a second comes back: the runs take a fraction of it.
+            config.rate_limit_per_minute = 60;
+            config.rate_limit_replicas = 3;
+        })
+        .start()
+        .await;
+    let (second, third) = (app.replica().await, app.replica().await);
+    let alone = app.register("alone@replicas.test", "correct horse battery", "Alone").await;
+    let spread = app.register("spread@replicas.test", "correct horse battery", "Spread").await;
+
+    let one_server = answered_before_refused(&[&app], Some(&alone)).await;
+    let three_servers = answered_before_refused(&[&app, &second, &third], Some(&spread)).await;
+    println!(
+        "answered before the first 429: {one_server} on one server, {three_servers} over three"
+    );
+    assert!((29..=31).contains(&one_server), "{one_server}");
+    assert!(one_server.abs_diff(three_servers) <= 1, "{one_server} vs {three_servers}");
+    let (_, body) = ready(&second).await;
+    assert_eq!(body["checks"]["rateLimits"], json!({ "status": "ok", "store": "redis" }));
+}
+
+api_test!(a_client_spends_one_budget_across_three_replicas, [sqlite_redis, postgres_redis]);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_answers_while_redis_is_away_and_shares_again_when_it_is_back() {
+    let port = free_port();
+    let Some(mut redis) = OwnRedis::start(port) else {
+        eprintln!("redis-server is not installed: the shared-limits fault test is skipped");
+        return;
+    };
+    let app = TestApp::sqlite()
+        .with_config(|config| {
+            config.redis_url = Some(format!("redis://127.0.0.1:{port}"));
+            config.rate_limit_burst = 30;
+            config.rate_limit_per_minute = 60;
+            config.rate_limit_replicas = 3;
+        })
+        .start()
+        .await;
+    let (second, third) = (app.replica().await, app.replica().await);
+    let servers = [&app, &second, &third];
+    assert_eq!(ready(&app).await.1["checks"]["rateLimits"]["store"], "redis");
+
+    redis.kill();
+    // Never closed: every replica answers, each from its share (30 / 3).
+    for server in servers {
+        let answered = answered_before_refused(&[server], None).await;
+        assert!((9..=11).contains(&answered), "{answered} answered on one replica alone");
+        let (status, body) = ready(server).await;
+        assert_eq!(status, 200, "{body:#}");
+        assert_eq!(body["checks"]["rateLimits"]["status"], "degraded", "{body:#}");
+        assert_eq!(body["checks"]["rateLimits"]["store"], "in-process");
+    }
+
+    // Back: shared again by itself, once each replica's breaker lets a
+    // command through (a few seconds; readiness probes try at once).
+    let _redis = OwnRedis::start(port).expect("redis-server starts again");
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    for server in servers {
+        let (_, body) = ready(server).await;
+        assert_eq!(body["checks"]["rateLimits"]["store"], "redis", "{body:#}");
+    }
+    let answered = answered_before_refused(&[&app, &second, &third], None).await;
+    assert!((29..=31).contains(&answered), "{answered} answered over three replicas");
+}
