@@ -75,10 +75,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     };
     // Where the rate limits are kept: Redis, shared by every replica, or
     // this replica's share in process while Redis is away.
-    // (The next charge tries Redis whenever it answers, as it does now.)
-    let limits = match (state.config.redis_url.is_some(), cache.1) {
-        (true, false) => "redis",
-        _ => "in-process",
+    // As the last charge was made, and not in Redis while it does not answer.
+    let limits = match cache.1 {
+        true => "in-process",
+        false => state.limits.store(),
     };
     let rate_limits = match (state.config.redis_url.is_some(), limits) {
         (true, "in-process") => json!({

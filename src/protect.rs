@@ -132,7 +132,9 @@ impl Limits {
         let per_minute = config.rate_limit_per_minute.max(1);
         let burst = config.rate_limit_burst.max(1);
         let logins = config.login_rate_limit_per_minute.max(1);
-        let replicas = config.rate_limit_replicas.max(1);
+        // Without Redis this process's budgets are the budgets; with it,
+        // they stand in for Redis while it is away, each replica its share.
+        let replicas = if shared.is_some() { config.rate_limit_replicas.max(1) } else { 1 };
         let (local_per_minute, local_burst) =
             ((per_minute / replicas).max(1), (burst / replicas).max(1));
         let local_logins = (logins / replicas).max(1);
@@ -198,9 +200,10 @@ impl Limits {
             Some(Ok(checked)) => Some(checked),
             _ => None,
         };
+        // (A check that timed out may still have run in Redis: the client
+        // then pays twice, never less than it owes.)
         let in_redis = checked.is_some();
         if self.in_redis.swap(in_redis, Ordering::Relaxed) != in_redis {
-            metrics::gauge!("bookedbarber_rate_limits_in_redis").set(f64::from(u8::from(in_redis)));
             if in_redis {
                 tracing::info!("rate limits are shared in Redis again");
             } else {
@@ -209,8 +212,10 @@ impl Limits {
                 );
             }
         }
-        let store = if in_redis { "redis" } else { "in_process" };
-        metrics::counter!("bookedbarber_rate_limit_checks_total", "store" => store).increment(1);
+        if in_redis {
+            metrics::counter!("bookedbarber_rate_limit_checks_total", "store" => "redis")
+                .increment(1);
+        }
         checked
     }
 
@@ -237,6 +242,8 @@ impl Limits {
                 }),
             };
         }
+        metrics::counter!("bookedbarber_rate_limit_checks_total", "store" => "in_process")
+            .increment(1);
         let local = |remaining| Self::budget(self.local_burst, self.local_per_minute, remaining);
         match self.requests.check_key_n(key, nonzero(cost)) {
             Ok(Ok(snapshot)) => Ok(local(snapshot.remaining_burst_capacity())),
@@ -245,10 +252,11 @@ impl Limits {
                 retry_after: not_until.wait_time_from(self.clock.now()),
                 budget: local(0),
             }),
-            // More than this replica's share holds: wait for Redis.
+            // More than this replica's share of the budget, while Redis is
+            // away (without Redis the share is the whole): until it is back.
             Err(_) => Err(Overdrawn {
                 impossible: false,
-                retry_after: Duration::from_secs(1),
+                retry_after: Duration::from_secs(5),
                 budget: local(0),
             }),
         }
@@ -266,7 +274,11 @@ impl Limits {
     /// correct password is let through even while this budget is spent.
     /// `Err` when it is spent: the failure is then answered as a rate limit.
     pub async fn sign_in_failed(&self, email: &str) -> Result<(), Duration> {
-        self.charge_sign_in(format!("email:{}", email.trim().to_lowercase())).await
+        // Hashed: a shared Redis holds no address in its key names.
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(email.trim().to_lowercase().as_bytes());
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        self.charge_sign_in(format!("email:{hex}")).await
     }
 
     /// One attempt against `key`'s sign-in budget; how long to wait if spent.

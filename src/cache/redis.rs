@@ -400,7 +400,6 @@ impl RedisStore {
     }
 }
 
-/// [`RedisStore::get_cascade`]'s script: `KEYS[1]` the hash of versions,
 /// The generic cell rate algorithm, as governor runs it in process, on a
 /// key every replica shares: `KEYS[1]` holds the theoretical arrival time
 /// (microseconds, Redis's clock); `ARGV` the cost, the emission interval
@@ -422,6 +421,7 @@ redis.call('SET', KEYS[1], string.format('%d', after), 'PX', math.ceil((after - 
 return {1, math.floor((now + tolerance - after) / interval), 0, after - now}
 "#;
 
+/// [`RedisStore::get_cascade`]'s script: `KEYS[1]` the hash of versions,
 /// `ARGV[1]` the prefix of versioned entries' keys, `ARGV[2]` the number of
 /// first keys, then those keys, then each fallback as its key (empty for
 /// none), its number of fields and its fields. A flat array: the first

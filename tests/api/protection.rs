@@ -32,7 +32,7 @@ fn header(headers: &reqwest::header::HeaderMap, name: &str) -> i64 {
 
 const PLAIN: &str = "{ shops { totalCount } }";
 
-api_test!(a_burst_over_the_limit_is_refused_then_recovers, [sqlite, postgres]);
+api_test!(a_burst_over_the_limit_is_refused_then_recovers, [sqlite, postgres, sqlite_redis]);
 
 async fn a_burst_over_the_limit_is_refused_then_recovers(app: TestAppBuilder) {
     let app = app
@@ -121,7 +121,7 @@ async fn a_forged_forwarded_for_does_not_pick_a_new_bucket(builder: TestAppBuild
 const LOGIN: &str =
     "mutation($email: String!) { login(email: $email, password: \"wrong password\") { token } }";
 
-api_test!(sign_ins_are_limited_by_ip_and_by_email, [sqlite, postgres]);
+api_test!(sign_ins_are_limited_by_ip_and_by_email, [sqlite, postgres, sqlite_redis]);
 
 async fn sign_ins_are_limited_by_ip_and_by_email(app: TestAppBuilder) {
     let app = app
@@ -400,7 +400,7 @@ async fn metrics_show_requests_errors_and_the_pool(app: TestAppBuilder) {
     }
 }
 
-api_test!(a_request_refused_before_it_runs_costs_one_point, [sqlite]);
+api_test!(a_request_refused_before_it_runs_costs_one_point, [sqlite, sqlite_redis]);
 
 async fn a_request_refused_before_it_runs_costs_one_point(app: TestAppBuilder) {
     let app = app
@@ -443,7 +443,7 @@ async fn a_request_refused_before_it_runs_costs_one_point(app: TestAppBuilder) {
     }
 }
 
-api_test!(an_operation_that_costs_more_than_is_left_gets_429, [sqlite]);
+api_test!(an_operation_that_costs_more_than_is_left_gets_429, [sqlite, sqlite_redis]);
 
 async fn an_operation_that_costs_more_than_is_left_gets_429(app: TestAppBuilder) {
     let app = app
