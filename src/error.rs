@@ -229,6 +229,7 @@ impl From<DbErr> for AppError {
             crate::db::Failure::Timeout => Self::database_timeout(),
             crate::db::Failure::Unavailable => {
                 tracing::warn!(error = %err, "the database is unavailable");
+                crate::telemetry::db_connection_error();
                 Self::database_unavailable()
             }
             crate::db::Failure::Other => Self::Internal(anyhow::Error::new(err)),

@@ -72,6 +72,13 @@ pub fn spawn_metrics_upkeep() {
     });
 }
 
+/// A statement failed for want of a database connection (none came free,
+/// or the database refused or dropped it): what the alert on connection
+/// errors counts.
+pub fn db_connection_error() {
+    metrics::counter!("bookedbarber_db_connection_errors_total").increment(1);
+}
+
 /// `GET /metrics`: Prometheus text format, with the gauges read now.
 pub async fn render_metrics(
     axum::extract::State(state): axum::extract::State<crate::app::AppState>,
@@ -84,6 +91,10 @@ pub async fn render_metrics(
     metrics::gauge!("bookedbarber_graphql_in_flight").set(state.admission.in_flight() as f64);
     let degraded = state.cache.health().problem.is_some();
     metrics::gauge!("bookedbarber_cache_degraded").set(if degraded { 1.0 } else { 0.0 });
+    // Present from the start, so an alert on its rise has a series.
+    metrics::counter!("bookedbarber_db_connection_errors_total").increment(0);
+    let in_redis = state.limits.store() == "redis";
+    metrics::gauge!("bookedbarber_rate_limits_in_redis").set(if in_redis { 1.0 } else { 0.0 });
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics().render())
 }
 
