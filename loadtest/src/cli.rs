@@ -16,9 +16,16 @@ use clap::{Parser, ValueEnum};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bookedbarber-loadtest", version)]
 pub struct Options {
-    /// Base URL of the server under test.
-    #[arg(long, env = "LOADTEST_TARGET", default_value = "http://127.0.0.1:8080")]
-    pub target: String,
+    /// Base URL of the server under test; give it several times (or
+    /// comma-separated) for replicas: users are spread over them in turn,
+    /// and the first prepares the shops and checks the bookings.
+    #[arg(
+        long,
+        env = "LOADTEST_TARGET",
+        default_value = "http://127.0.0.1:8080",
+        value_delimiter = ','
+    )]
+    pub target: Vec<String>,
     /// Which users to simulate.
     #[arg(long, value_enum, default_value_t = Scenario::Mixed)]
     pub scenario: Scenario,
@@ -122,8 +129,13 @@ impl Options {
     /// Options for a run against `target`, with every other default.
     pub fn new(target: impl Into<String>) -> Self {
         let mut options = Options::parse_from(["bookedbarber-loadtest"]);
-        options.target = target.into();
+        options.target = vec![target.into()];
         options
+    }
+
+    /// The server that prepares the run and checks it: the first target.
+    pub fn primary(&self) -> &str {
+        self.target.first().map_or("http://127.0.0.1:8080", String::as_str)
     }
 
     /// Checks what clap cannot.
@@ -134,8 +146,11 @@ impl Options {
             "--think-min must not exceed --think-max"
         );
         anyhow::ensure!(!self.duration.is_zero(), "--duration must be positive");
-        url::Url::parse(&self.target)
-            .map_err(|e| anyhow::anyhow!("--target {:?} is not a URL: {e}", self.target))?;
+        anyhow::ensure!(!self.target.is_empty(), "--target names no server");
+        for target in &self.target {
+            url::Url::parse(target)
+                .map_err(|e| anyhow::anyhow!("--target {target:?} is not a URL: {e}"))?;
+        }
         anyhow::ensure!(
             self.fault.is_none() || self.fault_proxy.is_some(),
             "--fault db-outage needs --fault-proxy LISTEN=UPSTREAM"

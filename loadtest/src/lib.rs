@@ -47,7 +47,7 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
     options.validate()?;
     std::fs::create_dir_all(&options.report_dir)
         .with_context(|| format!("creating {}", options.report_dir.display()))?;
-    let api = Api::new(&options.target, options.request_timeout)?;
+    let api = Api::new(options.primary(), options.request_timeout)?;
     // The fault's proxy first: the server connects to its database through it.
     let proxy = match options.fault_proxy {
         Some((listen, upstream)) => {
@@ -62,7 +62,7 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
     while let Err(error) = api.get_text("/health").await {
         if waited >= patience {
             return Err(error)
-                .with_context(|| format!("{} does not answer /health", options.target));
+                .with_context(|| format!("{} does not answer /health", options.primary()));
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         waited += 1;
@@ -153,7 +153,7 @@ async fn attack(options: &Options, mix: &mix::Mix, run: &Arc<Run>) -> anyhow::Re
     let ramp_up = usize::try_from(options.ramp_up.as_secs()).unwrap_or(usize::MAX);
     let hold = usize::try_from(options.duration.as_secs().max(1)).unwrap_or(usize::MAX);
     let mut attack = GooseAttack::initialize_with_config(configuration)?
-        .set_default(GooseDefault::Host, options.target.as_str())?
+        .set_default(GooseDefault::Host, options.primary())?
         .set_default(GooseDefault::Users, options.users)?
         .set_default(GooseDefault::RunTime, hold)?
         .set_default(

@@ -169,7 +169,7 @@ fn write_settings(w: &mut String, facts: &Facts<'_>) {
     let o = facts.options;
     let _ = writeln!(w, "# BookedBarber load test: `{}`, {} users\n", o.scenario.name(), o.users);
     let _ = writeln!(w, "| | |\n|---|---|");
-    let _ = writeln!(w, "| Target | {} |", o.target);
+    let _ = writeln!(w, "| Target | {} |", o.target.join(", "));
     let _ = writeln!(w, "| Started | {} |", facts.started.format("%Y-%m-%d %H:%M:%S UTC"));
     let _ = writeln!(
         w,

@@ -8,7 +8,7 @@ use goose::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 
-use super::{Run, SCRAPER_PAUSE, SLOTS, call, date_in, op, pick, step};
+use super::{Run, SCRAPER_PAUSE, SLOTS, aim, call, date_in, op, pick, step};
 use crate::api::Identity;
 
 const NAME: &str = "abuse";
@@ -22,6 +22,10 @@ async fn scrape(user: &mut GooseUser, run: Arc<Run>) -> TransactionResult {
     }
     let (shop, barber) = barbers[rng.random_range(0..barbers.len())];
     let Some(service) = pick(&mut rng, &shop.services) else { return Ok(()) };
+    // One address, its requests spread over every replica in turn, as a
+    // load balancer would: its budget is one wherever they land.
+    static SENT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    aim(user, SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let who = Identity::anonymous("192.0.2.66".to_owned());
     let variables = json!({ "barber": barber.id, "service": service.id, "date": date_in(rng.random_range(0..14)) });
     call(user, &run, &who, &op(NAME, "availableSlots"), SLOTS, variables).await?;

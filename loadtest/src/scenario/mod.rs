@@ -59,11 +59,25 @@ struct Visitor<S> {
     journey: S,
 }
 
+/// The servers of the run (several for replicas behind no balancer):
+/// each user talks to one, in turn by its index.
+static TARGETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Points `user` at the `n`th target, in turn (nothing with one target).
+fn aim(user: &mut GooseUser, n: usize) {
+    let targets = TARGETS.read().unwrap_or_else(|e| e.into_inner());
+    if targets.len() > 1 {
+        // A target that parsed once (`Options::validate`) parses.
+        let _ = user.set_base_url(&targets[n % targets.len()]);
+    }
+}
+
 impl<S: Send + Sync + 'static> Visitor<S> {
     /// The state of `user`, made on first use from its index.
     fn of(user: &mut GooseUser, start: impl FnOnce(usize) -> (Identity, S)) -> &mut Self {
         if user.get_session_data::<Self>().is_none() {
             let index = user.weighted_users_index;
+            aim(user, index);
             let rng = StdRng::seed_from_u64(index as u64 ^ 0x5EED);
             let (who, journey) = start(index);
             user.set_session_data(Self { who, rng, journey });
@@ -109,6 +123,7 @@ pub fn scenarios(
     options: &Options,
     run: &Arc<Run>,
 ) -> Result<Vec<Scenario>, GooseError> {
+    options.target.clone_into(&mut TARGETS.write().unwrap_or_else(|e| e.into_inner()));
     let think = |scenario: Scenario| scenario.set_wait_time(options.think_min, options.think_max);
     let parts = [
         (mix.browsers, think(browse::scenario(run))?),
