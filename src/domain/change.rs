@@ -4,24 +4,14 @@
 //! [`Changed`], which names what the write changed. The value can only be
 //! taken out through [`Effects::publish`], after the write has committed, so
 //! no caller can forget to say what changed: the type system remembers for
-//! it. `publish` turns changes into cache invalidations today, and is where
-//! events will be published next.
+//! it. `publish` turns changes into cache invalidations, then sends the
+//! events the write logged (in its transaction, see `event_log`) to
+//! subscribers.
 
 use chrono::{DateTime, Utc};
 
 use super::{dashboard::AnalyticsCache, event_log::Event};
 use crate::{auth::known::KnownTokens, events::EventBus, graphql::public::PublicReads};
-
-/// What happened to a booking.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BookingChange {
-    Created,
-    Rescheduled,
-    Cancelled,
-    Completed,
-    NoShow,
-    Paid,
-}
 
 /// What happened to a barber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,15 +26,9 @@ pub enum StaffChange {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// A booking of `barber` at `shop` for `client`; `starts` holds its
-    /// start, and for a reschedule its old start too.
-    Booking {
-        shop: i64,
-        barber: i64,
-        client: i64,
-        booking: i64,
-        starts: Vec<DateTime<Utc>>,
-        kind: BookingChange,
-    },
+    /// start, and for a reschedule its old start too. (What happened to
+    /// it is its event's kind.)
+    Booking { shop: i64, barber: i64, client: i64, booking: i64, starts: Vec<DateTime<Utc>> },
     /// When `barber` works: weekly hours (`until` is `None`; today's hours
     /// are every date's), or time off `from..until`.
     Hours { shop: i64, barber: i64, from: DateTime<Utc>, until: Option<DateTime<Utc>> },

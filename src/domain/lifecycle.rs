@@ -17,7 +17,7 @@ use sea_orm::{
 
 use super::{
     availability::{self, Rules, offer},
-    change::{BookingChange, Change, Changed},
+    change::{Change, Changed},
     event_log::{self, Event, EventKind, Fields, NewEvent},
 };
 use crate::{
@@ -46,11 +46,10 @@ pub struct NewPayment {
 const TAKEN: &str =
     "that time was just booked by someone else; pick another time from `availableSlots`";
 
-/// `booking`, written, with what the write did to it and the event it
-/// logged; `before` is its start before a reschedule.
+/// `booking`, written, with the event it logged; `before` is its start
+/// before a reschedule.
 fn booked(
     booking: booking::Model,
-    kind: BookingChange,
     before: Option<DateTime<Utc>>,
     event: Event,
 ) -> Changed<booking::Model> {
@@ -60,7 +59,6 @@ fn booked(
         client: booking.client_id,
         booking: booking.id,
         starts: before.into_iter().chain([booking.starts_at]).collect(),
-        kind,
     };
     Changed::new(booking, change).logged(event)
 }
@@ -156,7 +154,7 @@ pub async fn create(
     let event = event_of(&booking, EventKind::Created, client.id(), fields, None);
     let event = event_log::record(&txn, event, now).await?;
     txn.commit().await?;
-    Ok(booked(booking, BookingChange::Created, None, event))
+    Ok(booked(booking, None, event))
 }
 
 async fn find(db: &impl ConnectionTrait, id: i64) -> AppResult<booking::Model> {
@@ -286,7 +284,7 @@ pub async fn cancel(
     let to = BookingStatus::Cancelled;
     let logged = (EventKind::Cancelled, viewer.id());
     let (cancelled, event) = transition(db, &booking, to, reason, "cancel", logged, now).await?;
-    Ok(booked(cancelled, BookingChange::Cancelled, None, event))
+    Ok(booked(cancelled, None, event))
 }
 
 /// Marks a booking whose start has passed as completed or as a no-show;
@@ -311,14 +309,11 @@ pub async fn close(
             booking.starts_at.to_rfc3339()
         )));
     }
-    let (kind, logged) = if to == BookingStatus::Completed {
-        (BookingChange::Completed, EventKind::Completed)
-    } else {
-        (BookingChange::NoShow, EventKind::NoShow)
-    };
+    let logged =
+        if to == BookingStatus::Completed { EventKind::Completed } else { EventKind::NoShow };
     let (closed, event) =
         transition(db, &booking, to, None, action, (logged, viewer.id()), now).await?;
-    Ok(booked(closed, kind, None, event))
+    Ok(booked(closed, None, event))
 }
 
 /// Moves a booking to a new start, under the same rules as booking it; the
@@ -362,7 +357,7 @@ pub async fn reschedule(
     let event = event_of(&moved, EventKind::Rescheduled, viewer.id(), fields, old);
     let event = event_log::record(&txn, event, now).await?;
     txn.commit().await?;
-    Ok(booked(moved, BookingChange::Rescheduled, Some(booking.starts_at), event))
+    Ok(booked(moved, Some(booking.starts_at), event))
 }
 
 /// Records a payment for a booking, for the shop's owner and the booking's
@@ -431,5 +426,5 @@ pub async fn record_payment(
     };
     let event = event_log::record(&txn, event, now).await?;
     txn.commit().await?;
-    Ok(booked(booking, BookingChange::Paid, None, event))
+    Ok(booked(booking, None, event))
 }
