@@ -127,9 +127,20 @@ async fn graphiql_runs_a_subscription_in_chromium() {
     ))
     .await;
     // GraphiQL parses the edited document a moment later; only then does
-    // it know to send it over the WebSocket.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    page.eval("document.querySelector('.graphiql-execute-button').click()").await;
+    // it know to send it over the WebSocket. Run before that, it goes over
+    // HTTP and is refused: run it again until it went the right way.
+    let mut attempts = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        page.eval("document.querySelector('.graphiql-execute-button').click()").await;
+        page.until(&format!("{RESPONSE}.length > 0"), "an answer in the response pane").await;
+        let shown = page.eval(RESPONSE).await;
+        if !shown.as_str().unwrap_or_default().contains("not supported on this transport") {
+            break;
+        }
+        attempts += 1;
+        assert!(attempts < 10, "GraphiQL never sent the subscription over the WebSocket");
+    }
     let slot = format!("\"{}\"", start.to_rfc3339());
     page.until(&format!("{RESPONSE}.includes({})", json!(slot)), "the free slots shown").await;
     let first = page.eval(RESPONSE).await;
