@@ -15,7 +15,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::error::{AppError, AppResult};
+use super::page::NewestFirst;
 
 /// What happened. The first six are a booking's and reach subscribers and
 /// webhooks; the rest are the shop's staff and policy, for its audit log.
@@ -399,33 +399,20 @@ pub async fn booking_events_after(
     Ok(rows.iter().filter_map(Event::of_row).collect())
 }
 
-/// A page of `shop`'s log, newest first: `first` events before event
-/// `before` (the previous page's last), of `kind` if given. The page holds
-/// one more row than asked when there are more.
+/// A page of `shop`'s log, newest first, of `kind` if given; and whether
+/// there are more.
 pub async fn audit_page(
     db: &impl ConnectionTrait,
     shop: i64,
-    first: u64,
-    before: Option<i64>,
+    page: NewestFirst,
     kind: Option<EventKind>,
-) -> AppResult<Vec<booking_event::Model>> {
-    if first == 0 || first > super::page::MAX_PAGE_SIZE {
-        return Err(AppError::bad_input(format!(
-            "`first` must be between 1 and {}",
-            super::page::MAX_PAGE_SIZE
-        )));
-    }
-    let mut select = booking_event::Entity::find()
-        .filter(booking_event::Column::ShopId.eq(shop))
-        .order_by_desc(booking_event::Column::Id)
-        .limit(first + 1);
-    if let Some(before) = before {
-        select = select.filter(booking_event::Column::Id.lt(before));
-    }
+) -> Result<(Vec<booking_event::Model>, bool), DbErr> {
+    let mut select = booking_event::Entity::find().filter(booking_event::Column::ShopId.eq(shop));
     if let Some(kind) = kind {
         select = select.filter(booking_event::Column::Kind.eq(kind.as_str()));
     }
-    Ok(select.all(db).await?)
+    let rows = page.apply(select, booking_event::Column::Id).all(db).await?;
+    Ok(page.split(rows))
 }
 
 /// How many events of `shop` (of `kind`, if given) the log holds.

@@ -255,3 +255,44 @@ impl<T> Page<T> {
         Self::from_rows(Vec::new(), request)
     }
 }
+
+/// A page of a list read newest first by id (an audit log, a webhook's
+/// deliveries): `size` rows older than row `before`.
+#[derive(Clone, Copy, Debug)]
+pub struct NewestFirst {
+    pub size: u64,
+    /// The previous page's last row.
+    pub before: Option<i64>,
+}
+
+impl NewestFirst {
+    /// `first` rows (default [`DEFAULT_PAGE_SIZE`], 1 to [`MAX_PAGE_SIZE`])
+    /// older than row `before`.
+    pub fn new(first: Option<i32>, before: Option<i64>) -> AppResult<Self> {
+        let size = first.map_or(DEFAULT_PAGE_SIZE, |first| u64::try_from(first).unwrap_or(0));
+        if size == 0 || size > MAX_PAGE_SIZE {
+            return Err(AppError::bad_input(format!(
+                "`first` must be between 1 and {MAX_PAGE_SIZE}"
+            )));
+        }
+        Ok(Self { size, before })
+    }
+
+    /// `select` newest first from the page's start, one row more than the
+    /// page, to tell whether there are more.
+    pub fn apply<E: EntityTrait>(&self, select: Select<E>, id: E::Column) -> Select<E> {
+        let select = select.order_by_desc(id).limit(self.size + 1);
+        match self.before {
+            Some(before) => select.filter(id.lt(before)),
+            None => select,
+        }
+    }
+
+    /// The page's rows of what [`apply`](Self::apply) read, and whether
+    /// there are more.
+    pub fn split<T>(&self, mut rows: Vec<T>) -> (Vec<T>, bool) {
+        let more = rows.len() as u64 > self.size;
+        rows.truncate(usize::try_from(self.size).unwrap_or(usize::MAX));
+        (rows, more)
+    }
+}

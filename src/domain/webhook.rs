@@ -8,13 +8,14 @@ use entity::{webhook, webhook_delivery};
 use rand::RngCore;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, NotSet, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    EntityTrait, NotSet, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
     sea_query::Expr,
 };
 
 use super::{
     change::{Change, Changed},
     event_log::{self, EventKind, Fields, NewEvent},
+    page::NewestFirst,
 };
 use crate::error::{AppError, AppResult};
 
@@ -235,28 +236,17 @@ pub async fn of_shop(db: &impl ConnectionTrait, shop: i64) -> Result<Vec<webhook
         .await
 }
 
-/// A page of `webhook`'s deliveries, newest first: `first` before
-/// delivery `before`; one more row than asked when there are more.
+/// A page of `webhook`'s deliveries, newest first; and whether there are
+/// more.
 pub async fn deliveries(
     db: &impl ConnectionTrait,
     webhook: i64,
-    first: u64,
-    before: Option<i64>,
-) -> AppResult<Vec<webhook_delivery::Model>> {
-    if first == 0 || first > super::page::MAX_PAGE_SIZE {
-        return Err(AppError::bad_input(format!(
-            "`first` must be between 1 and {}",
-            super::page::MAX_PAGE_SIZE
-        )));
-    }
-    let mut select = webhook_delivery::Entity::find()
-        .filter(webhook_delivery::Column::WebhookId.eq(webhook))
-        .order_by_desc(webhook_delivery::Column::Id)
-        .limit(first + 1);
-    if let Some(before) = before {
-        select = select.filter(webhook_delivery::Column::Id.lt(before));
-    }
-    Ok(select.all(db).await?)
+    page: NewestFirst,
+) -> Result<(Vec<webhook_delivery::Model>, bool), DbErr> {
+    let select =
+        webhook_delivery::Entity::find().filter(webhook_delivery::Column::WebhookId.eq(webhook));
+    let rows = page.apply(select, webhook_delivery::Column::Id).all(db).await?;
+    Ok(page.split(rows))
 }
 
 /// How many deliveries `webhook` has had.

@@ -254,7 +254,9 @@ pub async fn execute(
         request = request.data(touched);
     }
     let execution = schema.execute(request);
-    let batches = run_batches(batches);
+    // Fused: it ends only once the request's loaders are gone, after the
+    // execution, but is never polled past its end.
+    let batches = run_batches(batches).fuse();
     let (mut execution, mut batches) = (std::pin::pin!(execution), std::pin::pin!(batches));
     std::future::poll_fn(|cx| {
         // Polled with a waker that tells whether the execution woke itself
@@ -293,15 +295,20 @@ impl Wake for Yielded {
     }
 }
 
+/// Runs a request's (or a subscription connection's) batches as they come,
+/// until its loaders are dropped and the last batch is done.
 async fn run_batches(mut batches: mpsc::UnboundedReceiver<BoxFuture<'static, ()>>) {
     let mut running = FuturesUnordered::new();
     loop {
         tokio::select! {
-            Some(batch) = batches.recv() => running.push(batch),
+            batch = batches.recv() => match batch {
+                Some(batch) => running.push(batch),
+                None => break,
+            },
             Some(()) = running.next(), if !running.is_empty() => {}
-            else => std::future::pending::<()>().await,
         }
     }
+    while running.next().await.is_some() {}
 }
 
 type Spawner = mpsc::UnboundedSender<BoxFuture<'static, ()>>;
@@ -402,20 +409,8 @@ impl Loaders {
     /// one event to the next). Their batches run in a task of their own,
     /// which ends when the loaders are dropped.
     pub fn for_subscriptions(db: &DatabaseConnection) -> Self {
-        let (spawner, mut batches) = mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
-        tokio::spawn(async move {
-            let mut running = FuturesUnordered::new();
-            loop {
-                tokio::select! {
-                    batch = batches.recv() => match batch {
-                        Some(batch) => running.push(batch),
-                        None => break,
-                    },
-                    Some(()) = running.next(), if !running.is_empty() => {}
-                }
-            }
-            while running.next().await.is_some() {}
-        });
+        let (spawner, batches) = mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
+        tokio::spawn(run_batches(batches));
         Self::new(db.clone(), None, spawner, false)
     }
 }

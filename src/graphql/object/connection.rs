@@ -6,10 +6,16 @@ use async_graphql::{
 };
 
 use crate::{
-    domain::page::{Page, PageRequest, Position},
+    domain::page::{NewestFirst, Page, PageRequest, Position},
     error::AppResult,
     graphql::id,
 };
+
+/// A newest-first page of `first` rows after the cursor `after`.
+pub fn newest_first(first: Option<i32>, after: Option<String>) -> AppResult<NewestFirst> {
+    let before = after.map(|cursor| id::decode_cursor(&cursor, "after", false)).transpose()?;
+    NewestFirst::new(first, before.map(|position| position.id))
+}
 
 /// Validates Relay pagination arguments (`first`, `after`, `last`,
 /// `before`) of a list ordered by id into a page request.

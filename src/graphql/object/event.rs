@@ -13,7 +13,7 @@ use crate::{
     auth::policy,
     domain::{
         event_log::{self, Event},
-        page::{DEFAULT_PAGE_SIZE, Position},
+        page::Position,
     },
     error::{AppError, AppResult},
     graphql::{
@@ -164,17 +164,14 @@ pub async fn audit_log(
     after: Option<String>,
     kind: Option<AuditEventKind>,
 ) -> AppResult<AuditLogConnection> {
-    let size = match first {
-        None => DEFAULT_PAGE_SIZE,
-        Some(first) => u64::try_from(first).unwrap_or(0),
-    };
-    let before = after.map(|cursor| id::decode_cursor(&cursor, "after", false)).transpose()?;
+    let page = super::newest_first(first, after)?;
     let kind = kind.map(event_log::EventKind::from);
-    let mut rows = event_log::audit_page(db(ctx)?, shop, size, before.map(|p| p.id), kind).await?;
-    let more = rows.len() as u64 > size;
-    rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
-    let mut connection =
-        Connection::with_additional_fields(before.is_some(), more, AuditLogFields { shop, kind });
+    let (rows, more) = event_log::audit_page(db(ctx)?, shop, page, kind).await?;
+    let mut connection = Connection::with_additional_fields(
+        page.before.is_some(),
+        more,
+        AuditLogFields { shop, kind },
+    );
     connection.edges = rows
         .into_iter()
         .map(|row| Edge::new(id::encode_cursor(Position::id(row.id)), AuditEvent(row)))

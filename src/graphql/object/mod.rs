@@ -23,7 +23,7 @@ use sea_orm::DbErr;
 pub use analytics::ShopAnalytics;
 pub use barber::Barber;
 pub use booking::{Booking, BookingArgs, BookingConnection, BookingConnectionFields};
-pub use connection::{connection_from_page, page_request, page_request_in};
+pub use connection::{connection_from_page, newest_first, page_request, page_request_in};
 pub use enums::{
     AuditEventKind, BookingEventKind, BookingStatus, PaymentMethod, PaymentStatus, Role,
 };

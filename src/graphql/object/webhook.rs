@@ -12,7 +12,7 @@ use super::{BookingEvent, BookingEventKind};
 use crate::{
     domain::{
         event_log::{self, Event},
-        page::{DEFAULT_PAGE_SIZE, Position},
+        page::Position,
         webhook as hooks,
     },
     error::{AppError, AppResult},
@@ -82,19 +82,13 @@ async fn deliveries(
     first: Option<i32>,
     after: Option<String>,
 ) -> AppResult<DeliveryConnection> {
-    let size = match first {
-        None => DEFAULT_PAGE_SIZE,
-        Some(first) => u64::try_from(first).unwrap_or(0),
-    };
-    let before = after.map(|cursor| id::decode_cursor(&cursor, "after", false)).transpose()?;
+    let page = super::newest_first(first, after)?;
     let db = db(ctx)?;
-    let mut rows = hooks::deliveries(db, webhook, size, before.map(|p| p.id)).await?;
-    let more = rows.len() as u64 > size;
-    rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+    let (rows, more) = hooks::deliveries(db, webhook, page).await?;
     let ids: Vec<i64> = rows.iter().map(|row| row.event_id).collect();
     let events = event_log::by_ids(db, &ids).await.map_err(AppError::from)?;
     let mut connection =
-        Connection::with_additional_fields(before.is_some(), more, DeliveryFields { webhook });
+        Connection::with_additional_fields(page.before.is_some(), more, DeliveryFields { webhook });
     connection.edges = rows
         .into_iter()
         .map(|row| {
