@@ -191,8 +191,14 @@ impl App {
         let db = self.state.db.clone();
         let config = Arc::clone(&self.state.config);
         if config.webhook_worker {
+            // A pool of its own: deliveries neither wait behind requests for
+            // a connection nor count as the requests' statements.
+            let mut background = (*config).clone();
+            background.database_max_connections = 2;
+            background.database_min_connections = 0;
+            let (worker_db, _) = db::connect(&background).await?;
             let worker =
-                crate::webhooks::Worker::new(db.clone(), &config, self.state.events.deliveries())?;
+                crate::webhooks::Worker::new(worker_db, &config, self.state.events.deliveries())?;
             tokio::spawn(worker.run());
         }
         let grace = Duration::from_secs(config.shutdown_timeout_secs);
