@@ -40,6 +40,8 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// The database pool.
     pub db: DatabaseConnection,
+    /// Where reads that may use the read replica go.
+    pub reads: db::replica::Reads,
     /// The GraphQL schema, built once.
     pub schema: AppSchema,
     /// Rate limiters, per client and for sign-ins.
@@ -138,6 +140,7 @@ impl App {
         let known = KnownTokens::new(cache.clone());
         let public = PublicReads::new(cache.clone());
         let events = EventBus::new(config.redis_url.as_deref(), cache.clone())?;
+        let reads = db::replica::Reads::connect(&config, db.clone(), cache.clone()).await?;
         let state = AppState(Arc::new(Shared {
             schema: graphql::build_schema(
                 db.clone(),
@@ -157,6 +160,7 @@ impl App {
             cache,
             tokens,
             db,
+            reads,
             config: Arc::new(config),
             statements,
             migrations_applied: Arc::new(AtomicBool::new(false)),

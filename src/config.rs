@@ -112,6 +112,18 @@ pub struct Config {
     /// request timeout. 0 turns it off. `migrate` and `seed` run without it.
     #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 5_000, global = true)]
     pub database_statement_timeout_ms: u64,
+    /// A PostgreSQL read replica (`postgres://…`) for the analytics and
+    /// the staff's bookings lists; unset: every read uses `DATABASE_URL`.
+    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true, global = true)]
+    pub database_read_url: Option<String>,
+    /// A user's reads go to the primary this many seconds after their own
+    /// write, so nobody misses their change on a lagging replica.
+    #[arg(long, env = "READ_AFTER_WRITE_SECS", default_value_t = 5, global = true)]
+    pub read_after_write_secs: u64,
+    /// Past this replication lag (or when the replica does not answer),
+    /// reads go to the primary.
+    #[arg(long, env = "MAX_REPLICA_LAG_SECS", default_value_t = 10, global = true)]
+    pub max_replica_lag_secs: u64,
     /// `redis://…` turns on the Redis cache; unset: in-process cache.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
@@ -256,6 +268,9 @@ impl std::fmt::Debug for Config {
             .field("database_acquire_timeout_secs", &self.database_acquire_timeout_secs)
             .field("database_idle_timeout_secs", &self.database_idle_timeout_secs)
             .field("database_statement_timeout_ms", &self.database_statement_timeout_ms)
+            .field("database_read_url", &self.database_read_url.as_deref().map(crate::db::redacted))
+            .field("read_after_write_secs", &self.read_after_write_secs)
+            .field("max_replica_lag_secs", &self.max_replica_lag_secs)
             .field("redis_url", &self.redis_url.as_deref().map(crate::db::redacted))
             .field("redis_timeout_ms", &self.redis_timeout_ms)
             .field("redis_key_prefix", &self.redis_key_prefix)

@@ -3,6 +3,7 @@
 //! trouble (timeouts, outages) from other errors.
 
 pub mod health;
+pub mod replica;
 
 use std::sync::{
     Arc,
@@ -36,12 +37,28 @@ impl StatementCounter {
 
 /// Opens the pool described by `config`.
 pub async fn connect(config: &Config) -> anyhow::Result<(DatabaseConnection, StatementCounter)> {
+    open(config, false).await
+}
+
+/// Opens the pool described by `config` without connecting yet: a
+/// database away at start is found on first use.
+pub async fn connect_lazy(
+    config: &Config,
+) -> anyhow::Result<(DatabaseConnection, StatementCounter)> {
+    open(config, true).await
+}
+
+async fn open(
+    config: &Config,
+    lazy: bool,
+) -> anyhow::Result<(DatabaseConnection, StatementCounter)> {
     let mut options = ConnectOptions::new(config.database_url.clone());
     options
         .max_connections(config.database_max_connections)
         .min_connections(config.database_min_connections)
         .acquire_timeout(config.acquire_timeout())
         .idle_timeout(config.idle_timeout())
+        .connect_lazy(lazy)
         .sqlx_logging(false);
     let statement_timeout = config.statement_timeout();
     if let Some(timeout) = statement_timeout {

@@ -88,6 +88,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         }),
         _ => json!({ "status": "ok", "store": limits }),
     };
+    let read_replica = read_replica(&state);
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "checks": {
@@ -102,8 +103,38 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
                 }),
             },
             "rateLimits": rate_limits,
+            "readReplica": read_replica,
         },
     });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body))
+}
+
+/// Where the reads that may use the replica go, and why: like a degraded
+/// cache, a replica away leaves the API answering (from the primary).
+fn read_replica(state: &AppState) -> Value {
+    use crate::db::replica::ReplicaState;
+    let max_lag = state.config.max_replica_lag_secs;
+    match state.reads.replica_state() {
+        None => json!({ "status": "ok", "reads": "primary" }),
+        Some(ReplicaState::Lagging { lag }) if state.reads.replica_usable() => {
+            json!({ "status": "ok", "reads": "replica", "lagSeconds": lag })
+        }
+        Some(ReplicaState::Lagging { lag }) if lag.is_finite() => json!({
+            "status": "degraded",
+            "reads": "primary",
+            "lagSeconds": lag,
+            "reason": format!("the read replica lags more than {max_lag} s; reads go to the primary"),
+        }),
+        Some(ReplicaState::Lagging { .. }) => json!({
+            "status": "degraded",
+            "reads": "primary",
+            "reason": "the read replica has not replayed what it received; reads go to the primary",
+        }),
+        Some(ReplicaState::Down | ReplicaState::Unknown) => json!({
+            "status": "degraded",
+            "reads": "primary",
+            "reason": "the read replica does not answer; reads go to the primary",
+        }),
+    }
 }

@@ -41,6 +41,7 @@ use std::{
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use entity::shop;
+use futures_util::FutureExt;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait},
@@ -58,6 +59,7 @@ use super::{
 };
 use crate::{
     cache::{Cache, Entry, Fallback, Versioned},
+    db::replica::{Freshness, ReadRoute},
     error::{AppError, AppResult},
 };
 
@@ -397,7 +399,8 @@ struct Read {
 
 /// A shop's numbers over `from..=to` (shop-local dates), by booking start.
 pub struct Dashboard {
-    db: DatabaseConnection,
+    /// Where its reads go (the replica when it may serve them).
+    route: Arc<ReadRoute>,
     cache: AnalyticsCache,
     shop_id: i64,
     mark: i64,
@@ -414,13 +417,13 @@ impl Dashboard {
     /// `shop`'s dashboard over `range`; `shop` as just read from the
     /// database (its mark is part of every key).
     pub fn new(
-        db: DatabaseConnection,
+        route: Arc<ReadRoute>,
         cache: AnalyticsCache,
         shop: &shop::Model,
         range: Range,
     ) -> Self {
         Self {
-            db,
+            route,
             cache,
             shop_id: shop.id,
             mark: shop.analytics_mark,
@@ -448,9 +451,7 @@ impl Dashboard {
                     for outcome in Outcome::of(Source::Database) {
                         self.cache.count(section, *outcome);
                     }
-                    let numbers =
-                        analytics::from_scratch(&self.db, self.shop_id, section, &self.range);
-                    return Ok(Box::pin(numbers).await?);
+                    return self.computed(section).await;
                 };
                 let kept = read.sections[section.index()].as_deref().and_then(decode::<Numbers>);
                 let (numbers, source) = match kept {
@@ -637,7 +638,18 @@ impl Dashboard {
                 AppError::Internal(anyhow::anyhow!("a date of a valid range has no bounds"))
             })?;
             let wanted: Vec<NaiveDate> = missing.iter().map(|i| dates[*i]).collect();
-            let computed = analytics::day_partials(&self.db, self.shop_id, &span, &wanted).await?;
+            // Kept under the versions read before: the replica must hold
+            // every write those versions stand for.
+            let shop_id = self.shop_id;
+            let wanted = Arc::new(wanted);
+            let computed = self
+                .route
+                .run(Freshness::Kept, move |db| {
+                    let wanted = wanted.clone();
+                    async move { analytics::day_partials(&db, shop_id, &span, &wanted).await }
+                        .boxed()
+                })
+                .await?;
             let at = Utc::now();
             for (i, partials) in missing.iter().zip(computed) {
                 let kept = Kept { at, partials };
@@ -686,11 +698,20 @@ impl Dashboard {
         Ok((all, Source::Computed { stored }))
     }
 
+    /// `section` over the range computed from the bookings (not kept).
+    async fn computed(&self, section: Section) -> AppResult<Numbers> {
+        let (shop_id, range) = (self.shop_id, self.range);
+        let numbers = self.route.run(Freshness::Shown, move |db| {
+            async move { analytics::from_scratch(&db, shop_id, section, &range).await }.boxed()
+        });
+        Ok(numbers.await?)
+    }
+
     /// Every section over the range computed at once from the bookings.
     async fn all_from_scratch(&self) -> AppResult<[Numbers; 5]> {
         let mut all = Vec::with_capacity(Section::ALL.len());
         for section in Section::ALL {
-            all.push(analytics::from_scratch(&self.db, self.shop_id, section, &self.range).await?);
+            all.push(self.computed(section).await?);
         }
         all.try_into().map_err(|_| AppError::Internal(anyhow::anyhow!("five sections")))
     }

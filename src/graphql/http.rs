@@ -316,7 +316,7 @@ async fn run(state: AppState, caller: Caller, mut request: async_graphql::Reques
     let mut response = super::loader::execute(
         &state.schema,
         request,
-        &state.db,
+        &state.reads,
         caller.identity.clone(),
         touched.clone(),
     )

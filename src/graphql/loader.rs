@@ -27,6 +27,7 @@ use super::{
 };
 use crate::{
     auth::Identity,
+    db::replica::{Freshness, ReadRoute, Reads},
     domain::{
         self,
         booking::{BookingFilter, Owner},
@@ -56,6 +57,12 @@ macro_rules! loader {
                 let loaded = $body.await.map_err(Arc::new)?;
                 touch(&self.touched, loaded.values());
                 Ok(loaded)
+            }
+        }
+
+        impl Make for $name {
+            fn make(loaders: &Loaders) -> Self {
+                Self { db: loaders.db.clone(), touched: loaders.touched.clone() }
             }
         }
     };
@@ -144,6 +151,12 @@ pub struct BarbersByShopLoader {
     touched: Option<Touched>,
 }
 
+impl Make for BarbersByShopLoader {
+    fn make(loaders: &Loaders) -> Self {
+        Self { db: loaders.db.clone(), touched: loaders.touched.clone() }
+    }
+}
+
 impl async_graphql::dataloader::Loader<(i64, PageRequest)> for BarbersByShopLoader {
     type Value = Page<barber::Model>;
     type Error = Arc<DbErr>;
@@ -173,10 +186,30 @@ pub struct BookingPageKey {
     pub page: PageRequest,
 }
 
-/// Pages of bookings, one windowed statement per batch.
+/// Pages of bookings, one windowed statement per batch; a shop's or a
+/// barber's may be read from the replica.
 pub struct BookingPageLoader {
-    db: DatabaseConnection,
+    route: Arc<ReadRoute>,
     touched: Option<Touched>,
+}
+
+impl Make for BookingPageLoader {
+    fn make(loaders: &Loaders) -> Self {
+        Self { route: loaders.route.clone(), touched: loaders.touched.clone() }
+    }
+}
+
+/// Runs `read` for the bookings of `owner`: the staff's lists may be read
+/// from the replica; a client's own go to the primary.
+async fn read_bookings<T>(
+    route: &ReadRoute,
+    owner: Owner,
+    read: impl Fn(DatabaseConnection) -> BoxFuture<'static, Result<T, DbErr>>,
+) -> Result<T, DbErr> {
+    match owner {
+        Owner::Client => read(route.primary().clone()).await,
+        Owner::Shop | Owner::Barber => route.run(Freshness::Shown, read).await,
+    }
 }
 
 impl async_graphql::dataloader::Loader<BookingPageKey> for BookingPageLoader {
@@ -190,9 +223,14 @@ impl async_graphql::dataloader::Loader<BookingPageKey> for BookingPageLoader {
         let groups = group_keys(keys, |k| ((k.owner, k.filter.clone(), k.page), k.id));
         let mut pages = HashMap::with_capacity(keys.len());
         for ((owner, filter, page), ids) in groups {
-            let loaded = domain::booking::pages_by(&self.db, owner, &ids, &filter, &page)
-                .await
-                .map_err(Arc::new)?;
+            let (ids, for_read) = (Arc::new(ids), filter.clone());
+            let loaded = read_bookings(&self.route, owner, move |db| {
+                let (ids, filter) = (ids.clone(), for_read.clone());
+                async move { domain::booking::pages_by(&db, owner, &ids, &filter, &page).await }
+                    .boxed()
+            })
+            .await
+            .map_err(Arc::new)?;
             pages.extend(loaded.into_iter().map(|(id, rows)| {
                 (BookingPageKey { owner, id, filter: filter.clone(), page }, rows)
             }));
@@ -204,8 +242,14 @@ impl async_graphql::dataloader::Loader<BookingPageKey> for BookingPageLoader {
 
 /// Counts of the bookings of a shop, barber or client.
 pub struct BookingCountLoader {
-    db: DatabaseConnection,
+    route: Arc<ReadRoute>,
     touched: Option<Touched>,
+}
+
+impl Make for BookingCountLoader {
+    fn make(loaders: &Loaders) -> Self {
+        Self { route: loaders.route.clone(), touched: loaders.touched.clone() }
+    }
 }
 
 impl async_graphql::dataloader::Loader<(Owner, i64, BookingFilter)> for BookingCountLoader {
@@ -219,9 +263,13 @@ impl async_graphql::dataloader::Loader<(Owner, i64, BookingFilter)> for BookingC
         let groups = group_keys(keys, |(owner, id, filter)| ((*owner, filter.clone()), *id));
         let mut counts = HashMap::with_capacity(keys.len());
         for ((owner, filter), ids) in groups {
-            let loaded = domain::booking::counts_by(&self.db, owner, &ids, &filter)
-                .await
-                .map_err(Arc::new)?;
+            let (ids, for_read) = (Arc::new(ids), filter.clone());
+            let loaded = read_bookings(&self.route, owner, move |db| {
+                let (ids, filter) = (ids.clone(), for_read.clone());
+                async move { domain::booking::counts_by(&db, owner, &ids, &filter).await }.boxed()
+            })
+            .await
+            .map_err(Arc::new)?;
             counts.extend(loaded.into_iter().map(|(id, n)| ((owner, id, filter.clone()), n)));
         }
         touch(&self.touched, counts.values());
@@ -244,12 +292,15 @@ impl async_graphql::dataloader::Loader<(Owner, i64, BookingFilter)> for BookingC
 pub async fn execute(
     schema: &AppSchema,
     request: Request,
-    db: &DatabaseConnection,
+    reads: &Reads,
     identity: Identity,
     touched: Option<Touched>,
 ) -> Response {
     let (spawner, batches) = mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
-    let mut request = register(request, db, &identity, touched.clone(), spawner).data(identity);
+    let user = identity.viewer().map(|viewer| viewer.id());
+    // An answer that may be kept is kept under versions read before it ran.
+    let route = Arc::new(reads.route(user, touched.is_some()));
+    let mut request = register(request, route, &identity, touched.clone(), spawner).data(identity);
     if let Some(touched) = touched {
         request = request.data(touched);
     }
@@ -329,11 +380,14 @@ fn new<T: Send + Sync + 'static>(loader: T, spawner: &Spawner) -> Loader<T> {
     .delay(Duration::ZERO)
 }
 
-/// How a request makes its loader of one type, on first use.
-pub trait Lazy: Sized + Send + Sync + 'static {
-    /// Where the request keeps it.
+/// How a loader is made from what a request's loaders share.
+pub trait Make {
+    fn make(loaders: &Loaders) -> Self;
+}
+
+/// Where a request keeps its loader of one type, made on first use.
+pub trait Lazy: Make + Sized + Send + Sync + 'static {
     fn slot(loaders: &Loaders) -> &OnceLock<Loader<Self>>;
-    fn make(db: DatabaseConnection, touched: Option<Touched>) -> Self;
 }
 
 /// Declares [`Loaders`], a slot per loader type.
@@ -344,6 +398,8 @@ macro_rules! lazy_loaders {
         /// cost more than a small request itself.
         pub struct Loaders {
             db: DatabaseConnection,
+            /// Where the reads that may use the replica go.
+            route: Arc<ReadRoute>,
             touched: Option<Touched>,
             spawner: Spawner,
             /// Whether a value loaded once is kept for the rest of the
@@ -354,22 +410,19 @@ macro_rules! lazy_loaders {
 
         impl Loaders {
             fn new(
-                db: DatabaseConnection,
+                route: Arc<ReadRoute>,
                 touched: Option<Touched>,
                 spawner: Spawner,
                 cached: bool,
             ) -> Self {
-                Self { db, touched, spawner, cached, $($field: OnceLock::new(),)* }
+                let db = route.primary().clone();
+                Self { db, route, touched, spawner, cached, $($field: OnceLock::new(),)* }
             }
         }
 
         $(impl Lazy for $ty {
             fn slot(loaders: &Loaders) -> &OnceLock<Loader<Self>> {
                 &loaders.$field
-            }
-
-            fn make(db: DatabaseConnection, touched: Option<Touched>) -> Self {
-                Self { db, touched }
             }
         })*
     };
@@ -396,7 +449,7 @@ impl Loaders {
     /// The request's loader of type `T`, made now if it was not yet.
     pub fn get<T: Lazy>(&self) -> &Loader<T> {
         T::slot(self).get_or_init(|| {
-            let loader = new(T::make(self.db.clone(), self.touched.clone()), &self.spawner);
+            let loader = new(T::make(self), &self.spawner);
             if !self.cached {
                 loader.enable_all_cache(false);
             }
@@ -408,10 +461,10 @@ impl Loaders {
     /// batched as a request's is, and loads afresh (nothing is kept from
     /// one event to the next). Their batches run in a task of their own,
     /// which ends when the loaders are dropped.
-    pub fn for_subscriptions(db: &DatabaseConnection) -> Self {
+    pub fn for_subscriptions(reads: &Reads) -> Self {
         let (spawner, batches) = mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
         tokio::spawn(run_batches(batches));
-        Self::new(db.clone(), None, spawner, false)
+        Self::new(Arc::new(reads.primary_route()), None, spawner, false)
     }
 }
 
@@ -419,12 +472,12 @@ impl Loaders {
 /// loader.
 fn register(
     request: Request,
-    db: &DatabaseConnection,
+    route: Arc<ReadRoute>,
     identity: &Identity,
     touched: Option<Touched>,
     spawner: Spawner,
 ) -> Request {
-    let loaders = Loaders::new(db.clone(), touched, spawner, true);
+    let loaders = Loaders::new(route.clone(), touched, spawner, true);
     if let Some(viewer) = identity.viewer() {
         // Feeding takes a lock and never waits: one poll finishes it.
         let _ = loaders
@@ -432,5 +485,5 @@ fn register(
             .feed_one(viewer.user.id, viewer.user.clone())
             .now_or_never();
     }
-    request.data(loaders)
+    request.data(loaders).data(route)
 }

@@ -28,6 +28,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::token::TokenKeys,
     config::Config,
+    db::replica::ReadRoute,
     domain::change::{Changed, Effects},
     error::{AppError, AppResult},
     protect::Limits,
@@ -84,12 +85,23 @@ pub(crate) fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DatabaseConnection> 
         .map_err(|_| AppError::Internal(anyhow::anyhow!("schema built without a database")))
 }
 
+/// Where the request's reads that may use the replica go.
+pub(crate) fn read_route<'a>(ctx: &'a Context<'_>) -> AppResult<&'a ReadRoute> {
+    ctx.data::<Arc<ReadRoute>>()
+        .map(|route| route.as_ref())
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("request run without its read route")))
+}
+
 /// Acts on what a committed write changed (see [`Effects`]) and returns
-/// its value.
+/// its value. The writer's reads go to the primary from now on, for a
+/// while, so they see it.
 pub(crate) async fn publish<T>(ctx: &Context<'_>, changed: Changed<T>) -> AppResult<T> {
     let effects = ctx
         .data::<Effects>()
         .map_err(|_| AppError::Internal(anyhow::anyhow!("schema built without effects")))?;
+    if let Ok(route) = ctx.data::<Arc<ReadRoute>>() {
+        route.wrote().await;
+    }
     Ok(effects.publish(changed).await)
 }
 

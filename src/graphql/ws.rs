@@ -277,7 +277,7 @@ async fn sign_in(state: AppState, ip: ClientIp, payload: serde_json::Value) -> A
         .map_err(|overdrawn| overdrawn.error("too many requests: your budget is spent"))?;
     let place = Sockets::enter(&state, &key)?;
     let mut data = Data::default();
-    data.insert(Loaders::for_subscriptions(&state.db));
+    data.insert(Loaders::for_subscriptions(&state.reads));
     data.insert(identity.clone());
     data.insert(key);
     data.insert(RequestBudget(Arc::new(Mutex::new(budget))));

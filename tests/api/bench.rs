@@ -106,7 +106,7 @@ async fn analytics_benchmark() {
     for _ in 0..runs {
         app.state.analytics.invalidate_shop(shop_row).await;
         inner_cold
-            .push(sections(&app.state.analytics, &app.state.db, &shop[&shop_row], range).await);
+            .push(sections(&app.state.analytics, &app.state.reads, &shop[&shop_row], range).await);
     }
     // Every day but today cached: a booking today was just written.
     let now = chrono::Utc::now();
@@ -114,12 +114,12 @@ async fn analytics_benchmark() {
     for _ in 0..today_runs {
         app.state.analytics.invalidate_spans(shop_row, &[(now, now)]).await;
         inner_today
-            .push(sections(&app.state.analytics, &app.state.db, &shop[&shop_row], range).await);
+            .push(sections(&app.state.analytics, &app.state.reads, &shop[&shop_row], range).await);
     }
     let mut inner_warm = Vec::new();
     for _ in 0..runs * 10 {
         inner_warm
-            .push(sections(&app.state.analytics, &app.state.db, &shop[&shop_row], range).await);
+            .push(sections(&app.state.analytics, &app.state.reads, &shop[&shop_row], range).await);
     }
     // The reference: the five sections from their definitions over the
     // bookings, with no cache at all (what every dashboard cost before
@@ -163,12 +163,13 @@ fn date(year: i32, month: u32, day: u32) -> chrono::NaiveDate {
 /// Reads every section through the cache, concurrently like the resolvers.
 async fn sections(
     cache: &AnalyticsCache,
-    db: &sea_orm::DatabaseConnection,
+    reads: &bookedbarber::db::replica::Reads,
     shop: &entity::shop::Model,
     range: Range,
 ) -> Duration {
     let started = Instant::now();
-    let dashboard = Dashboard::new(db.clone(), cache.clone(), shop, range);
+    let dashboard =
+        Dashboard::new(std::sync::Arc::new(reads.route(None, false)), cache.clone(), shop, range);
     let (summary, by_day, barbers, services, peaks) = tokio::join!(
         dashboard.summary(),
         dashboard.by_day(),

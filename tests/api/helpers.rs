@@ -67,6 +67,7 @@ pub fn skip_or_fail(variable: &str, what: &str) {
     );
     let once = match variable {
         "TEST_DATABASE_URL" => &SKIPPED_POSTGRES,
+        "TEST_READ_DATABASE_URL" => &SKIPPED_REPLICA,
         _ => &SKIPPED_REDIS,
     };
     once.call_once(|| {
@@ -74,13 +75,16 @@ pub fn skip_or_fail(variable: &str, what: &str) {
             "SKIPPED: {variable} is not set, so the {what} variants of the API tests do not run \
              (they pass without testing anything); set it, e.g. \
              TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
-             TEST_REDIS_URL=redis://127.0.0.1:6379"
+             TEST_REDIS_URL=redis://127.0.0.1:6379 \
+             TEST_READ_DATABASE_URL=postgres://postgres@127.0.0.1:5433/test \
+             (`.ci/start-replica` starts that replica)"
         )
     });
 }
 
 static SKIPPED_POSTGRES: Once = Once::new();
 static SKIPPED_REDIS: Once = Once::new();
+static SKIPPED_REPLICA: Once = Once::new();
 
 /// How a test server is to be started: its database, its cache and its
 /// configuration. Made by [`TestApp::sqlite`] or [`TestApp::postgres`].
@@ -91,6 +95,9 @@ pub struct TestAppBuilder {
     config: Config,
     /// Where to reach the database instead of its own address (a proxy).
     via: Option<SocketAddr>,
+    /// Reads may go to the streaming replica of `TEST_READ_DATABASE_URL`,
+    /// reached through a proxy when one is given.
+    read_replica: Option<Option<SocketAddr>>,
 }
 
 impl TestApp {
@@ -101,6 +108,7 @@ impl TestApp {
             redis: false,
             config: test_config(String::new()),
             via: None,
+            read_replica: None,
         }
     }
 
@@ -149,6 +157,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// With `DATABASE_READ_URL` the test database on the streaming replica
+    /// of `TEST_READ_DATABASE_URL`, reached through `via` when given.
+    pub fn with_read_replica(mut self, via: Option<SocketAddr>) -> Self {
+        self.read_replica = Some(via);
+        self
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -166,6 +181,10 @@ impl TestAppBuilder {
             skip_or_fail("TEST_REDIS_URL", "Redis");
             runs = false;
         }
+        if self.read_replica.is_some() && std::env::var_os("TEST_READ_DATABASE_URL").is_none() {
+            skip_or_fail("TEST_READ_DATABASE_URL", "read replica");
+            runs = false;
+        }
         runs
     }
 
@@ -174,6 +193,18 @@ impl TestAppBuilder {
         assert!(self.runs_here(), "a {:?} variant was started where it cannot run", self.backend);
         let (url, database) = fresh_database(self.backend).await;
         let mut config = self.config;
+        if let Some(via) = self.read_replica {
+            // The same database on the replica, once it has replayed its
+            // creation.
+            let replica = std::env::var("TEST_READ_DATABASE_URL").unwrap();
+            let mut read_url = url::Url::parse(&replica).unwrap();
+            read_url.set_path(url::Url::parse(&url).unwrap().path());
+            if let Some(proxy) = via {
+                read_url.set_host(Some(&proxy.ip().to_string())).unwrap();
+                read_url.set_port(Some(proxy.port())).unwrap();
+            }
+            config.database_read_url = Some(read_url.to_string());
+        }
         config.database_url = match self.via {
             Some(proxy) => {
                 let mut url = url::Url::parse(&url).unwrap();

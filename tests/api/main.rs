@@ -35,6 +35,7 @@ mod overload;
 mod process;
 mod protection;
 mod proxy;
+mod read_replica;
 mod replicas;
 mod roles;
 mod schema;

@@ -269,7 +269,8 @@ async fn check_every_section(app: &TestApp, shop_id: i64, step: &str) {
     let shop = entity::shop::Entity::find_by_id(shop_id).one(db).await.unwrap().unwrap();
     for (from, to) in ranges() {
         let range = Range::new(&shop, from, to).unwrap();
-        let dashboard = Dashboard::new(db.clone(), app.state.analytics.clone(), &shop, range);
+        let route = std::sync::Arc::new(app.state.reads.route(None, false));
+        let dashboard = Dashboard::new(route, app.state.analytics.clone(), &shop, range);
         let cached = [
             serde_json::to_value(dashboard.summary().await.unwrap()).unwrap(),
             serde_json::to_value(dashboard.by_day().await.unwrap()).unwrap(),

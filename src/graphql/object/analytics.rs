@@ -8,13 +8,13 @@ use chrono::{DateTime, Utc};
 
 use super::{Barber, Service, load_required};
 use crate::{
+    db::replica::ReadRoute,
     domain::{
         analytics::{BarberNumbers, Range, ServiceNumbers},
         dashboard::{AnalyticsCache, Dashboard},
     },
     error::{AppError, AppResult},
     graphql::{
-        db,
         loader::{BarberByIdLoader, ServiceByIdLoader},
         scalar::Date,
     },
@@ -28,7 +28,10 @@ impl ShopAnalytics {
         let cache = ctx.data::<AnalyticsCache>().map_err(|_| {
             AppError::Internal(anyhow::anyhow!("schema built without an analytics cache"))
         })?;
-        Ok(Self(Dashboard::new(db(ctx)?.clone(), cache.clone(), shop, range)))
+        let route = ctx.data::<std::sync::Arc<ReadRoute>>().map_err(|_| {
+            AppError::Internal(anyhow::anyhow!("request run without its read route"))
+        })?;
+        Ok(Self(Dashboard::new(route.clone(), cache.clone(), shop, range)))
     }
 }
 

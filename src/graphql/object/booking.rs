@@ -3,6 +3,8 @@
 use async_graphql::{Context, ID, Object, connection::Connection};
 use chrono::{DateTime, Utc};
 use entity::booking;
+use futures_util::{FutureExt, future::BoxFuture};
+use sea_orm::{DatabaseConnection, DbErr};
 
 use super::{
     Barber, BookingStatus, Payment, PaymentStatus, Service, Shop, User, connection_from_page,
@@ -10,6 +12,7 @@ use super::{
 };
 use crate::{
     auth::policy,
+    db::replica::Freshness,
     domain::{
         self,
         booking::{BookingFilter, Owner},
@@ -17,13 +20,13 @@ use crate::{
     },
     error::{AppError, AppResult},
     graphql::{
-        db,
         guard::identity,
         id::{self, Kind},
         loader::{
             BarberByIdLoader, BookingCountLoader, BookingPageKey, BookingPageLoader,
             PaymentsByBookingLoader, ServiceByIdLoader, ShopByIdLoader, UserByIdLoader,
         },
+        read_route,
     },
 };
 
@@ -172,7 +175,12 @@ impl BookingArgs {
         filter: BookingFilter,
     ) -> AppResult<BookingConnection> {
         let page = page_request_in(self.first, self.after, self.last, self.before, true)?;
-        let rows = domain::booking::list(db(ctx)?, &filter, &page).await?;
+        let for_read = filter.clone();
+        let rows = read_filtered(ctx, &filter, move |db| {
+            let filter = for_read.clone();
+            async move { domain::booking::list(&db, &filter, &page).await }.boxed()
+        })
+        .await?;
         Ok(connection_from_page(
             rows,
             domain::booking::position,
@@ -180,6 +188,21 @@ impl BookingArgs {
             BookingConnectionFields(CountScope::Filter(filter)),
         ))
     }
+}
+
+/// Runs `read` for the bookings `filter` picks: a client's own on the
+/// primary, the staff's lists where the request's reads go (maybe the
+/// replica).
+async fn read_filtered<T>(
+    ctx: &Context<'_>,
+    filter: &BookingFilter,
+    read: impl Fn(DatabaseConnection) -> BoxFuture<'static, Result<T, DbErr>>,
+) -> AppResult<T> {
+    let route = read_route(ctx)?;
+    Ok(match filter.client_id {
+        Some(_) => read(route.primary().clone()).await?,
+        None => route.run(Freshness::Shown, read).await?,
+    })
 }
 
 /// What a booking list counts over.
@@ -202,7 +225,12 @@ impl BookingConnectionFields {
                     .unwrap_or(0)
             }
             CountScope::Filter(filter) => {
-                domain::booking::count(db(ctx)?, filter).await.map_err(AppError::from)?
+                let for_read = filter.clone();
+                read_filtered(ctx, filter, move |db| {
+                    let filter = for_read.clone();
+                    async move { domain::booking::count(&db, &filter).await }.boxed()
+                })
+                .await?
             }
         })
     }
