@@ -139,6 +139,23 @@ pub fn classify(err: &sea_orm::DbErr) -> Failure {
     }
 }
 
+/// Whether a hot standby cancelled a statement because replaying the
+/// primary's changes needed what it held ("conflict with recovery"): the
+/// same statement succeeds on the primary.
+pub fn recovery_conflict(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx::Error};
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    match e.as_ref() {
+        Error::Database(database) => {
+            matches!(database.code().as_deref(), Some("40001" | "40P01"))
+        }
+        _ => false,
+    }
+}
+
 /// A constraint the database refused a write on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Violation {
@@ -194,7 +211,12 @@ pub fn conflict_on<T>(
 /// pings do not wait behind requests for a connection, and are not counted
 /// as the application's statements.
 pub async fn connect_probe(config: &Config) -> anyhow::Result<DatabaseConnection> {
-    let mut options = ConnectOptions::new(config.database_url.clone());
+    probe_pool(&config.database_url).await
+}
+
+/// A lazy pool of one connection to `url`, for a prober.
+pub async fn probe_pool(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(1)
         .min_connections(0)

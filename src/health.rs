@@ -114,27 +114,29 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 /// cache, a replica away leaves the API answering (from the primary).
 fn read_replica(state: &AppState) -> Value {
     use crate::db::replica::ReplicaState;
-    let max_lag = state.config.max_replica_lag_secs;
+    let max_lag = state.reads.max_lag().as_secs_f64();
+    let degraded =
+        |reason: String| json!({ "status": "degraded", "reads": "primary", "reason": reason });
     match state.reads.replica_state() {
         None => json!({ "status": "ok", "reads": "primary" }),
         Some(ReplicaState::Lagging { lag }) if state.reads.replica_usable() => {
             json!({ "status": "ok", "reads": "replica", "lagSeconds": lag })
         }
-        Some(ReplicaState::Lagging { lag }) if lag.is_finite() => json!({
-            "status": "degraded",
-            "reads": "primary",
-            "lagSeconds": lag,
-            "reason": format!("the read replica lags more than {max_lag} s; reads go to the primary"),
-        }),
-        Some(ReplicaState::Lagging { .. }) => json!({
-            "status": "degraded",
-            "reads": "primary",
-            "reason": "the read replica has not replayed what it received; reads go to the primary",
-        }),
-        Some(ReplicaState::Down | ReplicaState::Unknown) => json!({
-            "status": "degraded",
-            "reads": "primary",
-            "reason": "the read replica does not answer; reads go to the primary",
-        }),
+        Some(ReplicaState::Lagging { lag }) if lag.is_finite() => {
+            let mut body = degraded(format!(
+                "the read replica lags more than {max_lag} s; reads go to the primary"
+            ));
+            body["lagSeconds"] = json!(lag);
+            body
+        }
+        Some(ReplicaState::Lagging { .. }) => degraded(
+            "the read replica has replayed nothing of late; reads go to the primary".to_owned(),
+        ),
+        Some(ReplicaState::NotStandby) => degraded(
+            "DATABASE_READ_URL is not a standby (promoted?); reads go to the primary".to_owned(),
+        ),
+        Some(ReplicaState::Down | ReplicaState::Unknown) => {
+            degraded("the read replica does not answer; reads go to the primary".to_owned())
+        }
     }
 }

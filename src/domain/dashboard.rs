@@ -451,7 +451,8 @@ impl Dashboard {
                     for outcome in Outcome::of(Source::Database) {
                         self.cache.count(section, *outcome);
                     }
-                    return self.computed(section).await;
+                    // Not kept, and not shared with other requests.
+                    return self.computed(section, Freshness::Shown).await;
                 };
                 let kept = read.sections[section.index()].as_deref().and_then(decode::<Numbers>);
                 let (numbers, source) = match kept {
@@ -698,20 +699,21 @@ impl Dashboard {
         Ok((all, Source::Computed { stored }))
     }
 
-    /// `section` over the range computed from the bookings (not kept).
-    async fn computed(&self, section: Section) -> AppResult<Numbers> {
+    /// `section` over the range computed from the bookings.
+    async fn computed(&self, section: Section, freshness: Freshness) -> AppResult<Numbers> {
         let (shop_id, range) = (self.shop_id, self.range);
-        let numbers = self.route.run(Freshness::Shown, move |db| {
+        let numbers = self.route.run(freshness, move |db| {
             async move { analytics::from_scratch(&db, shop_id, section, &range).await }.boxed()
         });
         Ok(numbers.await?)
     }
 
-    /// Every section over the range computed at once from the bookings.
+    /// Every section over the range computed at once from the bookings,
+    /// for every request of these versions that shares the computation.
     async fn all_from_scratch(&self) -> AppResult<[Numbers; 5]> {
         let mut all = Vec::with_capacity(Section::ALL.len());
         for section in Section::ALL {
-            all.push(self.computed(section).await?);
+            all.push(self.computed(section, Freshness::Kept).await?);
         }
         all.try_into().map_err(|_| AppError::Internal(anyhow::anyhow!("five sections")))
     }

@@ -461,10 +461,10 @@ impl Loaders {
     /// batched as a request's is, and loads afresh (nothing is kept from
     /// one event to the next). Their batches run in a task of their own,
     /// which ends when the loaders are dropped.
-    pub fn for_subscriptions(reads: &Reads) -> Self {
+    pub fn for_subscriptions(route: Arc<ReadRoute>) -> Self {
         let (spawner, batches) = mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
         tokio::spawn(run_batches(batches));
-        Self::new(Arc::new(reads.primary_route()), None, spawner, false)
+        Self::new(route, None, spawner, false)
     }
 }
 

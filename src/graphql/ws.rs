@@ -277,7 +277,11 @@ async fn sign_in(state: AppState, ip: ClientIp, payload: serde_json::Value) -> A
         .map_err(|overdrawn| overdrawn.error("too many requests: your budget is spent"))?;
     let place = Sockets::enter(&state, &key)?;
     let mut data = Data::default();
-    data.insert(Loaders::for_subscriptions(&state.reads));
+    // A subscription follows events as they are committed: its reads go
+    // to the primary.
+    let route = Arc::new(state.reads.primary_route());
+    data.insert(Loaders::for_subscriptions(route.clone()));
+    data.insert(route);
     data.insert(identity.clone());
     data.insert(key);
     data.insert(RequestBudget(Arc::new(Mutex::new(budget))));

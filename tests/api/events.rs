@@ -447,3 +447,28 @@ async fn events_reach_another_replica_within_100_ms() {
     );
     assert!(after_answer[18] < Duration::from_millis(100), "{after_answer:?}");
 }
+
+api_test!(
+    an_event_carries_the_shops_dashboard_and_bookings_to_its_owner,
+    [sqlite, postgres_redis],
+    |app| {
+        let shop = ShopFixture::open(&app, "deep", "Europe/London", "09:00", "17:00").await;
+        let client = app.register("client@deep.test", "correct horse battery", "Client").await;
+        let day = shop.upcoming_weekday();
+        let mut calendar = Socket::open(&app, Some(&shop.owner)).await;
+        // What a dashboard asks of each event: the shop's numbers for the
+        // day and its bookings list, read as every subscription reads.
+        let query = "subscription($shop: ID!, $day: Date!) { bookingChanged(shopId: $shop) { kind booking { shop { analytics(from: $day, to: $day) { bookingsCount } bookings(first: 5) { totalCount } } } } }";
+        let id = calendar
+            .subscribe(query, json!({ "shop": shop.shop_id, "day": day.to_string() }))
+            .await;
+        listening(&app, 1).await;
+        book(&app, &shop, &client, shop.at(day, 10, 0)).await;
+        let event = calendar.next(&id).await;
+        assert!(event.get("errors").is_none(), "{event:#}");
+        let shown = &event["data"]["bookingChanged"]["booking"]["shop"];
+        assert_eq!(shown["analytics"]["bookingsCount"], 1, "{event:#}");
+        assert_eq!(shown["bookings"]["totalCount"], 1, "{event:#}");
+        calendar.close().await;
+    }
+);
