@@ -6,8 +6,9 @@ Starts the release binary on DATABASE_URL (default: the local PostgreSQL
 database `bench`, which should hold the big seed; see the README), signs in as the demo owner,
 finds a shop, a barber and a service, then runs `wrk` against each
 operation in turn and prints a Markdown table: requests per second, p50 and
-p95 latency, and server and database CPU per request (from /proc/PID/stat
-deltas of the server and of every `postgres` process over the run).
+p95 latency, and server, database and Redis CPU per request (from
+/proc/PID/stat deltas of the server, of every `postgres` process and of
+`redis-server` over the run).
 
     python3 bench/fixed_ops.py [--binary target/release/bookedbarber]
         [--database-url URL] [--redis-url URL] [--connections 64]
@@ -58,13 +59,23 @@ def cpu_ticks(pid):
 def postgres_ticks():
     """CPU of every postgres process now (backends come and go; the pool
     keeps the server's open, so the sum is fair over a run)."""
+    return ticks_of("postgres")
+
+
+def redis_ticks():
+    """CPU of the local redis-server now (0 without one)."""
+    return ticks_of("redis-server")
+
+
+def ticks_of(command):
+    """CPU of every process named `command` now."""
     total = 0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() != "postgres":
+                if f.read().strip() != command:
                     continue
         except (FileNotFoundError, ProcessLookupError):
             continue
@@ -152,7 +163,7 @@ def run(args, server, script, name, token, query, variables):
     # Warm up: caches, pools, the page cache.
     subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", script, f"http://127.0.0.1:{PORT}/graphql"],
                    env=env, capture_output=True, check=True)
-    server_before, db_before = cpu_ticks(server.pid), postgres_ticks()
+    server_before, db_before, redis_before = cpu_ticks(server.pid), postgres_ticks(), redis_ticks()
     out = subprocess.run(
         ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "-s", script,
          f"http://127.0.0.1:{PORT}/graphql"],
@@ -160,6 +171,7 @@ def run(args, server, script, name, token, query, variables):
     ).stdout
     server_cpu = (cpu_ticks(server.pid) - server_before) / TICKS
     db_cpu = (postgres_ticks() - db_before) / TICKS
+    redis_cpu = (redis_ticks() - redis_before) / TICKS
     line = next(l for l in out.splitlines() if l.startswith("BENCH "))
     values = dict(re.findall(r"(\w+)=([\d.]+)", line))
     requests = int(values["requests"])
@@ -171,6 +183,7 @@ def run(args, server, script, name, token, query, variables):
         "errors": int(values["errors"]),
         "server_ms": 1000 * server_cpu / max(requests, 1),
         "db_ms": 1000 * db_cpu / max(requests, 1),
+        "redis_ms": 1000 * redis_cpu / max(requests, 1),
     }
 
 
@@ -215,11 +228,11 @@ def main():
         server.terminate()
         server.wait(timeout=30)
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s; server log: {log.name}")
-    print("| operation | req/s | p50 ms | p95 ms | non-2xx | server CPU ms/req | PostgreSQL CPU ms/req |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| operation | req/s | p50 ms | p95 ms | non-2xx | server CPU ms/req | PostgreSQL CPU ms/req | Redis CPU ms/req |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['name']} | {r['rps']:,.0f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['errors']} "
-              f"| {r['server_ms']:.3f} | {r['db_ms']:.3f} |")
+              f"| {r['server_ms']:.3f} | {r['db_ms']:.3f} | {r['redis_ms']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,11 @@ use governor::{
 };
 use ipnet::IpNet;
 
-use crate::{cache::Cache, config::Config, error::AppError};
+use crate::{
+    cache::{Cache, Checked, Unavailable},
+    config::Config,
+    error::AppError,
+};
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
@@ -185,18 +189,20 @@ impl Limits {
         }
     }
 
-    /// One check in Redis, or `None` when there is no Redis or it did not
-    /// answer (the caller checks in process).
+    /// One check in Redis, with the versions of `scopes` read in the same
+    /// round trip; `None` when there is no Redis or it did not answer (the
+    /// caller checks in process).
     async fn check_shared(
         &self,
         key: &str,
         cost: u32,
         per_minute: u32,
         burst: u32,
-    ) -> Option<(bool, u32, u64, u64)> {
+        scopes: &[String],
+    ) -> Option<(Checked, Vec<Option<u64>>)> {
         let cache = self.shared.as_ref()?;
         let interval_us = 60_000_000 / u64::from(per_minute.max(1));
-        let checked = match cache.gcra(key, cost, interval_us, burst).await {
+        let checked = match cache.gcra_reading(key, cost, interval_us, burst, scopes).await {
             Some(Ok(checked)) => Some(checked),
             _ => None,
         };
@@ -219,21 +225,42 @@ impl Limits {
         checked
     }
 
-    /// Charges `cost` points to `key`.
+    /// Charges `cost` points to `key`'s budget, or says when it could pay.
     pub async fn charge(&self, key: &ClientKey, cost: u32) -> Result<Budget, Overdrawn> {
+        self.charge_reading(key, cost, None, &[]).await.0
+    }
+
+    /// Charges `cost` points to `key`'s budget, and reads the versions of
+    /// `scopes` in `cache`: with Redis in the same round trip, so that the
+    /// charge costs the request no round trip of its own. The versions are
+    /// `Err` when they could not be read.
+    pub async fn charge_reading(
+        &self,
+        key: &ClientKey,
+        cost: u32,
+        cache: Option<&Cache>,
+        scopes: &[String],
+    ) -> (Result<Budget, Overdrawn>, Result<Vec<Option<u64>>, Unavailable>) {
+        let read_apart = || async {
+            match cache {
+                Some(cache) if !scopes.is_empty() => cache.versions(scopes).await,
+                _ => Ok(vec![None; scopes.len()]),
+            }
+        };
         if cost > self.burst {
             // More than the burst: never possible.
-            return Err(Overdrawn {
+            let impossible = Overdrawn {
                 impossible: true,
                 retry_after: Duration::from_secs(60),
                 budget: Self::budget(self.burst, self.per_minute, 0),
-            });
+            };
+            return (Err(impossible), read_apart().await);
         }
-        if let Some((allowed, remaining, wait_us, _)) =
-            self.check_shared(&shared_key(key), cost, self.per_minute, self.burst).await
-        {
+        let name = shared_key(key);
+        let shared = self.check_shared(&name, cost, self.per_minute, self.burst, scopes);
+        if let Some(((allowed, remaining, wait_us, _), versions)) = shared.await {
             let budget = Self::budget(self.burst, self.per_minute, remaining);
-            return match allowed {
+            let charged = match allowed {
                 true => Ok(budget),
                 false => Err(Overdrawn {
                     impossible: false,
@@ -241,7 +268,20 @@ impl Limits {
                     budget,
                 }),
             };
+            return (charged, Ok(versions));
         }
+        let charged = self.charge_in_process(key, cost);
+        // Without Redis the versions are in process; while Redis is away
+        // they cannot be read either.
+        let versions = match self.shared {
+            Some(_) if !scopes.is_empty() => Err(Unavailable),
+            _ => read_apart().await,
+        };
+        (charged, versions)
+    }
+
+    /// Charges `cost` points to this replica's share of `key`'s budget.
+    fn charge_in_process(&self, key: &ClientKey, cost: u32) -> Result<Budget, Overdrawn> {
         metrics::counter!("bookedbarber_rate_limit_checks_total", "store" => "in_process")
             .increment(1);
         let local = |remaining| Self::budget(self.local_burst, self.local_per_minute, remaining);
@@ -283,8 +323,8 @@ impl Limits {
 
     /// One attempt against `key`'s sign-in budget; how long to wait if spent.
     async fn charge_sign_in(&self, key: String) -> Result<(), Duration> {
-        if let Some((allowed, _, wait_us, _)) =
-            self.check_shared(&format!("si:{key}"), 1, self.logins, self.logins).await
+        if let Some(((allowed, _, wait_us, _), _)) =
+            self.check_shared(&format!("si:{key}"), 1, self.logins, self.logins, &[]).await
         {
             return if allowed { Ok(()) } else { Err(Duration::from_micros(wait_us)) };
         }

@@ -130,6 +130,26 @@ impl KnownTokens {
         Ok(viewer)
     }
 
+    /// Like [`viewer`](Self::viewer), given the user's version as the
+    /// caller read it in a round trip it made anyway (`None`: not read, or
+    /// the user has none yet).
+    pub async fn viewer_at(
+        &self,
+        db: &DatabaseConnection,
+        keys: &TokenKeys,
+        token: &str,
+        version: Option<u64>,
+    ) -> Result<Arc<Viewer>, AppError> {
+        if let (Some(known), Some(version)) = (self.tokens.get(token), version)
+            && known.expires > chrono::Utc::now().timestamp()
+            && known.version == version
+        {
+            metrics::counter!("bookedbarber_identity_cache_total", "outcome" => "hit").increment(1);
+            return Ok(known.viewer.clone());
+        }
+        self.viewer(db, keys, token).await
+    }
+
     /// The viewer kept for `token`, its version not read again: for a caller
     /// that reads it in a round trip it makes anyway (a kept answer holds
     /// the same scope) and checks it equals `Viewer::version`. `None` when

@@ -19,7 +19,7 @@
 mod breaker;
 mod redis;
 
-pub use redis::{POOL_SIZE as REDIS_POOL_SIZE, Unavailable};
+pub use redis::{Checked, POOL_SIZE as REDIS_POOL_SIZE, Unavailable};
 
 use std::{
     collections::HashMap,
@@ -323,18 +323,30 @@ impl Cache {
         }
     }
 
-    /// Charges `cost` points to the budget `key` that every replica shares
-    /// (see `RedisStore::gcra`): `None` without Redis.
-    pub async fn gcra(
+    /// Round trips made to Redis so far (0 without it): tests read it.
+    pub fn round_trips(&self) -> u64 {
+        match &self.0.store {
+            Store::Local { .. } => 0,
+            Store::Redis(redis) => redis.round_trips(),
+        }
+    }
+
+    /// Charges `cost` points to the budget `key` that every replica shares,
+    /// and reads the versions of `scopes` in the same round trip (see
+    /// `RedisStore::gcra_reading`): `None` without Redis.
+    pub async fn gcra_reading(
         &self,
         key: &str,
         cost: u32,
         interval_us: u64,
         burst: u32,
-    ) -> Option<Result<(bool, u32, u64, u64), Unavailable>> {
+        scopes: &[String],
+    ) -> Option<Result<(Checked, Vec<Option<u64>>), Unavailable>> {
         match &self.0.store {
             Store::Local { .. } => None,
-            Store::Redis(redis) => Some(redis.gcra(key, cost, interval_us, burst).await),
+            Store::Redis(redis) => {
+                Some(redis.gcra_reading(key, cost, interval_us, burst, scopes).await)
+            }
         }
     }
 

@@ -9,7 +9,7 @@
 use std::{
     collections::HashSet,
     sync::{
-        Mutex,
+        LazyLock, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -17,7 +17,9 @@ use std::{
 
 use deadpool_redis::{
     Config, Connection, Pool, PoolConfig, Runtime, Timeouts,
-    redis::{AsyncCommands, RedisError, aio::MultiplexedConnection},
+    redis::{
+        AsyncCommands, ErrorKind, RedisError, Script, ServerErrorKind, aio::MultiplexedConnection,
+    },
 };
 
 use super::{Cascade, Fallback, Versioned, breaker::Breaker};
@@ -37,6 +39,8 @@ pub struct RedisStore {
     /// Counts recoveries: Redis may have lost its data (and so reset its
     /// versions) while it was away, so copies kept from before are void.
     generation: AtomicU64,
+    /// Round trips made (commands or pipelines sent), for tests.
+    round_trips: AtomicU64,
     /// Scopes whose version could not be bumped while Redis was away;
     /// bumped before Redis is trusted again, so no stale entry survives an
     /// outage.
@@ -70,6 +74,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             breaker: Breaker::default(),
             generation: AtomicU64::new(0),
+            round_trips: AtomicU64::new(0),
             pending_bumps: Mutex::new(HashSet::new()),
         })
     }
@@ -101,6 +106,7 @@ impl RedisStore {
         if !self.breaker.allows() {
             return Err(Unavailable);
         }
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         let attempt = async {
             let connection = self.connection().await?;
             command(connection).await.map_err(|e| e.to_string())
@@ -279,15 +285,15 @@ impl RedisStore {
         fallbacks: &[Fallback],
     ) -> Result<Cascade, Unavailable> {
         self.flush_pending().await?;
-        let mut eval = deadpool_redis::redis::cmd("EVAL");
-        eval.arg(CASCADE).arg(1).arg(self.version_key(scope)).arg(key_prefix).arg(first.len());
+        let mut eval = CASCADE_SCRIPT.key(self.version_key(scope));
+        eval.arg(key_prefix).arg(first.len());
         eval.arg(first);
         for fallback in fallbacks {
             eval.arg(fallback.key.as_deref().unwrap_or("")).arg(fallback.fields.len());
             eval.arg(&fallback.fields);
         }
         let flat: Vec<Option<Vec<u8>>> =
-            self.run(|mut c| async move { eval.query_async(&mut c).await }).await?;
+            self.run(|mut c| async move { eval.invoke_async(&mut c).await }).await?;
         Ok(parse_cascade(flat, first.len(), fallbacks))
     }
 
@@ -333,31 +339,47 @@ impl RedisStore {
     }
 
     /// One check of a GCRA budget (see [`GCRA`]): charges `cost` points to
-    /// `key` unless it cannot pay them now. `(allowed, remaining points,
-    /// microseconds until it could pay, microseconds until it is full)`.
-    pub async fn gcra(
+    /// `key` unless it cannot pay them now; and the versions of `scopes`
+    /// (as [`versions`](Self::versions) reads them), in the same round
+    /// trip: a request pays for itself in the read it makes first.
+    pub async fn gcra_reading(
         &self,
         key: &str,
         cost: u32,
         interval_us: u64,
         burst: u32,
-    ) -> Result<(bool, u32, u64, u64), Unavailable> {
-        let key = self.version_key(key);
-        let (allowed, remaining, wait, full): (i64, i64, i64, i64) = self
+        scopes: &[String],
+    ) -> Result<(Checked, Vec<Option<u64>>), Unavailable> {
+        if !scopes.is_empty() {
+            self.flush_pending().await?;
+        }
+        let mut invocation = GCRA_SCRIPT.key(self.version_key(key));
+        invocation.arg(cost).arg(interval_us).arg(burst);
+        let keys: Vec<String> = scopes.iter().map(|scope| self.version_key(scope)).collect();
+        type Reply = ((i64, i64, i64, i64), Vec<Option<u64>>);
+        let ((allowed, remaining, wait, full), versions): Reply = self
             .run(|mut c| async move {
-                deadpool_redis::redis::cmd("EVAL")
-                    .arg(GCRA)
-                    .arg(1)
-                    .arg(key)
-                    .arg(cost)
-                    .arg(interval_us)
-                    .arg(burst)
-                    .query_async(&mut c)
-                    .await
+                if keys.is_empty() {
+                    return Ok((invocation.invoke_async(&mut c).await?, Vec::new()));
+                }
+                // `MGET` by name: the client's `mget` sends `GET` for one key.
+                let mut pipe = deadpool_redis::redis::pipe();
+                pipe.invoke_script(&invocation).cmd("MGET").arg(&keys);
+                match pipe.query_async::<Reply>(&mut c).await {
+                    // Redis lost its scripts (restarted, flushed): the
+                    // script is loaded, and the pipeline sent again.
+                    Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        invocation.load_async(&mut c).await?;
+                        pipe.query_async::<Reply>(&mut c).await
+                    }
+                    answered => answered,
+                }
             })
             .await?;
         let clamp = |n: i64| u64::try_from(n).unwrap_or(0);
-        Ok((allowed == 1, u32::try_from(remaining).unwrap_or(0), clamp(wait), clamp(full)))
+        let checked =
+            (allowed == 1, u32::try_from(remaining).unwrap_or(0), clamp(wait), clamp(full));
+        Ok((checked, versions))
     }
 
     /// Publishes each payload on `channel`, in one pipeline.
@@ -394,11 +416,28 @@ impl RedisStore {
         }
     }
 
+    /// Round trips made so far.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
     /// `None` when healthy, else what went wrong last.
     pub fn problem(&self) -> Option<String> {
         self.breaker.problem()
     }
 }
+
+/// A GCRA check: `(allowed, remaining points, microseconds until it could
+/// pay, microseconds until the budget is full)`.
+pub type Checked = (bool, u32, u64, u64);
+
+/// [`GCRA`], sent by its digest (`EVALSHA`), and loaded when Redis does
+/// not know it: the script's bytes are not sent, nor hashed by Redis, on
+/// every request.
+static GCRA_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA));
+
+/// [`CASCADE`], likewise.
+static CASCADE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CASCADE));
 
 /// The generic cell rate algorithm, as governor runs it in process, on a
 /// key every replica shares: `KEYS[1]` holds the theoretical arrival time
@@ -427,8 +466,7 @@ return {1, math.floor((now + tolerance - after) / interval), 0, after - now}
 /// none), its number of fields and its fields. A flat array: the first
 /// values; if one is missing (false), each fallback's value, followed when
 /// that is missing by a version and value for each of its fields. With no
-/// first keys, the fallbacks are read. Sent with `EVAL`: Redis keeps it
-/// compiled by its digest. It names keys it was not given, which a
+/// first keys, the fallbacks are read. It names keys it was not given, which a
 /// standalone Redis allows and Redis Cluster does not.
 const CASCADE: &str = "
     local read = {}

@@ -2,10 +2,13 @@
 //! with a `query` parameter.
 //!
 //! A request is read first (refused with 415 or 400 if it is not GraphQL
-//! in JSON); then [`Caller::admit`] admits it (the database breaker
-//! and the admission queue), authenticates it and charges its first point.
-//! A request refused on the way costs its address that point instead. What remains here runs the operation and finishes the
-//! response: status from the typed error, cost, headers.
+//! in JSON); then [`Admitted::admit`] admits it (the database breaker and
+//! the admission queue) and authenticates it. Its first point is charged
+//! in the round trip to Redis it makes first anyway, with the versions of a
+//! kept answer or of its viewer ([`Admitted::pay`]): the shared budget
+//! costs no round trip of its own. A request refused on the way costs its
+//! address that point instead. What remains here runs the operation and
+//! finishes the response: status from the typed error, cost, headers.
 
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 
@@ -24,7 +27,8 @@ use super::{
 };
 use crate::{
     app::AppState,
-    auth::{Identity, bearer},
+    auth::{Identity, bearer, known},
+    cache::Unavailable,
     error::AppError,
     protect::{self, Budget, ClientIp, ClientKey, Overdrawn, RequestBudget},
     telemetry,
@@ -65,25 +69,35 @@ fn too_many(overdrawn: &Overdrawn) -> Response {
 }
 
 /// A request admitted to run: the database is up, a turn is held to the
-/// end of the request, its sender is known and its first point is paid.
+/// end of the request and its sender is known. Its first point is paid in
+/// the round trip the request makes first ([`Admitted::pay`]).
+pub struct Admitted {
+    ip: ClientIp,
+    identity: Identity,
+    key: ClientKey,
+    /// The token of a viewer kept for it whose version is not read yet
+    /// (see [`Caller::check_at`]).
+    unchecked: Option<String>,
+    turn: OwnedSemaphorePermit,
+}
+
+/// An admitted request whose first point is paid.
 pub struct Caller {
     pub ip: ClientIp,
     pub identity: Identity,
     pub key: ClientKey,
     pub budget: RequestBudget,
-    /// The token of a viewer kept for it whose version is not read yet
-    /// (see [`Caller::check`]).
     unchecked: Option<String>,
     _turn: OwnedSemaphorePermit,
 }
 
-impl Caller {
+impl Admitted {
     /// Admits a request from `ip` with `headers`, or answers its refusal.
     ///
     /// With personal answers kept, a token's kept viewer is taken as it is,
     /// its version unread: a kept answer's versions tell whether it is
-    /// current in the same round trip; when none serves, [`Caller::check`]
-    /// reads it before anything runs.
+    /// current in the round trip that pays for the request; when none
+    /// serves, [`Caller::check_at`] checks it before anything runs.
     async fn admit(state: &AppState, ip: ClientIp, headers: &HeaderMap) -> Result<Self, Response> {
         if state.db_health.is_open() {
             // The database is away: refuse at once, every path alike,
@@ -122,31 +136,64 @@ impl Caller {
             Some(viewer) => ClientKey::User(viewer.id()),
             None => protect::ip_key(ip.0),
         };
-        let budget =
-            state.limits.charge(&key, 1).await.map_err(|overdrawn| too_many(&overdrawn))?;
-        Ok(Caller {
-            ip,
-            identity,
-            key,
-            budget: RequestBudget(Arc::new(std::sync::Mutex::new(budget))),
-            unchecked,
-            _turn: turn,
-        })
+        Ok(Admitted { ip, identity, key, unchecked, turn })
     }
 
-    /// Reads the version of a viewer admitted unchecked, and loads them
-    /// again if it moved, or answers the refusal (a session ended).
+    /// Checks a viewer admitted unchecked now (reading their version), or
+    /// answers the refusal (a session ended).
     async fn check(mut self, state: &AppState) -> Result<Self, Response> {
         if let Some(token) = self.unchecked.take() {
-            let viewer = match state.known.viewer(&state.db, &state.tokens, &token).await {
-                Ok(viewer) => viewer,
-                Err(error) => {
-                    return Err(refused_early(state, self.ip, for_authentication(error)).await);
-                }
-            };
-            self.identity = Identity::User(viewer);
+            self.identity = checked(state, self.ip, &token, None).await?;
         }
         Ok(self)
+    }
+
+    /// Pays the request's first `cost` points, reading the versions of
+    /// `scopes` in the same round trip (`Err` when they could not be
+    /// read), or answers 429.
+    async fn pay(
+        self,
+        state: &AppState,
+        cost: u32,
+        scopes: &[String],
+    ) -> Result<(Caller, Result<Vec<Option<u64>>, Unavailable>), Response> {
+        let (charged, versions) =
+            state.limits.charge_reading(&self.key, cost, Some(&state.cache), scopes).await;
+        let budget = charged.map_err(|overdrawn| too_many(&overdrawn))?;
+        let caller = Caller {
+            ip: self.ip,
+            identity: self.identity,
+            key: self.key,
+            budget: RequestBudget(Arc::new(std::sync::Mutex::new(budget))),
+            unchecked: self.unchecked,
+            _turn: self.turn,
+        };
+        Ok((caller, versions))
+    }
+}
+
+impl Caller {
+    /// Checks a viewer admitted unchecked, given their version as read with
+    /// the charge (`None`: not read), or answers the refusal.
+    async fn check_at(mut self, state: &AppState, version: Option<u64>) -> Result<Self, Response> {
+        if let Some(token) = self.unchecked.take() {
+            self.identity = checked(state, self.ip, &token, version).await?;
+        }
+        Ok(self)
+    }
+}
+
+/// The identity of `token`, a viewer kept for it whose version was `version`
+/// (when read), loaded again if it moved; or the refusal.
+async fn checked(
+    state: &AppState,
+    ip: ClientIp,
+    token: &str,
+    version: Option<u64>,
+) -> Result<Identity, Response> {
+    match state.known.viewer_at(&state.db, &state.tokens, token, version).await {
+        Ok(viewer) => Ok(Identity::User(viewer)),
+        Err(error) => Err(refused_early(state, ip, for_authentication(error)).await),
     }
 }
 
@@ -224,8 +271,8 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
         Ok(request) => request,
         Err(error) => return refused_early(&state, ip, not_graphql(&error)).await,
     };
-    match Caller::admit(&state, ip, &parts.headers).await {
-        Ok(caller) => run(state, caller, request).await,
+    match Admitted::admit(&state, ip, &parts.headers).await {
+        Ok(admitted) => run(state, admitted, request).await,
         Err(refused) => refused,
     }
 }
@@ -245,62 +292,87 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         Ok(request) => request.data(ViaGet),
         Err(error) => return refused_early(&state, ip, not_graphql(&error)).await,
     };
-    match Caller::admit(&state, ip, &parts.headers).await {
-        Ok(caller) => run(state, caller, request).await,
+    match Admitted::admit(&state, ip, &parts.headers).await {
+        Ok(admitted) => run(state, admitted, request).await,
         Err(refused) => refused,
     }
 }
 
 /// Runs an admitted request, then finishes its response.
-async fn run(state: AppState, caller: Caller, mut request: async_graphql::Request) -> Response {
+async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Request) -> Response {
     let started = Instant::now();
     // Only a kept answer is served before the identity is checked; a
     // persisted query is registered, or refused, for a checked one.
-    let caller = match request.extensions.contains_key("persistedQuery") {
-        true => match caller.check(&state).await {
-            Ok(caller) => caller,
+    let admitted = match request.extensions.contains_key("persistedQuery") {
+        true => match admitted.check(&state).await {
+            Ok(admitted) => admitted,
             Err(refused) => return refused,
         },
-        false => caller,
+        false => admitted,
     };
-    let personal = caller.identity.viewer().is_some();
-    let budget = caller.budget.clone();
-    let registration = match persisted::resolve(&state.persisted, &mut request).await {
+    let personal = admitted.identity.viewer().is_some();
+    let (registration, first_cost) = match persisted::resolve(&state.persisted, &mut request).await
+    {
+        // Registering is paid with the request's first point.
         Ok(Asked::Register { hash }) => {
-            match state.limits.charge(&caller.key, persisted::REGISTRATION_COST).await {
-                Ok(after) => budget.set(after),
-                Err(overdrawn) => return too_many(&overdrawn),
-            }
-            Some((hash, request.query.clone()))
+            (Some((hash, request.query.clone())), 1 + persisted::REGISTRATION_COST)
         }
-        Ok(Asked::Nothing | Asked::Known) => None,
+        Ok(Asked::Nothing | Asked::Known) => (None, 1),
         Err(error) => {
+            let caller = match admitted.pay(&state, 1, &[]).await {
+                Ok((caller, _)) => caller,
+                Err(refused) => return refused,
+            };
             let response = async_graphql::Response::from_errors(vec![error.into_server_error()]);
             let finished = Finished { response, operation: None, personal, until: None };
-            return finished.into_http(&state, &budget, &OperationInfo::default(), started);
+            return finished.into_http(&state, &caller.budget, &OperationInfo::default(), started);
         }
     };
     // A read may have been answered already, for everyone or for this
     // viewer (see `public`).
-    let viewer = caller.identity.viewer();
+    let viewer = admitted.identity.viewer();
     let may_keep = registration.is_none()
         && match viewer {
             None => state.config.public_cache,
             Some(_) => state.config.personal_cache,
         };
     let kept_key = may_keep.then(|| public::key(&request, viewer.map(|viewer| viewer.id())));
-    if let Some(key) = &kept_key
-        && let Some(kept) = state.public.lookup(key, viewer).await
+    let candidate = match &kept_key {
+        Some(key) => state.public.candidate(key, viewer).await,
+        None => None,
+    };
+    // The request's first round trip pays for it and reads what it needs
+    // first: the versions of a kept answer (which hold the viewer's), or
+    // else those of a viewer admitted unchecked.
+    let identity_scope =
+        viewer.filter(|_| admitted.unchecked.is_some()).map(|v| known::scope(v.id()));
+    let scopes = match (&candidate, &identity_scope) {
+        (Some(candidate), _) => candidate.scopes(),
+        (None, Some(scope)) => vec![scope.clone()],
+        (None, None) => Vec::new(),
+    };
+    let (caller, versions) = match admitted.pay(&state, first_cost, &scopes).await {
+        Ok(paid) => paid,
+        Err(refused) => return refused,
+    };
+    let versions = versions.ok();
+    if let (Some(candidate), Some(current)) = (candidate, &versions)
+        && let Some(kept) = state.public.confirm(candidate, current)
     {
         if caller.unchecked.is_some() {
             state.known.confirmed();
         }
         return answer_kept(&state, &caller, kept, started).await;
     }
-    let caller = match caller.check(&state).await {
+    let identity_version = identity_scope.and_then(|scope| {
+        let at = scopes.iter().position(|read| *read == scope)?;
+        versions.as_ref()?.get(at).copied().flatten()
+    });
+    let caller = match caller.check_at(&state, identity_version).await {
         Ok(caller) => caller,
         Err(refused) => return refused,
     };
+    let budget = caller.budget.clone();
     let viewer = caller.identity.viewer();
     let keeping = match &kept_key {
         Some(key) => Some((key, state.public.start(viewer).await)),

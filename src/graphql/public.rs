@@ -269,6 +269,19 @@ struct Header {
     personal: bool,
 }
 
+/// An answer kept under a request's key, not yet known to be current.
+pub struct Candidate {
+    header: Header,
+    data: Vec<u8>,
+}
+
+impl Candidate {
+    /// The scopes whose versions tell whether it is current.
+    pub fn scopes(&self) -> Vec<String> {
+        self.header.versions.iter().map(|(scope, _)| scope.clone()).collect()
+    }
+}
+
 /// An answer served from the cache.
 #[derive(Debug)]
 pub struct Kept {
@@ -337,13 +350,16 @@ impl PublicReads {
         Self { cache }
     }
 
-    /// The kept answer under `key`, if every version it was read at is
-    /// still current. A personal answer is for `viewer` (its key holds their
-    /// id), only if it was computed at the very identity `viewer` was
-    /// loaded at: then the read of its versions also tells that the viewer
-    /// is current (a session ended, a role changed, bump it), and the token
-    /// needs no round trip of its own.
-    pub async fn lookup(&self, key: &str, viewer: Option<&Viewer>) -> Option<Kept> {
+    /// The answer kept under `key`, if there is one that may serve: not
+    /// past its time, and for a personal answer (its key holds the
+    /// viewer's id) computed at the very identity `viewer` was loaded at.
+    /// Whether every version it was read at is still current is for
+    /// [`confirm`](Self::confirm) to say, from versions the caller reads
+    /// in a round trip it makes anyway (with the request's charge); for a
+    /// personal answer, that read also tells that the viewer is current (a
+    /// session ended, a role changed, bump it), and the token needs no
+    /// round trip of its own.
+    pub async fn candidate(&self, key: &str, viewer: Option<&Viewer>) -> Option<Candidate> {
         let bytes = self.cache.read(key).await.ok()??;
         let (header, data) = decode(&bytes)?;
         if header.until.is_some_and(|until| until <= chrono::Utc::now().timestamp_millis()) {
@@ -356,17 +372,23 @@ impl PublicReads {
                 return None;
             }
         }
-        let scopes: Vec<String> = header.versions.iter().map(|(scope, _)| scope.clone()).collect();
-        let current = self.cache.versions(&scopes).await.ok()?;
-        let fresh =
-            header.versions.iter().zip(&current).all(|((_, kept), now)| Some(*kept) == *now);
+        let data = data.to_vec();
+        Some(Candidate { header, data })
+    }
+
+    /// The candidate's answer, if `current` (the versions of its
+    /// [`scopes`](Candidate::scopes), read now) are those it was read at.
+    pub fn confirm(&self, candidate: Candidate, current: &[Option<u64>]) -> Option<Kept> {
+        let Candidate { header, data } = candidate;
+        let fresh = header.versions.len() == current.len()
+            && header.versions.iter().zip(current).all(|((_, kept), now)| Some(*kept) == *now);
         count(header.personal, if fresh { "hit" } else { "stale" });
         let cache_control = match header.personal {
             true => "no-store".to_owned(),
             false => cache_control(header.max_age, header.until),
         };
-        fresh.then(|| Kept {
-            data: data.to_vec(),
+        fresh.then_some(Kept {
+            data,
             cost: header.cost,
             operation: header.operation,
             cache_control,

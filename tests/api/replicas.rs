@@ -102,3 +102,54 @@ async fn every_replica_answers_while_redis_is_away_and_shares_again_when_it_is_b
         assert_eq!(body["checks"]["rateLimits"]["store"], "redis", "{body:#}");
     }
 }
+
+api_test!(
+    a_kept_answer_pays_its_point_in_the_one_round_trip_it_makes,
+    [sqlite_redis, postgres_redis]
+);
+
+async fn a_kept_answer_pays_its_point_in_the_one_round_trip_it_makes(builder: TestAppBuilder) {
+    let app = builder
+        .with_config(|config| {
+            config.rate_limit_burst = 50;
+            // A point a minute comes back: none does while the test runs.
+            config.rate_limit_per_minute = 1;
+        })
+        .start()
+        .await;
+    let user = app.register("roundtrip@example.test", "correct horse battery", "Trips").await;
+    let send = |token: Option<String>| {
+        // Signed in, any answer is kept for its viewer; anonymous, one
+        // that says it may be kept.
+        let query = match token {
+            Some(_) => "{ __typename }",
+            None => "{ shops(first: 5) { totalCount } }",
+        };
+        let mut request = app.client.post(app.url("/graphql")).json(&json!({ "query": query }));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        request.send()
+    };
+    for token in [Some(user.token.clone()), None] {
+        // Computed and kept, then served kept.
+        send(token.clone()).await.unwrap();
+        send(token.clone()).await.unwrap();
+        let mut remaining = Vec::new();
+        let before = app.state.cache.round_trips();
+        for _ in 0..5 {
+            let response = send(token.clone()).await.unwrap();
+            assert_eq!(response.status(), 200);
+            let header = &response.headers()["RateLimit-Remaining"];
+            remaining.push(header.to_str().unwrap().parse::<u64>().unwrap());
+        }
+        assert_eq!(
+            app.state.cache.round_trips() - before,
+            5,
+            "one round trip each: the charge and the kept answer's versions (signed in: {})",
+            token.is_some()
+        );
+        let charged: Vec<u64> = remaining.windows(2).map(|w| w[0] - w[1]).collect();
+        assert_eq!(charged, vec![1; 4], "each paid its point: {remaining:?}");
+    }
+}
