@@ -199,7 +199,7 @@ impl Limits {
         per_minute: u32,
         burst: u32,
         scopes: &[String],
-    ) -> Option<(Checked, Vec<Option<u64>>)> {
+    ) -> Option<(Checked, Result<Vec<Option<u64>>, Unavailable>)> {
         let cache = self.shared.as_ref()?;
         let interval_us = 60_000_000 / u64::from(per_minute.max(1));
         let checked = match cache.gcra_reading(key, cost, interval_us, burst, scopes).await {
@@ -248,13 +248,14 @@ impl Limits {
             }
         };
         if cost > self.burst {
-            // More than the burst: never possible.
+            // More than the burst: never possible (and refused without
+            // reading anything).
             let impossible = Overdrawn {
                 impossible: true,
                 retry_after: Duration::from_secs(60),
                 budget: Self::budget(self.burst, self.per_minute, 0),
             };
-            return (Err(impossible), read_apart().await);
+            return (Err(impossible), Err(Unavailable));
         }
         let name = shared_key(key);
         let shared = self.check_shared(&name, cost, self.per_minute, self.burst, scopes);
@@ -268,7 +269,7 @@ impl Limits {
                     budget,
                 }),
             };
-            return (charged, Ok(versions));
+            return (charged, versions);
         }
         let charged = self.charge_in_process(key, cost);
         // Without Redis the versions are in process; while Redis is away

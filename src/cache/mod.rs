@@ -341,7 +341,7 @@ impl Cache {
         interval_us: u64,
         burst: u32,
         scopes: &[String],
-    ) -> Option<Result<(Checked, Vec<Option<u64>>), Unavailable>> {
+    ) -> Option<Result<(Checked, Result<Vec<Option<u64>>, Unavailable>), Unavailable>> {
         match &self.0.store {
             Store::Local { .. } => None,
             Store::Redis(redis) => {

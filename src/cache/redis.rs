@@ -341,7 +341,9 @@ impl RedisStore {
     /// One check of a GCRA budget (see [`GCRA`]): charges `cost` points to
     /// `key` unless it cannot pay them now; and the versions of `scopes`
     /// (as [`versions`](Self::versions) reads them), in the same round
-    /// trip: a request pays for itself in the read it makes first.
+    /// trip: a request pays for itself in the read it makes first. The
+    /// versions may fail apart from the check (a check made is never
+    /// thrown away, so the client never pays twice for it).
     pub async fn gcra_reading(
         &self,
         key: &str,
@@ -349,33 +351,48 @@ impl RedisStore {
         interval_us: u64,
         burst: u32,
         scopes: &[String],
-    ) -> Result<(Checked, Vec<Option<u64>>), Unavailable> {
-        if !scopes.is_empty() {
-            self.flush_pending().await?;
-        }
+    ) -> Result<(Checked, Result<Vec<Option<u64>>, Unavailable>), Unavailable> {
+        // Bumps that could not be made while Redis was away are made
+        // before any version is trusted; the check does not wait on them.
+        let flushed = scopes.is_empty() || self.flush_pending().await.is_ok();
         let mut invocation = GCRA_SCRIPT.key(self.version_key(key));
         invocation.arg(cost).arg(interval_us).arg(burst);
-        let keys: Vec<String> = scopes.iter().map(|scope| self.version_key(scope)).collect();
-        type Reply = ((i64, i64, i64, i64), Vec<Option<u64>>);
-        let ((allowed, remaining, wait, full), versions): Reply = self
+        let keys: Vec<String> = match flushed {
+            true => scopes.iter().map(|scope| self.version_key(scope)).collect(),
+            false => Vec::new(),
+        };
+        type Gcra = (i64, i64, i64, i64);
+        type Each = (Result<Gcra, RedisError>, Result<Vec<Option<u64>>, RedisError>);
+        let ((allowed, remaining, wait, full), versions) = self
             .run(|mut c| async move {
                 if keys.is_empty() {
-                    return Ok((invocation.invoke_async(&mut c).await?, Vec::new()));
+                    let checked: Gcra = invocation.invoke_async(&mut c).await?;
+                    return Ok((checked, Ok(Vec::new())));
                 }
                 // `MGET` by name: the client's `mget` sends `GET` for one key.
                 let mut pipe = deadpool_redis::redis::pipe();
-                pipe.invoke_script(&invocation).cmd("MGET").arg(&keys);
-                match pipe.query_async::<Reply>(&mut c).await {
+                pipe.ignore_errors().invoke_script(&invocation).cmd("MGET").arg(&keys);
+                let (mut checked, mut versions): Each = pipe.query_async(&mut c).await?;
+                if let Err(error) = &checked
+                    && error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+                {
                     // Redis lost its scripts (restarted, flushed): the
-                    // script is loaded, and the pipeline sent again.
-                    Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        invocation.load_async(&mut c).await?;
-                        pipe.query_async::<Reply>(&mut c).await
-                    }
-                    answered => answered,
+                    // script did not run; it is loaded, and the pipeline
+                    // sent again.
+                    invocation.load_async(&mut c).await?;
+                    (checked, versions) = pipe.query_async(&mut c).await?;
                 }
+                Ok((checked?, versions))
             })
             .await?;
+        let versions = match versions {
+            Ok(read) if flushed => Ok(read),
+            Ok(_) => Err(Unavailable),
+            Err(error) => {
+                tracing::warn!(%error, "reading versions with a rate-limit check failed");
+                Err(Unavailable)
+            }
+        };
         let clamp = |n: i64| u64::try_from(n).unwrap_or(0);
         let checked =
             (allowed == 1, u32::try_from(remaining).unwrap_or(0), clamp(wait), clamp(full));

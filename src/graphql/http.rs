@@ -139,15 +139,6 @@ impl Admitted {
         Ok(Admitted { ip, identity, key, unchecked, turn })
     }
 
-    /// Checks a viewer admitted unchecked now (reading their version), or
-    /// answers the refusal (a session ended).
-    async fn check(mut self, state: &AppState) -> Result<Self, Response> {
-        if let Some(token) = self.unchecked.take() {
-            self.identity = checked(state, self.ip, &token, None).await?;
-        }
-        Ok(self)
-    }
-
     /// Pays the request's first `cost` points, reading the versions of
     /// `scopes` in the same round trip (`Err` when they could not be
     /// read), or answers 429.
@@ -301,62 +292,31 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
 /// Runs an admitted request, then finishes its response.
 async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Request) -> Response {
     let started = Instant::now();
-    // Only a kept answer is served before the identity is checked; a
-    // persisted query is registered, or refused, for a checked one.
-    let admitted = match request.extensions.contains_key("persistedQuery") {
-        true => match admitted.check(&state).await {
-            Ok(admitted) => admitted,
-            Err(refused) => return refused,
-        },
-        false => admitted,
-    };
-    let personal = admitted.identity.viewer().is_some();
-    let (registration, first_cost) = match persisted::resolve(&state.persisted, &mut request).await
-    {
-        // Registering is paid with the request's first point.
-        Ok(Asked::Register { hash }) => {
-            (Some((hash, request.query.clone())), 1 + persisted::REGISTRATION_COST)
-        }
-        Ok(Asked::Nothing | Asked::Known) => (None, 1),
-        Err(error) => {
-            let caller = match admitted.pay(&state, 1, &[]).await {
-                Ok((caller, _)) => caller,
-                Err(refused) => return refused,
-            };
-            let response = async_graphql::Response::from_errors(vec![error.into_server_error()]);
-            let finished = Finished { response, operation: None, personal, until: None };
-            return finished.into_http(&state, &caller.budget, &OperationInfo::default(), started);
-        }
-    };
-    // A read may have been answered already, for everyone or for this
-    // viewer (see `public`).
+    let persisted = request.extensions.contains_key("persistedQuery");
+    // Before the request is paid for, only what this process keeps is
+    // looked at: a client over its budget costs no more than its refusal.
+    // A kept answer here (not for a persisted query, whose text is not
+    // known yet) has its versions read in the round trip that pays.
     let viewer = admitted.identity.viewer();
-    let may_keep = registration.is_none()
-        && match viewer {
-            None => state.config.public_cache,
-            Some(_) => state.config.personal_cache,
-        };
-    let kept_key = may_keep.then(|| public::key(&request, viewer.map(|viewer| viewer.id())));
-    let candidate = match &kept_key {
-        Some(key) => state.public.candidate(key, viewer).await,
+    let near = match (!persisted).then(|| kept_key(&state, &request, viewer)).flatten() {
+        Some(key) => state.public.candidate(&key, viewer, true).await,
         None => None,
     };
-    // The request's first round trip pays for it and reads what it needs
-    // first: the versions of a kept answer (which hold the viewer's), or
-    // else those of a viewer admitted unchecked.
+    // Else the round trip reads the version of a viewer admitted unchecked.
     let identity_scope =
-        viewer.filter(|_| admitted.unchecked.is_some()).map(|v| known::scope(v.id()));
-    let scopes = match (&candidate, &identity_scope) {
+        viewer.filter(|_| admitted.unchecked.is_some()).map(|viewer| known::scope(viewer.id()));
+    let scopes = match (&near, &identity_scope) {
         (Some(candidate), _) => candidate.scopes(),
         (None, Some(scope)) => vec![scope.clone()],
         (None, None) => Vec::new(),
     };
-    let (caller, versions) = match admitted.pay(&state, first_cost, &scopes).await {
+    let (caller, versions) = match admitted.pay(&state, 1, &scopes).await {
         Ok(paid) => paid,
         Err(refused) => return refused,
     };
     let versions = versions.ok();
-    if let (Some(candidate), Some(current)) = (candidate, &versions)
+    let looked_near = near.is_some();
+    if let (Some(candidate), Some(current)) = (near, &versions)
         && let Some(kept) = state.public.confirm(candidate, current)
     {
         if caller.unchecked.is_some() {
@@ -372,7 +332,37 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
         Ok(caller) => caller,
         Err(refused) => return refused,
     };
+    let personal = caller.identity.viewer().is_some();
     let budget = caller.budget.clone();
+    let registration = match persisted::resolve(&state.persisted, &mut request).await {
+        Ok(Asked::Register { hash }) => {
+            match state.limits.charge(&caller.key, persisted::REGISTRATION_COST).await {
+                Ok(after) => budget.set(after),
+                Err(overdrawn) => return too_many(&overdrawn),
+            }
+            Some((hash, request.query.clone()))
+        }
+        Ok(Asked::Nothing | Asked::Known) => None,
+        Err(error) => {
+            let response = async_graphql::Response::from_errors(vec![error.into_server_error()]);
+            let finished = Finished { response, operation: None, personal, until: None };
+            return finished.into_http(&state, &budget, &OperationInfo::default(), started);
+        }
+    };
+    // A read may have been answered already, for everyone or for this
+    // viewer (see `public`): one kept elsewhere (another replica), or a
+    // persisted query's.
+    let viewer = caller.identity.viewer();
+    let kept_key = match registration {
+        None => kept_key(&state, &request, viewer),
+        Some(_) => None,
+    };
+    if let Some(key) = &kept_key
+        && !looked_near
+        && let Some(kept) = state.public.lookup(key, viewer).await
+    {
+        return answer_kept(&state, &caller, kept, started).await;
+    }
     let viewer = caller.identity.viewer();
     let keeping = match &kept_key {
         Some(key) => Some((key, state.public.start(viewer).await)),
@@ -415,6 +405,19 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     let until = touched.as_ref().and_then(Touched::until);
     let finished = Finished { response, operation: ran, personal, until };
     finished.into_http(&state, &budget, &info, started)
+}
+
+/// The key an answer to `request` is kept under, when it may be kept.
+fn kept_key(
+    state: &AppState,
+    request: &async_graphql::Request,
+    viewer: Option<&crate::auth::Viewer>,
+) -> Option<String> {
+    let may_keep = match viewer {
+        None => state.config.public_cache,
+        Some(_) => state.config.personal_cache,
+    };
+    may_keep.then(|| public::key(request, viewer.map(|viewer| viewer.id())))
 }
 
 /// `extensions.cost` of an answer: the points it cost and what is left.

@@ -359,8 +359,19 @@ impl PublicReads {
     /// personal answer, that read also tells that the viewer is current (a
     /// session ended, a role changed, bump it), and the token needs no
     /// round trip of its own.
-    pub async fn candidate(&self, key: &str, viewer: Option<&Viewer>) -> Option<Candidate> {
-        let bytes = self.cache.read(key).await.ok()??;
+    ///
+    /// With `near_only`, only a copy kept in this process is looked at (no
+    /// round trip).
+    pub async fn candidate(
+        &self,
+        key: &str,
+        viewer: Option<&Viewer>,
+        near_only: bool,
+    ) -> Option<Candidate> {
+        let bytes = match near_only {
+            true => self.cache.read_near(&[key.to_owned()]).await.pop()??,
+            false => self.cache.read(key).await.ok()??,
+        };
         let (header, data) = decode(&bytes)?;
         if header.until.is_some_and(|until| until <= chrono::Utc::now().timestamp_millis()) {
             return None;
@@ -374,6 +385,15 @@ impl PublicReads {
         }
         let data = data.to_vec();
         Some(Candidate { header, data })
+    }
+
+    /// The answer kept under `key` if it may serve (see
+    /// [`candidate`](Self::candidate)) and every version it was read at is
+    /// still current: two round trips at most.
+    pub async fn lookup(&self, key: &str, viewer: Option<&Viewer>) -> Option<Kept> {
+        let candidate = self.candidate(key, viewer, false).await?;
+        let current = self.cache.versions(&candidate.scopes()).await.ok()?;
+        self.confirm(candidate, &current)
     }
 
     /// The candidate's answer, if `current` (the versions of its

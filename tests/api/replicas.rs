@@ -108,48 +108,85 @@ api_test!(
     [sqlite_redis, postgres_redis]
 );
 
+/// Runs `redis-cli` against the Redis of `TEST_REDIS_URL`.
+fn redis_cli(args: &[&str]) -> String {
+    let url = std::env::var("TEST_REDIS_URL").unwrap();
+    let out = std::process::Command::new("redis-cli").arg("-u").arg(url).args(args).output();
+    String::from_utf8(out.expect("redis-cli runs").stdout).unwrap().trim().to_owned()
+}
+
 async fn a_kept_answer_pays_its_point_in_the_one_round_trip_it_makes(builder: TestAppBuilder) {
     let app = builder
         .with_config(|config| {
-            config.rate_limit_burst = 50;
+            config.rate_limit_burst = 60;
             // A point a minute comes back: none does while the test runs.
             config.rate_limit_per_minute = 1;
         })
         .start()
         .await;
+    let other = app.replica().await;
     let user = app.register("roundtrip@example.test", "correct horse battery", "Trips").await;
-    let send = |token: Option<String>| {
-        // Signed in, any answer is kept for its viewer; anonymous, one
-        // that says it may be kept.
-        let query = match token {
-            Some(_) => "{ __typename }",
-            None => "{ shops(first: 5) { totalCount } }",
-        };
-        let mut request = app.client.post(app.url("/graphql")).json(&json!({ "query": query }));
+    // Signed in, any answer is kept for its viewer; anonymous, one that
+    // says it may be kept.
+    let query = |signed_in: bool| match signed_in {
+        true => "{ __typename }",
+        false => "{ shops(first: 5) { totalCount } }",
+    };
+    let send = |server: &TestApp, token: Option<&str>| {
+        let mut request = server
+            .client
+            .post(server.url("/graphql"))
+            .json(&json!({ "query": query(token.is_some()) }));
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
         request.send()
     };
-    for token in [Some(user.token.clone()), None] {
+    let remaining = |response: &reqwest::Response| -> u64 {
+        response.headers()["RateLimit-Remaining"].to_str().unwrap().parse().unwrap()
+    };
+    for token in [Some(user.token.as_str()), None] {
         // Computed and kept, then served kept.
-        send(token.clone()).await.unwrap();
-        send(token.clone()).await.unwrap();
-        let mut remaining = Vec::new();
+        send(&app, token).await.unwrap();
+        send(&app, token).await.unwrap();
+        let mut left = Vec::new();
         let before = app.state.cache.round_trips();
-        for _ in 0..5 {
-            let response = send(token.clone()).await.unwrap();
+        for n in 0..5 {
+            if n == 2 {
+                // Redis forgets its scripts: the charge loads it again,
+                // within the same call, and is made once.
+                assert_eq!(redis_cli(&["SCRIPT", "FLUSH"]), "OK");
+            }
+            let response = send(&app, token).await.unwrap();
             assert_eq!(response.status(), 200);
-            let header = &response.headers()["RateLimit-Remaining"];
-            remaining.push(header.to_str().unwrap().parse::<u64>().unwrap());
+            left.push(remaining(&response));
         }
         assert_eq!(
             app.state.cache.round_trips() - before,
             5,
-            "one round trip each: the charge and the kept answer's versions (signed in: {})",
+            "one call to Redis each: the charge and the kept answer's versions (signed in: {})",
             token.is_some()
         );
-        let charged: Vec<u64> = remaining.windows(2).map(|w| w[0] - w[1]).collect();
-        assert_eq!(charged, vec![1; 4], "each paid its point: {remaining:?}");
+        let charged: Vec<u64> = left.windows(2).map(|w| w[0] - w[1]).collect();
+        assert_eq!(charged, vec![1; 4], "each paid its point: {left:?}");
+        // The budget is the one in Redis: the other server charges it too.
+        let response = send(&other, token).await.unwrap();
+        assert_eq!(remaining(&response), left[4] - 1, "one budget across the servers");
     }
+
+    // A kept answer is never served past what makes it stale: a shop
+    // opened changes the anonymous count, and a signed-out token is
+    // refused even where its answers were kept.
+    let shop = json!({ "input": { "name": "Trips", "slug": "trips", "timezone": "Europe/Paris", "address": "1 Rue" } });
+    app.data_as(
+        &user,
+        "mutation($input: CreateShopInput!) { createShop(input: $input) { id } }",
+        shop,
+    )
+    .await;
+    let counted: serde_json::Value = send(&app, None).await.unwrap().json().await.unwrap();
+    assert_eq!(counted["data"]["shops"]["totalCount"], 1);
+    app.data_as(&user, "mutation { logout }", json!({})).await;
+    let refused = send(&app, Some(&user.token)).await.unwrap();
+    assert_eq!(refused.status(), 401);
 }
