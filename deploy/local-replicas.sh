@@ -9,7 +9,8 @@
 # Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/bb_load,
 # which should hold the big seed; see the README), REDIS_URL (default
 # redis://127.0.0.1:6379); anything else set is passed to the servers
-# (ACCESS_LOG=off, say). Build first: cargo build --release --workspace.
+# (ACCESS_LOG=off, say, or DATABASE_READ_URL for a read replica). Build
+# first: cargo build --release --workspace.
 set -euo pipefail
 
 users=${1:?usage: deploy/local-replicas.sh USERS [REPORT_DIR]}
@@ -40,5 +41,10 @@ done
   --scenario mixed --users "$users" --ramp-up 30s --duration 60s --report-dir "$report" \
   >"$report/loadtest.log" 2>&1
 status=$?
+# Each server's own counters (where its reads went, its limits), as they
+# stood at the end.
+for n in 1 2 3; do
+  curl -fsS "http://127.0.0.1:$((18300 + n))/metrics" >"$report/metrics-$n.txt" 2>/dev/null || true
+done
 grep -E "KPI|bookings check|PASS|FAIL" "$report/report.md" | head -20 || true
 exit $status
