@@ -8,8 +8,9 @@
 #
 # Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/bb_load,
 # which should hold the big seed; see the README), REDIS_URL (default
-# redis://127.0.0.1:6379), PORT (18300); anything else set is passed to the
-# server (ACCESS_LOG=off, say). Build first: cargo build --release --workspace.
+# redis://127.0.0.1:6379), PORT (18300), SERVER_BINARY (the release build);
+# anything else set is passed to the server (ACCESS_LOG=off, say). Build
+# first: cargo build --release --workspace.
 set -euo pipefail
 
 users=${1:?usage: bench/mixed_cpu.sh USERS [REPORT_DIR]}
@@ -29,7 +30,7 @@ pg_ticks() {
 
 TRUST_PROXY=127.0.0.1 JWT_SECRET=loadtest LOG_FORMAT=json BIND_ADDR=127.0.0.1:$port \
   DATABASE_URL=$database REDIS_URL=$redis \
-  ./target/release/bookedbarber >"$report/server.log" 2>&1 &
+  "${SERVER_BINARY:-./target/release/bookedbarber}" >"$report/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 sleep 3
