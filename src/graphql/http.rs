@@ -60,6 +60,15 @@ async fn refused_early(state: &AppState, ip: ClientIp, error: AppError) -> Respo
     }
 }
 
+/// 429 with `Retry-After` and a `RATE_LIMITED` error, for an operation of
+/// `cost` points that the budget cannot pay now (as `charge_operation`
+/// refuses it).
+fn too_costly(cost: u32, overdrawn: &Overdrawn) -> Response {
+    telemetry::rate_limit_refused("cost_or_sign_in");
+    let what = format!("this operation costs {cost} points, more than your budget holds now");
+    with_budget(overdrawn.error(&what).into_response(), &overdrawn.budget)
+}
+
 /// 429 with `Retry-After` and a `RATE_LIMITED` error, for a request whose
 /// budget is spent.
 fn too_many(overdrawn: &Overdrawn) -> Response {
@@ -142,6 +151,8 @@ impl Admitted {
     /// Pays the request's first `cost` points, reading the versions of
     /// `scopes` in the same round trip (`Err` when they could not be
     /// read), or answers 429.
+    /// A `cost` above 1 is an operation's whole cost paid at once (a kept
+    /// answer's), refused as its operation would be.
     async fn pay(
         self,
         state: &AppState,
@@ -150,7 +161,10 @@ impl Admitted {
     ) -> Result<(Caller, Result<Vec<Option<u64>>, Unavailable>), Response> {
         let (charged, versions) =
             state.limits.charge_reading(&self.key, cost, Some(&state.cache), scopes).await;
-        let budget = charged.map_err(|overdrawn| too_many(&overdrawn))?;
+        let budget = charged.map_err(|overdrawn| match cost {
+            1 => too_many(&overdrawn),
+            _ => too_costly(cost, &overdrawn),
+        })?;
         let caller = Caller {
             ip: self.ip,
             identity: self.identity,
@@ -310,7 +324,14 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
         (None, Some(scope)) => vec![scope.clone()],
         (None, None) => Vec::new(),
     };
-    let (caller, versions) = match admitted.pay(&state, 1, &scopes).await {
+    // A kept answer costs what its operation cost when it was computed:
+    // paid at once, with the first point (what can never be paid goes the
+    // long way, to be refused as too complex).
+    let prepaid = match &near {
+        Some(candidate) if candidate.cost() <= state.limits.burst() => candidate.cost().max(1),
+        _ => 1,
+    };
+    let (caller, versions) = match admitted.pay(&state, prepaid, &scopes).await {
         Ok(paid) => paid,
         Err(refused) => return refused,
     };
@@ -322,7 +343,7 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
         if caller.unchecked.is_some() {
             state.known.confirmed();
         }
-        return answer_kept(&state, &caller, kept, started).await;
+        return answer_kept(&state, &caller, kept, prepaid, started).await;
     }
     let identity_version = identity_scope.and_then(|scope| {
         let at = scopes.iter().position(|read| *read == scope)?;
@@ -361,7 +382,7 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
         && !looked_near
         && let Some(kept) = state.public.lookup(key, viewer).await
     {
-        return answer_kept(&state, &caller, kept, started).await;
+        return answer_kept(&state, &caller, kept, prepaid, started).await;
     }
     let viewer = caller.identity.viewer();
     let keeping = match &kept_key {
@@ -373,8 +394,12 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     let touched = (!personal || keeping.is_some()).then(Touched::default);
     let info = OperationInfo::default();
     let requested_name = request.operation_name.clone();
-    let request =
-        request.data(caller.key.clone()).data(budget.clone()).data(info.clone()).data(caller.ip);
+    let request = request
+        .data(caller.key.clone())
+        .data(budget.clone())
+        .data(info.clone())
+        .data(caller.ip)
+        .data(Prepaid(prepaid));
     let mut response = super::loader::execute(
         &state.schema,
         request,
@@ -407,6 +432,11 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     finished.into_http(&state, &budget, &info, started)
 }
 
+/// Points a request paid on arrival: its first, or a kept answer's whole
+/// cost when one was found then (its operation owes only the rest).
+#[derive(Clone, Copy, Debug)]
+pub struct Prepaid(pub u32);
+
 /// The key an answer to `request` is kept under, when it may be kept.
 fn kept_key(
     state: &AppState,
@@ -432,11 +462,17 @@ fn cost_extension(requested: u32, spent: &Budget) -> serde_json::Value {
 
 /// A public answer kept in the cache, as it was computed, with this
 /// request's cost paid and reported.
-async fn answer_kept(state: &AppState, caller: &Caller, kept: Kept, started: Instant) -> Response {
-    // Charged as when it is computed, refused the same way.
-    if let Err(refusal) =
-        charge_operation(&state.limits, &caller.key, &caller.budget, kept.cost).await
-    {
+async fn answer_kept(
+    state: &AppState,
+    caller: &Caller,
+    kept: Kept,
+    prepaid: u32,
+    started: Instant,
+) -> Response {
+    // Charged as when it is computed (less what was paid ahead), refused
+    // the same way.
+    let owed = kept.cost.saturating_sub(prepaid - 1);
+    if let Err(refusal) = charge_operation(&state.limits, &caller.key, &caller.budget, owed).await {
         if let AppError::RateLimited { .. } = refusal {
             telemetry::rate_limit_refused("cost_or_sign_in");
         }

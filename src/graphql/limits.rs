@@ -401,10 +401,13 @@ impl Extension for Check {
         if let Some(info) = ctx.data_opt::<OperationInfo>() {
             info.seen().cost = cost;
         }
-        // Over HTTP a request paid its first point on arrival; a
-        // subscription pays all of it here.
+        // Over HTTP a request paid its first point on arrival (or, found
+        // kept then, what its answer cost: this operation owes the rest);
+        // a subscription pays all of it here.
         if ctx.data_opt::<Arc<super::ws::Session>>().is_some() {
             cost = cost.saturating_add(1);
+        } else if let Some(super::http::Prepaid(paid)) = ctx.data_opt::<super::http::Prepaid>() {
+            cost = cost.saturating_sub(paid.saturating_sub(1));
         }
         if let (Some(limits), Some(key), Some(budget)) = (
             ctx.data_opt::<Arc<Limits>>(),

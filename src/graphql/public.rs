@@ -276,6 +276,11 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// The points its operation cost when it was computed.
+    pub fn cost(&self) -> u32 {
+        self.header.cost
+    }
+
     /// The scopes whose versions tell whether it is current.
     pub fn scopes(&self) -> Vec<String> {
         self.header.versions.iter().map(|(scope, _)| scope.clone()).collect()
