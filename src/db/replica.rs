@@ -207,11 +207,6 @@ impl Reads {
         Ok(reads)
     }
 
-    /// The primary's pool.
-    pub fn primary(&self) -> &DatabaseConnection {
-        &self.0.primary
-    }
-
     /// Whether a read replica is configured.
     pub fn has_replica(&self) -> bool {
         self.0.replica.is_some()
@@ -473,6 +468,20 @@ impl ReadRoute {
                 }
             })
             .await
+    }
+
+    /// Runs a list's `read`: on the primary for a client's `own` data, else
+    /// as [`run`](Self::run) shows it (the staff's lists may use the
+    /// replica).
+    pub async fn run_list<T>(
+        &self,
+        own: bool,
+        read: impl Fn(DatabaseConnection) -> BoxFuture<'static, Result<T, DbErr>>,
+    ) -> Result<T, DbErr> {
+        match own {
+            true => read(self.reads.0.primary.clone()).await,
+            false => self.run(Freshness::Shown, read).await,
+        }
     }
 
     /// Runs `read` on the replica when it may serve it, else (or when the

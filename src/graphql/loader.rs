@@ -27,7 +27,7 @@ use super::{
 };
 use crate::{
     auth::Identity,
-    db::replica::{Freshness, ReadRoute, Reads},
+    db::replica::{ReadRoute, Reads},
     domain::{
         self,
         booking::{BookingFilter, Owner},
@@ -199,19 +199,6 @@ impl Make for BookingPageLoader {
     }
 }
 
-/// Runs `read` for the bookings of `owner`: the staff's lists may be read
-/// from the replica; a client's own go to the primary.
-async fn read_bookings<T>(
-    route: &ReadRoute,
-    owner: Owner,
-    read: impl Fn(DatabaseConnection) -> BoxFuture<'static, Result<T, DbErr>>,
-) -> Result<T, DbErr> {
-    match owner {
-        Owner::Client => read(route.primary().clone()).await,
-        Owner::Shop | Owner::Barber => route.run(Freshness::Shown, read).await,
-    }
-}
-
 impl async_graphql::dataloader::Loader<BookingPageKey> for BookingPageLoader {
     type Value = Page<booking::Model>;
     type Error = Arc<DbErr>;
@@ -224,13 +211,15 @@ impl async_graphql::dataloader::Loader<BookingPageKey> for BookingPageLoader {
         let mut pages = HashMap::with_capacity(keys.len());
         for ((owner, filter, page), ids) in groups {
             let (ids, for_read) = (Arc::new(ids), filter.clone());
-            let loaded = read_bookings(&self.route, owner, move |db| {
-                let (ids, filter) = (ids.clone(), for_read.clone());
-                async move { domain::booking::pages_by(&db, owner, &ids, &filter, &page).await }
-                    .boxed()
-            })
-            .await
-            .map_err(Arc::new)?;
+            let loaded = self
+                .route
+                .run_list(owner == Owner::Client, move |db| {
+                    let (ids, filter) = (ids.clone(), for_read.clone());
+                    async move { domain::booking::pages_by(&db, owner, &ids, &filter, &page).await }
+                        .boxed()
+                })
+                .await
+                .map_err(Arc::new)?;
             pages.extend(loaded.into_iter().map(|(id, rows)| {
                 (BookingPageKey { owner, id, filter: filter.clone(), page }, rows)
             }));
@@ -264,12 +253,15 @@ impl async_graphql::dataloader::Loader<(Owner, i64, BookingFilter)> for BookingC
         let mut counts = HashMap::with_capacity(keys.len());
         for ((owner, filter), ids) in groups {
             let (ids, for_read) = (Arc::new(ids), filter.clone());
-            let loaded = read_bookings(&self.route, owner, move |db| {
-                let (ids, filter) = (ids.clone(), for_read.clone());
-                async move { domain::booking::counts_by(&db, owner, &ids, &filter).await }.boxed()
-            })
-            .await
-            .map_err(Arc::new)?;
+            let loaded = self
+                .route
+                .run_list(owner == Owner::Client, move |db| {
+                    let (ids, filter) = (ids.clone(), for_read.clone());
+                    async move { domain::booking::counts_by(&db, owner, &ids, &filter).await }
+                        .boxed()
+                })
+                .await
+                .map_err(Arc::new)?;
             counts.extend(loaded.into_iter().map(|(id, n)| ((owner, id, filter.clone()), n)));
         }
         touch(&self.touched, counts.values());

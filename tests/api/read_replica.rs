@@ -12,7 +12,7 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{TestApp, TestUser},
+    helpers::{TestApp, TestAppBuilder, TestUser},
     proxy::Proxy,
     shop_fixture::ShopFixture,
 };
@@ -126,10 +126,7 @@ async fn reads_go_to(app: &TestApp, reads: &str) -> Value {
 /// A server whose reads may go to the replica. Without `keep_answers`,
 /// signed-in answers are not kept, so every list is read again where the
 /// route sends it.
-fn app_with_replica(
-    via: Option<std::net::SocketAddr>,
-    keep_answers: bool,
-) -> crate::helpers::TestAppBuilder {
+fn app_with_replica(via: Option<std::net::SocketAddr>, keep_answers: bool) -> TestAppBuilder {
     TestApp::postgres().with_redis().with_read_replica(via).with_config(|config| {
         config.read_after_write_secs = READ_AFTER_WRITE.as_secs();
         config.personal_cache = keep_answers;
@@ -151,23 +148,43 @@ async fn shop_lists(app: &TestApp, owner: &TestUser, shop_id: &str) -> (Vec<Stri
     (ids, total, nested)
 }
 
-#[tokio::test]
-async fn staff_lists_read_from_the_replica_and_writers_see_their_own_writes_on_every_server() {
-    let builder = app_with_replica(None, false);
+/// A test's hold on the replica, a server whose reads go to it, and a
+/// shop there with a client.
+struct OnReplica {
+    _held: tokio::sync::MutexGuard<'static, ()>,
+    replica: DatabaseConnection,
+    app: TestApp,
+    shop: ShopFixture,
+    client: TestUser,
+}
+
+/// Takes the replica (its replay running), starts `builder` once its reads
+/// go there, and opens the shop `slug`; `None` where the variant cannot run.
+async fn on_replica(builder: TestAppBuilder, slug: &str) -> Option<OnReplica> {
     if !builder.runs_here() {
-        return;
+        return None;
     }
-    let _replica_held = REPLICA.lock().await;
+    let held = REPLICA.lock().await;
     let replica = replica_admin().await;
     replay(&replica, false).await;
     let app = builder.start().await;
+    reads_go_to(&app, "replica").await;
+    let shop = ShopFixture::open(&app, slug, "Europe/Berlin", "09:00", "17:00").await;
+    let email = format!("client@{slug}.test");
+    let client = app.register(&email, "correct horse battery", "Client").await;
+    Some(OnReplica { _held: held, replica, app, shop, client })
+}
+
+#[tokio::test]
+async fn staff_lists_read_from_the_replica_and_writers_see_their_own_writes_on_every_server() {
+    let Some(OnReplica { _held, replica, app, shop, client }) =
+        on_replica(app_with_replica(None, false), "replica-shop").await
+    else {
+        return;
+    };
     // A second API server on the same databases and Redis.
     let other = app.replica().await;
-    reads_go_to(&app, "replica").await;
     reads_go_to(&other, "replica").await;
-
-    let shop = ShopFixture::open(&app, "replica-shop", "Europe/Berlin", "09:00", "17:00").await;
-    let client = app.register("client@replica.test", "correct horse battery", "Client").await;
     let day = shop.upcoming_weekday();
     let first = shop.book(&app, &client, shop.at(day, 10, 0)).await;
     let first_id = first["data"]["createBooking"]["id"].as_str().unwrap().to_owned();
@@ -231,9 +248,6 @@ async fn a_replica_that_stops_sends_reads_to_the_primary_until_it_returns() {
         assert!(!app_with_replica(None, false).runs_here());
         return;
     };
-    let _replica_held = REPLICA.lock().await;
-    let replica = replica_admin().await;
-    replay(&replica, false).await;
     let upstream = url::Url::parse(&replica_url).unwrap();
     let upstream =
         tokio::net::lookup_host((upstream.host_str().unwrap(), upstream.port().unwrap_or(5432)))
@@ -242,13 +256,14 @@ async fn a_replica_that_stops_sends_reads_to_the_primary_until_it_returns() {
             .next()
             .unwrap();
     let proxy = Proxy::start(upstream).await;
-    let app = app_with_replica(Some(proxy.addr), false).start().await;
+    let Some(OnReplica { _held, replica, app, shop, client }) =
+        on_replica(app_with_replica(Some(proxy.addr), false), "stopping").await
+    else {
+        return;
+    };
     let health = reads_go_to(&app, "replica").await;
     assert_eq!(health["status"], "ok");
     assert!(health["lagSeconds"].as_f64().unwrap() <= 10.0);
-
-    let shop = ShopFixture::open(&app, "stopping", "Europe/Berlin", "09:00", "17:00").await;
-    let client = app.register("client@stopping.test", "correct horse battery", "Client").await;
     let day = shop.upcoming_weekday();
     shop.book(&app, &client, shop.at(day, 10, 0)).await;
     caught_up(&app, &replica).await;
@@ -292,16 +307,11 @@ async fn a_replica_that_stops_sends_reads_to_the_primary_until_it_returns() {
 async fn a_replica_lagging_past_the_limit_sends_reads_to_the_primary() {
     let builder =
         app_with_replica(None, false).with_config(|config| config.max_replica_lag_secs = 1);
-    if !builder.runs_here() {
+    let Some(OnReplica { _held, replica, app, shop, client }) =
+        on_replica(builder, "lagging").await
+    else {
         return;
-    }
-    let _replica_held = REPLICA.lock().await;
-    let replica = replica_admin().await;
-    replay(&replica, false).await;
-    let app = builder.start().await;
-    reads_go_to(&app, "replica").await;
-    let shop = ShopFixture::open(&app, "lagging", "Europe/Berlin", "09:00", "17:00").await;
-    let client = app.register("client@lagging.test", "correct horse battery", "Client").await;
+    };
     let day = shop.upcoming_weekday();
     caught_up(&app, &replica).await;
 
@@ -324,17 +334,11 @@ async fn a_replica_lagging_past_the_limit_sends_reads_to_the_primary() {
 
 #[tokio::test]
 async fn an_answer_kept_for_later_is_never_read_from_a_replica_behind_it() {
-    let builder = app_with_replica(None, true);
-    if !builder.runs_here() {
+    let Some(OnReplica { _held, replica, app, shop, client }) =
+        on_replica(app_with_replica(None, true), "kept").await
+    else {
         return;
-    }
-    let _replica_held = REPLICA.lock().await;
-    let replica = replica_admin().await;
-    replay(&replica, false).await;
-    let app = builder.start().await;
-    reads_go_to(&app, "replica").await;
-    let shop = ShopFixture::open(&app, "kept", "Europe/Berlin", "09:00", "17:00").await;
-    let client = app.register("client@kept.test", "correct horse battery", "Client").await;
+    };
     let day = shop.upcoming_weekday();
     shop.book(&app, &client, shop.at(day, 10, 0)).await;
     caught_up(&app, &replica).await;

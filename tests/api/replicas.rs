@@ -30,15 +30,15 @@ async fn answered_before_refused(servers: &[&TestApp], user: Option<&TestUser>) 
     200
 }
 
+/// A budget of `burst` points that does not refill while a test runs (a
+/// point a minute comes back).
+fn fixed_budget(config: &mut bookedbarber::config::Config, burst: u32) {
+    config.rate_limit_burst = burst;
+    config.rate_limit_per_minute = 1;
+}
+
 async fn a_client_spends_one_budget_across_three_replicas(builder: TestAppBuilder) {
-    let app = builder
-        .with_config(|config| {
-            config.rate_limit_burst = 30;
-            // A point a minute comes back: none does while the test runs.
-            config.rate_limit_per_minute = 1;
-        })
-        .start()
-        .await;
+    let app = builder.with_config(|config| fixed_budget(config, 30)).start().await;
     let (second, third) = (app.replica().await, app.replica().await);
     let alone = app.register("alone@replicas.test", "correct horse battery", "Alone").await;
     let spread = app.register("spread@replicas.test", "correct horse battery", "Spread").await;
@@ -70,8 +70,7 @@ async fn every_replica_answers_while_redis_is_away_and_shares_again_when_it_is_b
     let app = TestApp::sqlite()
         .with_config(|config| {
             config.redis_url = Some(format!("redis://127.0.0.1:{port}"));
-            config.rate_limit_burst = 30;
-            config.rate_limit_per_minute = 1;
+            fixed_budget(config, 30);
             config.rate_limit_replicas = 3;
         })
         .start()
@@ -116,14 +115,7 @@ fn redis_cli(args: &[&str]) -> String {
 }
 
 async fn a_kept_answer_pays_its_point_in_the_one_round_trip_it_makes(builder: TestAppBuilder) {
-    let app = builder
-        .with_config(|config| {
-            config.rate_limit_burst = 100;
-            // A point a minute comes back: none does while the test runs.
-            config.rate_limit_per_minute = 1;
-        })
-        .start()
-        .await;
+    let app = builder.with_config(|config| fixed_budget(config, 100)).start().await;
     let other = app.replica().await;
     let user = app.register("roundtrip@example.test", "correct horse battery", "Trips").await;
     // Signed in, any answer is kept for its viewer; anonymous, one that

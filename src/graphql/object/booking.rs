@@ -3,8 +3,7 @@
 use async_graphql::{Context, ID, Object, connection::Connection};
 use chrono::{DateTime, Utc};
 use entity::booking;
-use futures_util::{FutureExt, future::BoxFuture};
-use sea_orm::{DatabaseConnection, DbErr};
+use futures_util::FutureExt;
 
 use super::{
     Barber, BookingStatus, Payment, PaymentStatus, Service, Shop, User, connection_from_page,
@@ -12,7 +11,6 @@ use super::{
 };
 use crate::{
     auth::policy,
-    db::replica::Freshness,
     domain::{
         self,
         booking::{BookingFilter, Owner},
@@ -176,11 +174,13 @@ impl BookingArgs {
     ) -> AppResult<BookingConnection> {
         let page = page_request_in(self.first, self.after, self.last, self.before, true)?;
         let for_read = filter.clone();
-        let rows = read_filtered(ctx, &filter, move |db| {
-            let filter = for_read.clone();
-            async move { domain::booking::list(&db, &filter, &page).await }.boxed()
-        })
-        .await?;
+        let own = filter.client_id.is_some();
+        let rows = read_route(ctx)?
+            .run_list(own, move |db| {
+                let filter = for_read.clone();
+                async move { domain::booking::list(&db, &filter, &page).await }.boxed()
+            })
+            .await?;
         Ok(connection_from_page(
             rows,
             domain::booking::position,
@@ -188,21 +188,6 @@ impl BookingArgs {
             BookingConnectionFields(CountScope::Filter(filter)),
         ))
     }
-}
-
-/// Runs `read` for the bookings `filter` picks: a client's own on the
-/// primary, the staff's lists where the request's reads go (maybe the
-/// replica).
-async fn read_filtered<T>(
-    ctx: &Context<'_>,
-    filter: &BookingFilter,
-    read: impl Fn(DatabaseConnection) -> BoxFuture<'static, Result<T, DbErr>>,
-) -> AppResult<T> {
-    let route = read_route(ctx)?;
-    Ok(match filter.client_id {
-        Some(_) => read(route.primary().clone()).await?,
-        None => route.run(Freshness::Shown, read).await?,
-    })
 }
 
 /// What a booking list counts over.
@@ -226,11 +211,13 @@ impl BookingConnectionFields {
             }
             CountScope::Filter(filter) => {
                 let for_read = filter.clone();
-                read_filtered(ctx, filter, move |db| {
-                    let filter = for_read.clone();
-                    async move { domain::booking::count(&db, &filter).await }.boxed()
-                })
-                .await?
+                read_route(ctx)?
+                    .run_list(filter.client_id.is_some(), move |db| {
+                        let filter = for_read.clone();
+                        async move { domain::booking::count(&db, &filter).await }.boxed()
+                    })
+                    .await
+                    .map_err(AppError::from)?
             }
         })
     }
