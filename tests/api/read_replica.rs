@@ -35,6 +35,17 @@ async fn replica_admin() -> DatabaseConnection {
     Database::connect(url.as_str()).await.unwrap()
 }
 
+/// The column `column` of the one row `sql` (with `values`) answers on `db`.
+async fn one<T: sea_orm::TryGetable>(
+    db: &DatabaseConnection,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+    column: &str,
+) -> T {
+    let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
+    db.query_one_raw(statement).await.unwrap().unwrap().try_get::<T>("", column).unwrap()
+}
+
 async fn replay(replica: &DatabaseConnection, paused: bool) {
     let call = if paused { "pg_wal_replay_pause()" } else { "pg_wal_replay_resume()" };
     replica.execute_unprepared(&format!("SELECT {call}")).await.unwrap();
@@ -43,17 +54,8 @@ async fn replay(replica: &DatabaseConnection, paused: bool) {
     }
     // Pausing takes effect between two records.
     for _ in 0..200 {
-        let state = replica
-            .query_one_raw(Statement::from_string(
-                replica.get_database_backend(),
-                "SELECT pg_get_wal_replay_pause_state() AS state",
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get::<String>("", "state")
-            .unwrap();
-        if state == "paused" {
+        let sql = "SELECT pg_get_wal_replay_pause_state() AS state";
+        if one::<String>(replica, sql, vec![], "state").await == "paused" {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -63,30 +65,11 @@ async fn replay(replica: &DatabaseConnection, paused: bool) {
 
 /// Waits until the replica has replayed everything the primary flushed.
 async fn caught_up(app: &TestApp, replica: &DatabaseConnection) {
-    let primary = &app.state.db;
-    let lsn = primary
-        .query_one_raw(Statement::from_string(
-            primary.get_database_backend(),
-            "SELECT pg_current_wal_flush_lsn()::text AS lsn",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<String>("", "lsn")
-        .unwrap();
+    let sql = "SELECT pg_current_wal_flush_lsn()::text AS lsn";
+    let lsn: String = one(&app.state.db, sql, vec![], "lsn").await;
     for _ in 0..500 {
-        let replayed = replica
-            .query_one_raw(Statement::from_sql_and_values(
-                replica.get_database_backend(),
-                "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done",
-                [lsn.clone().into()],
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get::<bool>("", "done")
-            .unwrap();
-        if replayed {
+        let sql = "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done";
+        if one::<bool>(replica, sql, vec![lsn.clone().into()], "done").await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
