@@ -28,6 +28,9 @@ pg_ticks() {
   echo "$total"
 }
 
+# The load test names its operations; each gets a metrics label of its own.
+operations=ShopList,ShopPage,FreeSlots,Register,SignIn,CreateBooking,MyBookings,CancelBooking,RescheduleBooking,Dashboard,ShopDay,Schedule,RecordPayment,CompleteBooking
+METRICS_OPERATIONS=${METRICS_OPERATIONS:-$operations} \
 TRUST_PROXY=127.0.0.1 JWT_SECRET=loadtest LOG_FORMAT=json BIND_ADDR=127.0.0.1:$port \
   DATABASE_URL=$database REDIS_URL=$redis \
   "${SERVER_BINARY:-./target/release/bookedbarber}" >"$report/server.log" 2>&1 &
@@ -40,6 +43,7 @@ sleep 3
 load=$!
 until grep -q "load: starting" "$report/loadtest.log" || ! kill -0 $load 2>/dev/null; do sleep 0.2; done
 s0=$(ticks $server); p0=$(pg_ticks); l0=$(ticks $load); t0=$(date +%s.%N)
+curl -s "http://127.0.0.1:$port/metrics" >"$report/metrics-before.txt" || true
 # The load generator's ticks are read while it runs too: it may have checked
 # the bookings and exited by the time the loop sees "load: finished", and a
 # process that is gone reads as 0.
@@ -49,6 +53,7 @@ until grep -q "load: finished" "$report/loadtest.log" || ! kill -0 $load 2>/dev/
   sleep 0.2
 done
 s1=$(ticks $server); p1=$(pg_ticks); t1=$(date +%s.%N)
+curl -s "http://127.0.0.1:$port/metrics" >"$report/metrics-after.txt" || true
 now=$(ticks $load); [ "$now" -gt 0 ] && l1=$now
 status=0
 wait $load || status=$?
@@ -62,5 +67,8 @@ awk -v s=$((s1 - s0)) -v p=$((p1 - p0)) -v l=$((l1 - l0)) -v hz="$hz" -v n="$req
     printf "load %.0f s, %d requests: server %.1f s CPU (%.3f ms/request), PostgreSQL %.1f s (%.3f ms/request), load generator %.1f s\n",
       w, n, s / hz, 1000 * s / hz / n, p / hz, 1000 * p / hz / n, l / hz
   }' | tee "$report/cpu.txt"
+# Where the server's time went, by operation.
+python3 bench/busy_by_operation.py "$report/metrics-before.txt" "$report/metrics-after.txt" \
+  | tee "$report/busy.md" || true
 grep -E "^KPIs|bookings check" "$report/loadtest.log" || true
 exit $status

@@ -179,6 +179,74 @@ pub fn graphql_request(
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A future that adds up the time it spends being polled: what a
+    /// request costs the worker threads, but for the work it hands to other
+    /// tasks (the Redis connection's driver, password hashing on the
+    /// blocking pool, which [`password_hashed`] counts). Wall time inside
+    /// each poll, so a thread preempted mid-poll counts the wait too.
+    pub struct Busy<F> {
+        #[pin]
+        inner: F,
+        spent: std::time::Duration,
+    }
+}
+
+impl<F> Busy<F> {
+    pub fn new(inner: F) -> Self {
+        Self { inner, spent: std::time::Duration::ZERO }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Busy<F> {
+    type Output = (F::Output, std::time::Duration);
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let started = std::time::Instant::now();
+        let polled = this.inner.poll(cx);
+        *this.spent += started.elapsed();
+        polled.map(|output| (output, *this.spent))
+    }
+}
+
+/// How a GraphQL request was answered, for [`graphql_busy`]: its metrics
+/// label, and whether a kept answer served it. Set on the response by the
+/// handler that ran it.
+#[derive(Clone, Debug)]
+pub struct Answered {
+    pub operation: String,
+    pub kept: bool,
+}
+
+/// Records the time a GraphQL request kept a worker thread busy, by
+/// operation and by whether it was computed or served kept: where the
+/// server's CPU goes.
+pub fn graphql_busy(answered: Option<&Answered>, busy: std::time::Duration) {
+    let (operation, answer) = match answered {
+        Some(answered) => {
+            (answered.operation.clone(), if answered.kept { "kept" } else { "computed" })
+        }
+        None => ("refused".to_owned(), "refused"),
+    };
+    metrics::histogram!(
+        "bookedbarber_graphql_busy_seconds",
+        "operation" => operation,
+        "answer" => answer
+    )
+    .record(busy.as_secs_f64());
+}
+
+/// Records the time one password hash or check took on the blocking pool.
+pub fn password_hashed(spent: std::time::Duration) {
+    metrics::counter!("bookedbarber_password_hashes_total").increment(1);
+    metrics::counter!("bookedbarber_password_hashing_microseconds_total")
+        .increment(u64::try_from(spent.as_micros()).unwrap_or(u64::MAX));
+}
+
 /// Counts a request refused because the server was at capacity.
 pub fn overloaded() {
     metrics::counter!("bookedbarber_overload_refusals_total").increment(1);

@@ -276,10 +276,7 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
         Ok(request) => request,
         Err(error) => return refused_early(&state, ip, not_graphql(&error)).await,
     };
-    match Admitted::admit(&state, ip, &parts.headers).await {
-        Ok(admitted) => run(state, admitted, request).await,
-        Err(refused) => refused,
-    }
+    admit_and_run(state, ip, &parts.headers, request).await
 }
 
 /// GET `/graphql`: the GraphiQL playground, or a query when one is given.
@@ -297,10 +294,26 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         Ok(request) => request.data(ViaGet),
         Err(error) => return refused_early(&state, ip, not_graphql(&error)).await,
     };
-    match Admitted::admit(&state, ip, &parts.headers).await {
-        Ok(admitted) => run(state, admitted, request).await,
-        Err(refused) => refused,
-    }
+    admit_and_run(state, ip, &parts.headers, request).await
+}
+
+/// Admits a request and runs it, recording the time it kept a worker
+/// busy by how it was answered.
+async fn admit_and_run(
+    state: AppState,
+    ip: ClientIp,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+) -> Response {
+    let (response, busy) = telemetry::Busy::new(async {
+        match Admitted::admit(&state, ip, headers).await {
+            Ok(admitted) => run(state.clone(), admitted, request).await,
+            Err(refused) => refused,
+        }
+    })
+    .await;
+    telemetry::graphql_busy(response.extensions().get::<telemetry::Answered>(), busy);
+    response
 }
 
 /// Runs an admitted request, then finishes its response.
@@ -494,6 +507,7 @@ async fn answer_kept(
         state.config.slow_request_ms,
     );
     let mut http = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    http.extensions_mut().insert(telemetry::Answered { operation: label, kept: true });
     if let Ok(value) = HeaderValue::from_str(&kept.cache_control) {
         http.headers_mut().insert(header::CACHE_CONTROL, value);
     }
@@ -556,6 +570,7 @@ impl Finished {
             .filter(|_| hints.public && hints.max_age > 0)
             .map(|until| public::cache_control(hints.max_age, Some(until)));
         let mut http = GraphQLResponse::from(self.response).into_response();
+        http.extensions_mut().insert(telemetry::Answered { operation: label, kept: false });
         if let Some(bounded) = bounded
             && http.headers().contains_key(header::CACHE_CONTROL)
             && let Ok(value) = HeaderValue::from_str(&bounded)

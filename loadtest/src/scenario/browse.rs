@@ -21,7 +21,7 @@ fn visitor(user: &mut GooseUser) -> &mut Visitor<Journey> {
     Visitor::of(user, |index| (Identity::anonymous(address_of(index)), Journey::default()))
 }
 
-const SHOPS: &str = "query($search: String) {
+const SHOPS: &str = "query ShopList($search: String) {
   shops(first: 20, search: $search) { totalCount nodes { id slug name address } }
 }";
 

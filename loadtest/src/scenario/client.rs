@@ -40,8 +40,8 @@ fn email_of(run: &Run, index: usize) -> String {
 }
 
 const REGISTER: &str =
-    "mutation($input: RegisterInput!) { register(input: $input) { token user { id } } }";
-const LOGIN: &str = "mutation($email: String!, $password: String!) { login(email: $email, password: $password) { token } }";
+    "mutation Register($input: RegisterInput!) { register(input: $input) { token user { id } } }";
+const LOGIN: &str = "mutation SignIn($email: String!, $password: String!) { login(email: $email, password: $password) { token } }";
 
 /// Signs up once; a returning client (one visit in ten) signs in again.
 async fn sign_in(user: &mut GooseUser, run: Arc<Run>) -> TransactionResult {
@@ -122,7 +122,7 @@ async fn slots(user: &mut GooseUser, run: Arc<Run>) -> TransactionResult {
     Ok(())
 }
 
-const CREATE: &str = "mutation($input: CreateBookingInput!) {
+const CREATE: &str = "mutation CreateBooking($input: CreateBookingInput!) {
   createBooking(input: $input) { id startsAt endsAt status priceCents service { name } barber { displayName } }
 }";
 
@@ -155,7 +155,7 @@ async fn book(user: &mut GooseUser, run: Arc<Run>) -> TransactionResult {
     Ok(())
 }
 
-const MINE: &str = "query {
+const MINE: &str = "query MyBookings {
   bookings(status: CONFIRMED, first: 10) {
     totalCount
     nodes { id startsAt endsAt status paymentStatus shop { name } barber { id displayName } service { id name } }
@@ -172,9 +172,8 @@ async fn my_bookings(user: &mut GooseUser, run: Arc<Run>) -> TransactionResult {
     Ok(())
 }
 
-const CANCEL: &str =
-    "mutation($id: ID!, $reason: String) { cancelBooking(id: $id, reason: $reason) { id status } }";
-const RESCHEDULE: &str = "mutation($id: ID!, $at: DateTime!) { rescheduleBooking(id: $id, startsAt: $at) { id startsAt status } }";
+const CANCEL: &str = "mutation CancelBooking($id: ID!, $reason: String) { cancelBooking(id: $id, reason: $reason) { id status } }";
+const RESCHEDULE: &str = "mutation RescheduleBooking($id: ID!, $at: DateTime!) { rescheduleBooking(id: $id, startsAt: $at) { id startsAt status } }";
 
 /// One visit in seven cancels a booking, one in ten moves one.
 async fn change(user: &mut GooseUser, run: Arc<Run>) -> TransactionResult {

@@ -31,7 +31,7 @@ fn visitor<'u>(user: &'u mut GooseUser, run: &Run) -> &'u mut Visitor<Journey> {
 }
 
 /// The whole dashboard, as the owner's analytics page asks for it.
-pub const DASHBOARD: &str = "query($shop: ID!, $from: Date!, $to: Date!) {
+pub const DASHBOARD: &str = "query Dashboard($shop: ID!, $from: Date!, $to: Date!) {
   analytics(shopId: $shop, from: $from, to: $to) {
     from to bookingsCount completedCount cancelledCount noShowCount revenueCents averageTicketCents
     noShowRate cancellationRate utilization repeatClientRate
@@ -68,7 +68,7 @@ async fn analytics(user: &mut GooseUser, run: Arc<Run>) -> TransactionResult {
     Ok(())
 }
 
-const TODAY: &str = "query($shop: ID!, $from: DateTime!, $to: DateTime!) {
+const TODAY: &str = "query ShopDay($shop: ID!, $from: DateTime!, $to: DateTime!) {
   shop(id: $shop) {
     bookings(from: $from, to: $to, first: 20) {
       totalCount

@@ -166,12 +166,12 @@ fn lost_answer(code: &str) -> bool {
     )
 }
 
-const SLOTS: &str = "query($barber: ID!, $service: ID!, $date: Date!) {
+const SLOTS: &str = "query FreeSlots($barber: ID!, $service: ID!, $date: Date!) {
   availableSlots(barberId: $barber, serviceId: $service, date: $date) { startsAt endsAt }
 }";
 
 /// A shop's page: its menu, who offers what, and the barbers' weeks.
-const SHOP_PAGE: &str = "query($slug: String!) {
+const SHOP_PAGE: &str = "query ShopPage($slug: String!) {
   shop(slug: $slug) {
     id name address timezone
     services { id name durationMinutes priceCents currency barbers { id } }

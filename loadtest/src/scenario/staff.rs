@@ -33,7 +33,7 @@ fn visitor<'u>(user: &'u mut GooseUser, run: &Run) -> &'u mut Visitor<Journey> {
     })
 }
 
-const SCHEDULE: &str = "query($barber: ID!, $from: DateTime!, $to: DateTime!) {
+const SCHEDULE: &str = "query Schedule($barber: ID!, $from: DateTime!, $to: DateTime!) {
   bookings(barberId: $barber, status: CONFIRMED, from: $from, to: $to, first: 20) {
     totalCount
     nodes { id startsAt endsAt priceCents paymentStatus notes client { name } service { name } }
@@ -77,8 +77,7 @@ async fn schedule(user: &mut GooseUser, run: Arc<Run>) -> TransactionResult {
     Ok(())
 }
 
-const PAY: &str =
-    "mutation($input: RecordPaymentInput!) { recordPayment(input: $input) { id paymentStatus } }";
+const PAY: &str = "mutation RecordPayment($input: RecordPaymentInput!) { recordPayment(input: $input) { id paymentStatus } }";
 
 /// Takes the full price of an unpaid booking (a deposit, before the chair).
 async fn take_payment(user: &mut GooseUser, run: Arc<Run>) -> TransactionResult {
@@ -102,7 +101,8 @@ async fn take_payment(user: &mut GooseUser, run: Arc<Run>) -> TransactionResult 
     Ok(())
 }
 
-const COMPLETE: &str = "mutation($id: ID!) { completeBooking(id: $id) { id status } }";
+const COMPLETE: &str =
+    "mutation CompleteBooking($id: ID!) { completeBooking(id: $id) { id status } }";
 
 /// Closes a booking that has started.
 async fn complete(user: &mut GooseUser, run: Arc<Run>) -> TransactionResult {
