@@ -10,7 +10,10 @@ use chrono_tz::Tz;
 use entity::{
     BookingStatus, barber, barber_service, booking, service, shop, time_off, working_hours,
 };
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    sea_query::{Expr, Query, UnionType},
+};
 
 use super::local_time::{self, boundary, day_bounds};
 use crate::error::{AppError, AppResult};
@@ -142,6 +145,56 @@ pub fn check(
     Ok(())
 }
 
+/// What a barber offers for one service: the barber, the service, their
+/// shop and the barber's weekly hours, checked to belong together. It
+/// changes only with the shop's catalogue, so reads may keep it (see
+/// `PublicReads::offer`).
+#[derive(Clone, Debug)]
+pub struct Offer {
+    pub barber: barber::Model,
+    pub service: service::Model,
+    pub shop: shop::Model,
+    pub hours: Vec<working_hours::Model>,
+}
+
+impl Offer {
+    /// The offer of `service_id` by `barber_id`, read now.
+    pub async fn load(
+        db: &impl ConnectionTrait,
+        barber_id: i64,
+        service_id: i64,
+    ) -> AppResult<Self> {
+        let (barber, service, shop) = offer(db, barber_id, service_id).await?;
+        let hours = working_hours::Entity::find()
+            .filter(working_hours::Column::BarberId.eq(barber_id))
+            .all(db)
+            .await?;
+        Ok(Self { barber, service, shop, hours })
+    }
+
+    /// Its free slots on the shop-local `date` as of `now`: one statement
+    /// for the day's bookings and time off.
+    pub async fn open_slots(
+        &self,
+        db: &impl ConnectionTrait,
+        date: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> AppResult<OpenSlots> {
+        if !self.barber.active {
+            return Ok(OpenSlots { slots: Vec::new(), until: None });
+        }
+        let rules = Rules::of(&self.shop);
+        let (from, to) = day_bounds(rules.tz, date)
+            .ok_or_else(|| AppError::bad_input("`date` is out of range"))?;
+        let (busy, time_off) =
+            load_blocked(db, self.barber.id, from - Duration::days(1), to + Duration::days(1))
+                .await?;
+        let calendar = Calendar { hours: self.hours.clone(), busy, time_off };
+        let duration = Duration::minutes(i64::from(self.service.duration_minutes));
+        Ok(open_slots(&rules, &calendar, date, duration, now))
+    }
+}
+
 /// The barber, the service and the shop of a booking request, checked to
 /// belong together.
 pub(crate) async fn offer(
@@ -190,17 +243,7 @@ pub async fn available_slots(
     date: NaiveDate,
     now: DateTime<Utc>,
 ) -> AppResult<OpenSlots> {
-    let (barber, service, shop) = offer(db, barber_id, service_id).await?;
-    if !barber.active {
-        return Ok(OpenSlots { slots: Vec::new(), until: None });
-    }
-    let rules = Rules::of(&shop);
-    let (from, to) =
-        day_bounds(rules.tz, date).ok_or_else(|| AppError::bad_input("`date` is out of range"))?;
-    let calendar =
-        load_calendar(db, barber.id, from - Duration::days(1), to + Duration::days(1)).await?;
-    let duration = Duration::minutes(i64::from(service.duration_minutes));
-    Ok(open_slots(&rules, &calendar, date, duration, now))
+    Offer::load(db, barber_id, service_id).await?.open_slots(db, date, now).await
 }
 
 /// Every bookable start on the shop-local `date`, with its end.
@@ -264,30 +307,65 @@ pub async fn load_calendar(
         .filter(working_hours::Column::BarberId.eq(barber_id))
         .all(db)
         .await?;
-    let busy = booking::Entity::find()
-        .filter(booking::Column::BarberId.eq(barber_id))
-        .filter(booking::Column::Status.ne(BookingStatus::Cancelled))
-        .filter(booking::Column::StartsAt.lt(to))
-        .filter(booking::Column::BlocksUntil.gt(from))
-        // No booking is longer than a day: this bound lets the index skip
-        // the barber's history.
-        .filter(booking::Column::StartsAt.gt(from - Duration::days(1)))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|b| (b.id, b.starts_at, b.blocks_until))
-        .collect();
-    let time_off = time_off::Entity::find()
-        .filter(time_off::Column::BarberId.eq(barber_id))
-        .filter(time_off::Column::StartsAt.lt(to))
-        .filter(time_off::Column::EndsAt.gt(from))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|t| (t.starts_at, t.ends_at))
-        .collect();
+    let (busy, time_off) = load_blocked(db, barber_id, from, to).await?;
     Ok(Calendar { hours, busy, time_off })
 }
+
+/// A row of [`load_blocked`]: a booking (`off` 0) or time off (1).
+#[derive(Debug, FromQueryResult)]
+struct Blocked {
+    id: i64,
+    starts_at: DateTime<Utc>,
+    blocks_until: DateTime<Utc>,
+    off: i32,
+}
+
+/// Barber `barber_id`'s active bookings (id, start, busy until) and time
+/// off between `from` and `to`, in one statement.
+pub async fn load_blocked(
+    db: &impl ConnectionTrait,
+    barber_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<BusyAndOff, DbErr> {
+    let mut bookings = Query::select();
+    bookings
+        .columns([booking::Column::Id, booking::Column::StartsAt, booking::Column::BlocksUntil])
+        .expr_as(Expr::cust("0"), "off")
+        .from(booking::Entity)
+        .and_where(booking::Column::BarberId.eq(barber_id))
+        .and_where(booking::Column::Status.ne(BookingStatus::Cancelled))
+        .and_where(booking::Column::StartsAt.lt(to))
+        .and_where(booking::Column::BlocksUntil.gt(from))
+        // No booking is longer than a day: this bound lets the index skip
+        // the barber's history.
+        .and_where(booking::Column::StartsAt.gt(from - Duration::days(1)));
+    let mut off = Query::select();
+    off.column(time_off::Column::Id)
+        .column(time_off::Column::StartsAt)
+        .expr_as(Expr::col(time_off::Column::EndsAt), "blocks_until")
+        .expr_as(Expr::cust("1"), "off")
+        .from(time_off::Entity)
+        .and_where(time_off::Column::BarberId.eq(barber_id))
+        .and_where(time_off::Column::StartsAt.lt(to))
+        .and_where(time_off::Column::EndsAt.gt(from));
+    bookings.union(UnionType::All, off);
+    let rows =
+        Blocked::find_by_statement(db.get_database_backend().build(&bookings)).all(db).await?;
+    let mut busy = Vec::new();
+    let mut time_off = Vec::new();
+    for row in rows {
+        match row.off {
+            0 => busy.push((row.id, row.starts_at, row.blocks_until)),
+            _ => time_off.push((row.starts_at, row.blocks_until)),
+        }
+    }
+    Ok((busy, time_off))
+}
+
+/// Bookings (id, start, busy until) and time off (start, end).
+pub type BusyAndOff =
+    (Vec<(i64, DateTime<Utc>, DateTime<Utc>)>, Vec<(DateTime<Utc>, DateTime<Utc>)>);
 
 #[cfg(test)]
 mod tests {

@@ -68,7 +68,8 @@ use sha2::{Digest, Sha256};
 use crate::{
     auth::{Viewer, known},
     cache::{Cache, Unavailable},
-    domain::page::Page,
+    domain::{self, availability::Offer, page::Page},
+    error::{AppError, AppResult},
 };
 
 /// Bumped first by every catalogue write: an answer computed while it
@@ -314,7 +315,20 @@ struct AtStart {
 #[derive(Clone)]
 pub struct PublicReads {
     cache: Cache,
+    /// Barbers' offers, by barber and service, with the version of their
+    /// shop's scope they were read at (see [`offer`](Self::offer)).
+    offers: moka::sync::Cache<(i64, i64), KeptOffer>,
 }
+
+/// An offer as read at its shop's `version`.
+#[derive(Clone)]
+struct KeptOffer {
+    version: u64,
+    offer: Arc<Offer>,
+}
+
+/// Offers kept in this process; a few hundred bytes each.
+const MAX_OFFERS: u64 = 20_000;
 
 impl std::fmt::Debug for PublicReads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -352,7 +366,49 @@ fn decode(bytes: &[u8]) -> Option<(Header, &[u8])> {
 
 impl PublicReads {
     pub fn new(cache: Cache) -> Self {
-        Self { cache }
+        Self { cache, offers: moka::sync::Cache::new(MAX_OFFERS) }
+    }
+
+    /// What `barber` offers for `service` (see [`Offer`]), read from the
+    /// database only when its shop's catalogue changed since this process
+    /// last read it: the shop's version, one round trip to the cache,
+    /// tells. Every write to a barber, a service, who offers it, a shop or
+    /// working hours bumps that version after it commits, so what is
+    /// served here is what the database holds. Without the cache's
+    /// versions, it is read from the database.
+    pub async fn offer(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        barber: i64,
+        service: i64,
+    ) -> AppResult<Arc<Offer>> {
+        let kept = self.offers.get(&(barber, service));
+        // A barber's shop never changes.
+        let shop = match &kept {
+            Some(kept) => kept.offer.shop.id,
+            None => {
+                domain::barber::get(db, barber)
+                    .await?
+                    .ok_or_else(|| AppError::not_found("no barber has this `barberId`"))?
+                    .shop_id
+            }
+        };
+        // Read before the rows, so that a kept offer is never newer than
+        // the version it is kept with.
+        let version =
+            self.versions(&[shop_scope(shop)]).await.ok().and_then(|v| v.first().copied());
+        if let (Some(kept), Some(version)) = (&kept, version)
+            && kept.version == version
+        {
+            return Ok(kept.offer.clone());
+        }
+        let offer = Arc::new(Offer::load(db, barber, service).await?);
+        if let Some(version) = version
+            && offer.shop.id == shop
+        {
+            self.offers.insert((barber, service), KeptOffer { version, offer: offer.clone() });
+        }
+        Ok(offer)
     }
 
     /// The answer kept under `key`, if there is one that may serve: not

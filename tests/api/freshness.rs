@@ -344,3 +344,99 @@ api_test!(a_kept_answer_is_never_served_to_an_ended_session, [sqlite, sqlite_red
         .unwrap();
     assert_eq!(response.status(), 401);
 });
+
+/// The free slots `server` shows anonymously on `date`, as (start, end).
+async fn open_slots(
+    server: &TestApp,
+    shop: &ShopFixture,
+    date: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let variables = json!({ "barber": shop.barber_id, "service": shop.service_id, "date": date });
+    let response = server.gql(SLOTS, variables).await;
+    if response.get("errors").is_some() {
+        return Err(first_error(&response).0);
+    }
+    Ok(response["data"]["availableSlots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|slot| {
+            (
+                slot["startsAt"].as_str().unwrap().to_owned(),
+                slot["endsAt"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect())
+}
+
+// What a barber offers (the barber, the service, the shop's policy, the
+// hours) is kept in each process while the shop's version stands: every
+// kind of write to it shows in the very next free slots, on every replica.
+api_test!(
+    free_slots_follow_every_change_to_what_the_barber_offers,
+    [sqlite, postgres, sqlite_redis, postgres_redis],
+    |app| {
+        let other = second(&app).await;
+        let other = other.as_ref().unwrap_or(&app);
+        let shop = ShopFixture::open(&app, "offer", "UTC", "09:00", "17:00").await;
+        let date = shop.upcoming_weekday().to_string();
+        let starts = |slots: &[(String, String)]| -> Vec<String> {
+            slots.iter().map(|(start, _)| start[11..16].to_owned()).collect()
+        };
+        for server in [&app, other] {
+            let slots = open_slots(server, &shop, &date).await.unwrap();
+            assert_eq!(slots.len(), 31, "09:00 to 16:30 every 15 minutes: {slots:?}");
+        }
+        // Hours.
+        shop.set_hours(&app, (1..=7).map(|d| (d, "09:00", "11:00")).collect()).await;
+        for server in [&app, other] {
+            let slots = open_slots(server, &shop, &date).await.unwrap();
+            assert_eq!(
+                starts(&slots),
+                ["09:00", "09:15", "09:30", "09:45", "10:00", "10:15", "10:30"]
+            );
+        }
+        // The shop's policy: its slot step.
+        shop.policy(&app, json!({ "slotStepMinutes": 60 })).await;
+        for server in [&app, other] {
+            assert_eq!(
+                starts(&open_slots(server, &shop, &date).await.unwrap()),
+                ["09:00", "10:00"]
+            );
+        }
+        // The service's duration.
+        app.data_as(
+            &shop.owner,
+            "mutation($id: ID!) { updateService(id: $id, input: { durationMinutes: 90 }) { id } }",
+            json!({ "id": shop.service_id }),
+        )
+        .await;
+        for server in [&app, other] {
+            let slots = open_slots(server, &shop, &date).await.unwrap();
+            assert_eq!(slots.len(), 1, "only 09:00 fits 90 minutes: {slots:?}");
+            assert_eq!(&slots[0].1[11..16], "10:30");
+        }
+        // Whether the barber takes bookings.
+        let update_barber = "mutation($id: ID!, $active: Boolean!) { updateBarber(id: $id, input: { active: $active }) { id } }";
+        app.data_as(&shop.owner, update_barber, json!({ "id": shop.barber_id, "active": false }))
+            .await;
+        for server in [&app, other] {
+            assert_eq!(open_slots(server, &shop, &date).await.unwrap(), []);
+        }
+        app.data_as(&shop.owner, update_barber, json!({ "id": shop.barber_id, "active": true }))
+            .await;
+        for server in [&app, other] {
+            assert_eq!(open_slots(server, &shop, &date).await.unwrap().len(), 1);
+        }
+        // Who offers the service.
+        app.data_as(
+            &shop.owner,
+            "mutation($id: ID!) { updateService(id: $id, input: { barberIds: [] }) { id } }",
+            json!({ "id": shop.service_id }),
+        )
+        .await;
+        for server in [&app, other] {
+            assert_eq!(open_slots(server, &shop, &date).await, Err("BAD_USER_INPUT".to_owned()));
+        }
+    }
+);

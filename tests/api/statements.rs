@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::{api_test, helpers::TestApp};
+use crate::{api_test, helpers::TestApp, shop_fixture::ShopFixture};
 
 const NESTED: &str = r#"
 query($first: Int!) {
@@ -89,3 +89,22 @@ api_test!(a_page_of_bookings_with_every_relation_costs_the_same, [sqlite, postgr
     assert!(costs[1] <= 6, "100 bookings cost {} statements", costs[1]);
     assert_eq!(costs[0], costs[1]);
 });
+
+// Free slots on another day of an offer already read take one statement:
+// the day's bookings and time off. The barber, the service, the shop and
+// the hours are kept while the shop's version stands.
+api_test!(
+    free_slots_of_a_known_offer_cost_one_statement,
+    [sqlite, postgres, sqlite_redis],
+    |app| {
+        let shop = ShopFixture::open(&app, "slots", "UTC", "09:00", "17:00").await;
+        let date = shop.upcoming_weekday();
+        assert_eq!(shop.slots(&app, date).await.len(), 31);
+        for days in 1..=3 {
+            let before = app.statements();
+            let slots = shop.slots(&app, date + chrono::Duration::days(7 * days)).await;
+            assert_eq!(slots.len(), 31);
+            assert_eq!(app.statements() - before, 1, "another day, {days} weeks on");
+        }
+    }
+);

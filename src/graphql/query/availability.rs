@@ -3,16 +3,12 @@
 use async_graphql::{Context, ID, Object};
 use chrono::Utc;
 
-use crate::{
-    domain,
-    graphql::{
-        db,
-        id::{self, Kind},
-        loader::BarberByIdLoader,
-        object::{TimeSlot, load_one},
-        public,
-        scalar::Date,
-    },
+use crate::graphql::{
+    db,
+    id::{self, Kind},
+    object::TimeSlot,
+    public,
+    scalar::Date,
 };
 
 #[derive(Default)]
@@ -37,14 +33,12 @@ impl AvailabilityQuery {
     ) -> async_graphql::Result<Vec<TimeSlot>> {
         let barber = id::decode_as(&barber_id, Kind::Barber, "barberId")?;
         let service = id::decode_as(&service_id, Kind::Service, "serviceId")?;
-        if ctx.data_opt::<public::Touched>().is_some() {
-            // The shop's hours, policy and services shape the slots too.
-            load_one::<BarberByIdLoader, _>(ctx, barber).await?;
-            public::before_reading_slots(ctx, barber).await;
-        }
-        let open =
-            domain::availability::available_slots(db(ctx)?, barber, service, date.0, Utc::now())
-                .await?;
+        let db = db(ctx)?;
+        let offer = ctx.data::<public::PublicReads>()?.offer(db, barber, service).await?;
+        // The shop's hours, policy and services shape the slots too.
+        public::touch_shop(ctx, offer.shop.id);
+        public::before_reading_slots(ctx, barber).await;
+        let open = offer.open_slots(db, date.0, Utc::now()).await?;
         public::valid_until(ctx, open.until);
         Ok(open
             .slots
