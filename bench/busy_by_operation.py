@@ -54,7 +54,7 @@ def main():
         print(f"| {operation} | {answer} | {count:,.0f} | {1000 * busy / count:.3f} "
               f"| {busy:.1f} | {100 * busy / max(total, 1e-9):.1f} % |")
     if hashes:
-        print(f"| password hashing (blocking pool) | | {hashes:,.0f} hashes | "
+        print(f"| password hashing (CPU, blocking pool) | | {hashes:,.0f} hashes | "
               f"{1000 * hashing / hashes:.1f} a hash | {hashing:.1f} | "
               f"{100 * hashing / max(total, 1e-9):.1f} % |")
     print(f"| **all** | | {requests:,.0f} | {1000 * total / max(requests, 1):.3f} | {total:.1f} | |")

@@ -240,7 +240,8 @@ pub fn graphql_busy(answered: Option<&Answered>, busy: std::time::Duration) {
     .record(busy.as_secs_f64());
 }
 
-/// Records the time one password hash or check took on the blocking pool.
+/// Records the CPU time one password hash or check took on the blocking
+/// pool.
 pub fn password_hashed(spent: std::time::Duration) {
     metrics::counter!("bookedbarber_password_hashes_total").increment(1);
     metrics::counter!("bookedbarber_password_hashing_microseconds_total")
