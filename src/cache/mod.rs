@@ -381,14 +381,39 @@ impl Cache {
     /// The values stored under `keys`, in order, unless expired: the
     /// copies kept in process, and the rest in one round trip.
     pub async fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Unavailable> {
+        Ok(self.read_many_and_versions(keys, &[]).await?.0)
+    }
+
+    /// The value stored under `key` (as [`read`](Self::read) reads it) and
+    /// the versions of `scopes` (as [`versions`](Self::versions) reads
+    /// them), in one round trip.
+    pub async fn read_and_versions(
+        &self,
+        key: &str,
+        scopes: &[String],
+    ) -> Result<(Option<Vec<u8>>, Vec<Option<u64>>), Unavailable> {
+        let (mut values, versions) = self.read_many_and_versions(&[key.to_owned()], scopes).await?;
+        Ok((values.pop().flatten(), versions))
+    }
+
+    /// The values stored under `keys`, in order, unless expired (the copies
+    /// kept in process, and the rest from the store), and the versions of
+    /// `scopes`: one round trip for all.
+    async fn read_many_and_versions(
+        &self,
+        keys: &[String],
+        scopes: &[String],
+    ) -> Result<(Vec<Option<Vec<u8>>>, Vec<Option<u64>>), Unavailable> {
         let keys: Vec<String> = keys.iter().map(|key| self.full_key(key)).collect();
         let mut envelopes = self.near_envelopes(&keys).await;
-        if let Store::Redis(redis) = &self.0.store {
-            let far: Vec<usize> = (0..keys.len()).filter(|i| envelopes[*i].is_none()).collect();
-            if !far.is_empty() {
+        let versions = match &self.0.store {
+            Store::Local { .. } => self.versions(scopes).await?,
+            Store::Redis(redis) => {
+                let far: Vec<usize> = (0..keys.len()).filter(|i| envelopes[*i].is_none()).collect();
                 let far_keys: Vec<&str> = far.iter().map(|i| keys[*i].as_str()).collect();
                 let generation = redis.generation();
-                for (i, bytes) in far.iter().zip(redis.get_many(&far_keys).await?) {
+                let (values, versions) = redis.get_many_and_versions(&far_keys, scopes).await?;
+                for (i, bytes) in far.iter().zip(values) {
                     if let Some(bytes) = bytes {
                         let bytes = Arc::new(bytes);
                         let near_key = format!("{generation}/{}", keys[*i]);
@@ -396,9 +421,12 @@ impl Cache {
                         envelopes[*i] = Some(bytes);
                     }
                 }
+                versions
             }
-        }
-        Ok(envelopes.into_iter().map(|e| e.and_then(|bytes| open_envelope(&bytes))).collect())
+        };
+        let values =
+            envelopes.into_iter().map(|e| e.and_then(|bytes| open_envelope(&bytes))).collect();
+        Ok((values, versions))
     }
 
     /// For each of `fields` of the hash of versions `scope`: its version

@@ -297,13 +297,47 @@ impl RedisStore {
         Ok(parse_cascade(flat, first.len(), fallbacks))
     }
 
-    /// The values of `keys`, in order, in one `MGET`.
-    pub async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, Unavailable> {
+    /// The values of `keys`, in order, and the versions of `scopes` (as
+    /// [`versions`](Self::versions) reads them): one `MGET` each, in one
+    /// round trip (none when there is nothing to read).
+    pub async fn get_many_and_versions(
+        &self,
+        keys: &[&str],
+        scopes: &[String],
+    ) -> Result<(Vec<Option<Vec<u8>>>, Vec<Option<u64>>), Unavailable> {
+        if !scopes.is_empty() {
+            self.flush_pending().await?;
+        }
         let keys: Vec<String> = keys.iter().map(|key| (*key).to_owned()).collect();
-        self.run(|mut c| async move {
-            deadpool_redis::redis::cmd("MGET").arg(&keys).query_async(&mut c).await
-        })
-        .await
+        let versions: Vec<String> = scopes.iter().map(|scope| self.version_key(scope)).collect();
+        match (keys.is_empty(), versions.is_empty()) {
+            (true, true) => Ok((Vec::new(), Vec::new())),
+            // `MGET` by name: the client's `mget` sends `GET` for one key.
+            (false, true) => {
+                self.run(|mut c| async move {
+                    let mut mget = deadpool_redis::redis::cmd("MGET");
+                    mget.arg(&keys);
+                    Ok((mget.query_async(&mut c).await?, Vec::new()))
+                })
+                .await
+            }
+            (true, false) => {
+                self.run(|mut c| async move {
+                    let mut mget = deadpool_redis::redis::cmd("MGET");
+                    mget.arg(&versions);
+                    Ok((Vec::new(), mget.query_async(&mut c).await?))
+                })
+                .await
+            }
+            (false, false) => {
+                self.run(|mut c| async move {
+                    let mut pipe = deadpool_redis::redis::pipe();
+                    pipe.cmd("MGET").arg(&keys).cmd("MGET").arg(&versions);
+                    pipe.query_async(&mut c).await
+                })
+                .await
+            }
+        }
     }
 
     /// Sets every `(key, value, expires, _)` to expire at `expires` (Unix

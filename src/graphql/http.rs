@@ -391,16 +391,13 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
         None => kept_key(&state, &request, viewer),
         Some(_) => None,
     };
-    if let Some(key) = &kept_key
-        && !looked_near
-        && let Some(kept) = state.public.lookup(key, viewer).await
-    {
-        return answer_kept(&state, &caller, kept, prepaid, started).await;
-    }
-    let viewer = caller.identity.viewer();
     let keeping = match &kept_key {
-        Some(key) => Some((key, state.public.start(viewer).await)),
         None => None,
+        Some(key) if looked_near => Some((key, state.public.start(viewer).await)),
+        Some(key) => match state.public.lookup_or_start(key, viewer).await {
+            Ok(kept) => return answer_kept(&state, &caller, kept, prepaid, started).await,
+            Err(at_start) => Some((key, at_start)),
+        },
     };
     // What an answer shows, for keeping it, and for how long any cache on
     // the way may keep an anonymous one.

@@ -221,26 +221,34 @@ pub fn touch_directory(ctx: &Context<'_>) {
     }
 }
 
-/// Notes that the answer shows `barber`'s free slots, reading their version
-/// now, before the bookings are read.
-pub async fn before_reading_slots(ctx: &Context<'_>, barber: i64) {
-    let (Some(touched), Some(public)) = (ctx.data_opt::<Touched>(), ctx.data_opt::<PublicReads>())
-    else {
-        return;
-    };
-    let scope = slots_scope(barber);
-    if touched.noted().before.contains_key(&scope) {
-        return;
+/// What `barber` offers for `service` (see [`PublicReads::offer`]), for an
+/// answer that shows the barber's free slots. When the answer may be kept,
+/// the versions of the shop's catalogue and of the barber's slots are read
+/// in one round trip, before the offer's rows (unless kept) and the day's
+/// bookings are read, and noted as what the answer was read at.
+pub async fn offer_for_slots(
+    ctx: &Context<'_>,
+    db: &impl sea_orm::ConnectionTrait,
+    barber: i64,
+    service: i64,
+) -> async_graphql::Result<Arc<Offer>> {
+    let public = ctx.data::<PublicReads>()?;
+    let touched = ctx.data_opt::<Touched>();
+    let slots = touched.map(|_| slots_scope(barber));
+    let (offer, read) = public.offer(db, barber, service, slots).await?;
+    if let Some(touched) = touched {
+        let mut noted = touched.noted();
+        for (scope, version) in read {
+            // Two fields may read the same versions concurrently, around a
+            // write: if they saw different ones, the answer is not kept.
+            let seen = match noted.before.get(&scope) {
+                Some(earlier) if *earlier != version => None,
+                _ => version,
+            };
+            noted.before.insert(scope, seen);
+        }
     }
-    let version = public.cache.version(&scope).await.ok();
-    // Two fields may read the same barber's version concurrently, around a
-    // booking: if they saw different ones, the answer is not kept.
-    let mut noted = touched.noted();
-    let seen = match noted.before.get(&scope) {
-        Some(earlier) if *earlier != version => None,
-        _ => version,
-    };
-    noted.before.insert(scope, seen);
+    Ok(offer)
 }
 
 /// Notes that the answer holds only until `until` (free slots end and
@@ -364,6 +372,45 @@ fn decode(bytes: &[u8]) -> Option<(Header, &[u8])> {
     Some((serde_json::from_slice(header).ok()?, &data[1..]))
 }
 
+/// The scopes whose versions a computation starts from: the epoch, and a
+/// viewer's personal scopes; `None` for a viewer whose identity's version
+/// is not known (their answer is not kept).
+fn start_scopes(viewer: Option<&Viewer>) -> Option<Vec<String>> {
+    let mut scopes = vec![EPOCH.to_owned()];
+    if let Some(viewer) = viewer {
+        viewer.version?;
+        scopes.extend(personal_scopes(viewer));
+    }
+    Some(scopes)
+}
+
+/// What a computation for `viewer` starts from, given the `versions` of
+/// its [`start_scopes`].
+fn started(
+    viewer: Option<&Viewer>,
+    scopes: Vec<String>,
+    versions: impl IntoIterator<Item = u64>,
+) -> Started {
+    let mut read = scopes.into_iter().zip(versions);
+    let Some((_, epoch)) = read.next() else {
+        return Started(None);
+    };
+    // The identity as the viewer was loaded: a role gained since has moved
+    // it, and the answer computed with the old roles is outdated.
+    let personal = match viewer {
+        None => None,
+        Some(viewer) => {
+            let Some(identity) = viewer.version else {
+                return Started(None);
+            };
+            let mut personal = vec![(known::scope(viewer.id()), identity)];
+            personal.extend(read);
+            Some(personal)
+        }
+    };
+    Started(Some(AtStart { epoch, personal }))
+}
+
 impl PublicReads {
     pub fn new(cache: Cache) -> Self {
         Self { cache, offers: moka::sync::Cache::new(MAX_OFFERS) }
@@ -376,12 +423,17 @@ impl PublicReads {
     /// working hours bumps that version after it commits, so what is
     /// served here is what the database holds. Without the cache's
     /// versions, it is read from the database.
+    ///
+    /// Returns the versions it read, before any row: the shop's scope's,
+    /// then `also`'s, read with it in the same round trip (`None` when
+    /// they could not be read).
     pub async fn offer(
         &self,
         db: &impl sea_orm::ConnectionTrait,
         barber: i64,
         service: i64,
-    ) -> AppResult<Arc<Offer>> {
+        also: Option<String>,
+    ) -> AppResult<(Arc<Offer>, Vec<(String, Option<u64>)>)> {
         let kept = self.offers.get(&(barber, service));
         // A barber's shop never changes.
         let shop = match &kept {
@@ -395,12 +447,16 @@ impl PublicReads {
         };
         // Read before the rows, so that a kept offer is never newer than
         // the version it is kept with.
-        let version =
-            self.versions(&[shop_scope(shop)]).await.ok().and_then(|v| v.first().copied());
+        let scopes: Vec<String> = std::iter::once(shop_scope(shop)).chain(also).collect();
+        let versions: Vec<(String, Option<u64>)> = match self.versions(&scopes).await {
+            Ok(read) => scopes.into_iter().zip(read.into_iter().map(Some)).collect(),
+            Err(Unavailable) => scopes.into_iter().map(|scope| (scope, None)).collect(),
+        };
+        let version = versions[0].1;
         if let (Some(kept), Some(version)) = (&kept, version)
             && kept.version == version
         {
-            return Ok(kept.offer.clone());
+            return Ok((kept.offer.clone(), versions));
         }
         let offer = Arc::new(Offer::load(db, barber, service).await?);
         if let Some(version) = version
@@ -408,7 +464,7 @@ impl PublicReads {
         {
             self.offers.insert((barber, service), KeptOffer { version, offer: offer.clone() });
         }
-        Ok(offer)
+        Ok((offer, versions))
     }
 
     /// The answer kept under `key`, if there is one that may serve: not
@@ -433,7 +489,13 @@ impl PublicReads {
             true => self.cache.read_near(&[key.to_owned()]).await.pop()??,
             false => self.cache.read(key).await.ok()??,
         };
-        let (header, data) = decode(&bytes)?;
+        Self::candidate_of(&bytes, viewer)
+    }
+
+    /// The kept answer in `bytes`, if it may serve `viewer` (see
+    /// [`candidate`](Self::candidate)).
+    fn candidate_of(bytes: &[u8], viewer: Option<&Viewer>) -> Option<Candidate> {
+        let (header, data) = decode(bytes)?;
         if header.until.is_some_and(|until| until <= chrono::Utc::now().timestamp_millis()) {
             return None;
         }
@@ -450,11 +512,31 @@ impl PublicReads {
 
     /// The answer kept under `key` if it may serve (see
     /// [`candidate`](Self::candidate)) and every version it was read at is
-    /// still current: two round trips at most.
-    pub async fn lookup(&self, key: &str, viewer: Option<&Viewer>) -> Option<Kept> {
-        let candidate = self.candidate(key, viewer, false).await?;
-        let current = self.cache.versions(&candidate.scopes()).await.ok()?;
-        self.confirm(candidate, &current)
+    /// still current; else what computing it starts from (see
+    /// [`start`](Self::start)), read in the same round trip as the answer
+    /// that was not there: two round trips at most.
+    pub async fn lookup_or_start(
+        &self,
+        key: &str,
+        viewer: Option<&Viewer>,
+    ) -> Result<Kept, Started> {
+        let scopes = start_scopes(viewer);
+        let read = self.cache.read_and_versions(key, scopes.as_deref().unwrap_or_default()).await;
+        let Ok((bytes, at_start)) = read else {
+            return Err(Started(None));
+        };
+        if let Some(candidate) = bytes.and_then(|bytes| Self::candidate_of(&bytes, viewer))
+            && let Ok(current) = self.cache.versions(&candidate.scopes()).await
+            && let Some(kept) = self.confirm(candidate, &current)
+        {
+            return Ok(kept);
+        }
+        match scopes {
+            // A scope without a version yet gets one first.
+            Some(_) if at_start.iter().any(Option::is_none) => Err(self.start(viewer).await),
+            Some(scopes) => Err(started(viewer, scopes, at_start.into_iter().flatten())),
+            None => Err(Started(None)),
+        }
     }
 
     /// The candidate's answer, if `current` (the versions of its
@@ -479,25 +561,13 @@ impl PublicReads {
     /// Marks the start of a computation whose answer may be kept: everyone's
     /// without a `viewer`, else the viewer's own.
     pub async fn start(&self, viewer: Option<&Viewer>) -> Started {
-        let Some(viewer) = viewer else {
-            let epoch = self.cache.version(EPOCH).await.ok();
-            return Started(epoch.map(|epoch| AtStart { epoch, personal: None }));
-        };
-        // The identity as the viewer was loaded: a role gained since has
-        // moved it, and the answer computed with the old roles is outdated.
-        let Some(identity) = viewer.version else {
+        let Some(scopes) = start_scopes(viewer) else {
             return Started(None);
         };
-        let mut scopes = vec![EPOCH.to_owned()];
-        scopes.extend(personal_scopes(viewer));
-        let Ok(versions) = self.versions(&scopes).await else {
-            return Started(None);
-        };
-        let mut read = scopes.into_iter().zip(versions);
-        let epoch = read.next().map(|(_, epoch)| epoch);
-        let mut personal = vec![(known::scope(viewer.id()), identity)];
-        personal.extend(read);
-        Started(epoch.map(|epoch| AtStart { epoch, personal: Some(personal) }))
+        match self.versions(&scopes).await {
+            Ok(versions) => started(viewer, scopes, versions),
+            Err(Unavailable) => Started(None),
+        }
     }
 
     /// Keeps `response` under `key` with the versions of what it was read
@@ -523,10 +593,18 @@ impl PublicReads {
             let noted = touched.noted();
             (noted.after.iter().cloned().collect::<Vec<_>>(), noted.before.clone(), noted.until)
         };
-        let mut scopes = vec![EPOCH.to_owned()];
-        scopes.extend(after.iter().cloned());
-        let Ok(now) = self.versions(&scopes).await else {
-            return;
+        // Scopes read before their rows need no second look: a write since
+        // has moved them. Those read after do, with the epoch.
+        let now = match after.is_empty() {
+            true => vec![epoch],
+            false => {
+                let mut scopes = vec![EPOCH.to_owned()];
+                scopes.extend(after.iter().cloned());
+                let Ok(now) = self.versions(&scopes).await else {
+                    return;
+                };
+                now
+            }
         };
         if now.first() != Some(&epoch) {
             count(is_personal, "unkept");

@@ -440,3 +440,29 @@ api_test!(
         }
     }
 );
+
+// Computing free slots, with the barber's offer kept: one statement, and
+// five calls to Redis (the first point with the charge; the kept answer
+// not there, with the versions the computation starts from; the versions
+// of the shop and of the barber's slots; the rest of the cost; keeping
+// the answer).
+api_test!(
+    computed_free_slots_cost_one_statement_and_five_calls_to_redis,
+    [sqlite_redis, postgres_redis],
+    |app| {
+        let shop = ShopFixture::open(&app, "trips", "UTC", "09:00", "17:00").await;
+        let date = shop.upcoming_weekday();
+        assert_eq!(open_slots(&app, &shop, &date.to_string()).await.unwrap().len(), 31);
+        for weeks in 1..=2 {
+            let date = (date + chrono::Duration::days(7 * weeks)).to_string();
+            let (statements, trips) = (app.statements(), app.state.cache.round_trips());
+            assert_eq!(open_slots(&app, &shop, &date).await.unwrap().len(), 31);
+            assert_eq!(app.statements() - statements, 1, "the day's bookings and time off");
+            assert_eq!(app.state.cache.round_trips() - trips, 5, "calls to Redis, computed");
+            let (statements, trips) = (app.statements(), app.state.cache.round_trips());
+            assert_eq!(open_slots(&app, &shop, &date).await.unwrap().len(), 31);
+            assert_eq!(app.statements() - statements, 0, "kept");
+            assert_eq!(app.state.cache.round_trips() - trips, 1, "the charge, with the versions");
+        }
+    }
+);

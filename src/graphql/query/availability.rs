@@ -34,10 +34,8 @@ impl AvailabilityQuery {
         let barber = id::decode_as(&barber_id, Kind::Barber, "barberId")?;
         let service = id::decode_as(&service_id, Kind::Service, "serviceId")?;
         let db = db(ctx)?;
-        let offer = ctx.data::<public::PublicReads>()?.offer(db, barber, service).await?;
         // The shop's hours, policy and services shape the slots too.
-        public::touch_shop(ctx, offer.shop.id);
-        public::before_reading_slots(ctx, barber).await;
+        let offer = public::offer_for_slots(ctx, db, barber, service).await?;
         let open = offer.open_slots(db, date.0, Utc::now()).await?;
         public::valid_until(ctx, open.until);
         Ok(open
