@@ -37,6 +37,18 @@ wrk.headers["Content-Type"] = "application/json"
 local token = os.getenv("BENCH_TOKEN")
 if token and token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
 wrk.body = os.getenv("BENCH_BODY")
+-- With a file of bodies (one a line), requests take them in turn (each
+-- thread from the first; run one thread for each to be asked once).
+local bodies = {}
+local file = os.getenv("BENCH_BODIES")
+if file and file ~= "" then
+  for line in io.lines(file) do bodies[#bodies + 1] = line end
+  local next = 0
+  request = function()
+    next = next % #bodies + 1
+    return wrk.format(nil, nil, nil, bodies[next])
+  end
+end
 done = function(summary, latency, requests)
   io.write(string.format("BENCH requests=%d p50=%.3f p95=%.3f errors=%d\n",
     summary.requests, latency:percentile(50) / 1000, latency:percentile(95) / 1000,
@@ -126,6 +138,19 @@ def operations(token):
     while day.isoweekday() == 7:
         day += datetime.timedelta(days=1)
     month_ago = datetime.date.today() - datetime.timedelta(days=30)
+    # Every barber's free slots on any of the next 60 days: mostly asked
+    # for the first time, so computed, as browsing spread over many shops
+    # and days is.
+    everyone = graphql(
+        "{ shops(first: 100) { nodes { barbers(first: 10) { nodes { id services { id } } } } } }"
+    )
+    spread = [
+        {"b": b["id"], "s": b["services"][0]["id"],
+         "d": (datetime.date.today() + datetime.timedelta(days=days)).isoformat()}
+        for shop in everyone["shops"]["nodes"] for b in shop["barbers"]["nodes"] if b["services"]
+        for days in range(1, 61)
+    ]
+    slots = "query($b: ID!, $s: ID!, $d: Date!) { availableSlots(barberId: $b, serviceId: $s, date: $d) { startsAt } }"
     return [
         ("typename-signed-in", token, "{ __typename }", {}),
         ("typename-anonymous", None, "{ __typename }", {}),
@@ -147,6 +172,7 @@ def operations(token):
             "query($b: ID!, $s: ID!, $d: Date!) { availableSlots(barberId: $b, serviceId: $s, date: $d) { startsAt } }",
             {"b": barber["id"], "s": barber["services"][0]["id"], "d": day.isoformat()},
         ),
+        ("available-slots-spread", None, slots, spread),
         (
             "dashboard-30-days",
             token,
@@ -157,12 +183,24 @@ def operations(token):
 
 
 def run(args, server, script, name, token, query, variables):
-    graphql(query, variables, token)  # answers without errors
-    env = dict(os.environ, BENCH_BODY=json.dumps({"query": query, "variables": variables}),
-               BENCH_TOKEN=token or "")
-    # Warm up: caches, pools, the page cache.
-    subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", script, f"http://127.0.0.1:{PORT}/graphql"],
-                   env=env, capture_output=True, check=True)
+    """Runs one operation; `variables` is a list for an operation asked with
+    any of them, at random."""
+    env = dict(os.environ, BENCH_TOKEN=token or "", BENCH_BODIES="")
+    if isinstance(variables, list):
+        graphql(query, variables[0], token)  # answers without errors
+        with tempfile.NamedTemporaryFile("w", suffix=".bodies", delete=False) as f:
+            for each in variables:
+                f.write(json.dumps({"query": query, "variables": each}) + "\n")
+        env["BENCH_BODIES"] = f.name
+        env["BENCH_BODY"] = json.dumps({"query": query, "variables": variables[0]})
+    else:
+        graphql(query, variables, token)  # answers without errors
+        env["BENCH_BODY"] = json.dumps({"query": query, "variables": variables})
+    # Warm up: caches, pools, the page cache (not for a spread operation,
+    # whose requests are each asked once).
+    if not env["BENCH_BODIES"]:
+        subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", script, f"http://127.0.0.1:{PORT}/graphql"],
+                       env=env, capture_output=True, check=True)
     server_before, db_before, redis_before = cpu_ticks(server.pid), postgres_ticks(), redis_ticks()
     out = subprocess.run(
         ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "-s", script,

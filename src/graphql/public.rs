@@ -323,19 +323,15 @@ struct AtStart {
 #[derive(Clone)]
 pub struct PublicReads {
     cache: Cache,
-    /// Barbers' offers, by barber and service, with the version of their
+    /// Barbers' offers, by barber, service and the version of their
     /// shop's scope they were read at (see [`offer`](Self::offer)).
-    offers: moka::sync::Cache<(i64, i64), KeptOffer>,
+    offers: moka::future::Cache<(i64, i64, u64), Arc<Offer>>,
+    /// Each barber's shop, which never changes.
+    shops_of: moka::future::Cache<i64, i64>,
 }
 
-/// An offer as read at its shop's `version`.
-#[derive(Clone)]
-struct KeptOffer {
-    version: u64,
-    offer: Arc<Offer>,
-}
-
-/// Offers kept in this process; a few hundred bytes each.
+/// Offers kept in this process, a few hundred bytes each, and barbers'
+/// shops.
 const MAX_OFFERS: u64 = 20_000;
 
 impl std::fmt::Debug for PublicReads {
@@ -413,7 +409,15 @@ fn started(
 
 impl PublicReads {
     pub fn new(cache: Cache) -> Self {
-        Self { cache, offers: moka::sync::Cache::new(MAX_OFFERS) }
+        Self {
+            cache,
+            // Those of an old version are never read again.
+            offers: moka::future::Cache::builder()
+                .max_capacity(MAX_OFFERS)
+                .time_to_idle(std::time::Duration::from_secs(3600))
+                .build(),
+            shops_of: moka::future::Cache::new(MAX_OFFERS),
+        }
     }
 
     /// What `barber` offers for `service` (see [`Offer`]), read from the
@@ -434,36 +438,33 @@ impl PublicReads {
         service: i64,
         also: Option<String>,
     ) -> AppResult<(Arc<Offer>, Vec<(String, Option<u64>)>)> {
-        let kept = self.offers.get(&(barber, service));
-        // A barber's shop never changes.
-        let shop = match &kept {
-            Some(kept) => kept.offer.shop.id,
-            None => {
-                domain::barber::get(db, barber)
-                    .await?
+        let shop = self
+            .shops_of
+            .try_get_with(barber, async {
+                let barber = domain::barber::get(db, barber).await?;
+                Ok(barber
                     .ok_or_else(|| AppError::not_found("no barber has this `barberId`"))?
-                    .shop_id
-            }
-        };
-        // Read before the rows, so that a kept offer is never newer than
+                    .shop_id)
+            })
+            .await
+            .map_err(|error: Arc<AppError>| error.duplicate())?;
+        // Read before the rows, so that a kept offer is never older than
         // the version it is kept with.
         let scopes: Vec<String> = std::iter::once(shop_scope(shop)).chain(also).collect();
         let versions: Vec<(String, Option<u64>)> = match self.versions(&scopes).await {
             Ok(read) => scopes.into_iter().zip(read.into_iter().map(Some)).collect(),
             Err(Unavailable) => scopes.into_iter().map(|scope| (scope, None)).collect(),
         };
-        let version = versions[0].1;
-        if let (Some(kept), Some(version)) = (&kept, version)
-            && kept.version == version
-        {
-            return Ok((kept.offer.clone(), versions));
-        }
-        let offer = Arc::new(Offer::load(db, barber, service).await?);
-        if let Some(version) = version
-            && offer.shop.id == shop
-        {
-            self.offers.insert((barber, service), KeptOffer { version, offer: offer.clone() });
-        }
+        let load = async { Ok(Arc::new(Offer::load(db, barber, service).await?)) };
+        let offer = match versions[0].1 {
+            // Requests that find it missing together wait for one read.
+            Some(version) => self
+                .offers
+                .try_get_with((barber, service, version), load)
+                .await
+                .map_err(|error: Arc<AppError>| error.duplicate())?,
+            None => load.await?,
+        };
         Ok((offer, versions))
     }
 

@@ -108,3 +108,24 @@ api_test!(
         }
     }
 );
+
+// Requests that find an offer missing together wait for one read of it:
+// sixteen first reads of a barber's days cost their sixteen days and one
+// read of the offer, not sixteen.
+api_test!(first_reads_together_read_the_offer_once, [sqlite, postgres, sqlite_redis], |app| {
+    let shop = ShopFixture::open(&app, "herd", "UTC", "09:00", "17:00").await;
+    let date = shop.upcoming_weekday();
+    let before = app.statements();
+    let reads: Vec<_> = (0..16)
+        .map(|days| {
+            let (app, shop) = (&app, &shop);
+            async move { shop.slots(app, date + chrono::Duration::days(days)).await }
+        })
+        .collect();
+    let answers = futures_util::future::join_all(reads).await;
+    assert!(answers.iter().all(|slots| slots.len() == 31));
+    let spent = app.statements() - before;
+    // 16 days, the barber's shop, and the offer: barber, service, who
+    // offers it, shop, hours.
+    assert_eq!(spent, 16 + 1 + 5, "{spent} statements");
+});
