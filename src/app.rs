@@ -56,6 +56,8 @@ pub struct Shared {
     pub analytics: AnalyticsCache,
     /// The persisted queries kept in the cache.
     pub persisted: PersistedQueries,
+    /// What documents cost, paid on arrival.
+    pub known_costs: graphql::limits::KnownCosts,
     /// Signs and checks access tokens.
     pub tokens: TokenKeys,
     /// The identities of tokens already checked.
@@ -153,6 +155,7 @@ impl App {
             known,
             public,
             persisted: PersistedQueries::new(cache.clone()),
+            known_costs: graphql::limits::KnownCosts::default(),
             events,
             sockets: crate::graphql::ws::Sockets::default(),
             limits,

@@ -337,13 +337,16 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
         (None, Some(scope)) => vec![scope.clone()],
         (None, None) => Vec::new(),
     };
-    // A kept answer costs what its operation cost when it was computed:
-    // paid at once, with the first point (what can never be paid goes the
-    // long way, to be refused as too complex).
-    let prepaid = match &near {
-        Some(candidate) if candidate.cost() <= state.limits.burst() => candidate.cost().max(1),
-        _ => 1,
+    // A kept answer costs what its operation cost when it was computed,
+    // and a document seen before what it cost then: paid at once, with
+    // the first point (what can never be paid goes the long way, to be
+    // refused as too complex).
+    let known = match (&near, persisted) {
+        (Some(candidate), _) => Some(candidate.cost()),
+        (None, false) => state.known_costs.of(&request.query),
+        (None, true) => None,
     };
+    let prepaid = known.filter(|cost| *cost <= state.limits.burst()).unwrap_or(1).max(1);
     let (caller, versions) = match admitted.pay(&state, prepaid, &scopes).await {
         Ok(paid) => paid,
         Err(refused) => return refused,
@@ -404,6 +407,7 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     let touched = (!personal || keeping.is_some()).then(Touched::default);
     let info = OperationInfo::default();
     let requested_name = request.operation_name.clone();
+    let text = request.query.clone();
     let request = request
         .data(caller.key.clone())
         .data(budget.clone())
@@ -419,6 +423,7 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     )
     .await;
     super::ensure_error_codes(&mut response);
+    state.known_costs.learn(text, &info);
     let ran = info.name(requested_name.as_deref());
     // Never a document with a mutation in it, whichever operation ran.
     if let (Some((key, started)), Some(touched)) = (keeping, &touched)

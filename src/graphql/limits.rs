@@ -76,6 +76,8 @@ struct Seen {
     /// Whether every operation of the document is a query (async-graphql
     /// weighs cache hints over the whole document, not the one that runs).
     only_queries: bool,
+    /// Whether the document costs the same whatever its variables.
+    fixed_cost: bool,
 }
 
 impl OperationInfo {
@@ -99,10 +101,53 @@ impl OperationInfo {
         self.seen().cost.max(1)
     }
 
+    /// What any request sending the same document costs: this one's, when
+    /// it reached validation and its document's cost does not vary.
+    pub fn document_cost(&self) -> Option<u32> {
+        let seen = self.seen();
+        (seen.fixed_cost && seen.cost > 0).then_some(seen.cost)
+    }
+
     /// Whether the document held queries alone: its answer can change
     /// nothing, whichever operation ran.
     pub fn only_queries(&self) -> bool {
         self.seen().only_queries
+    }
+}
+
+/// What each document costs, by its text, for documents whose cost does
+/// not vary with their variables (most: a page size from a variable is
+/// what makes it vary). A request that sends one again pays its whole cost
+/// on arrival, in the round trip it makes anyway, and its operation owes
+/// nothing more: one call to the shared budget, not two.
+#[derive(Clone)]
+pub struct KnownCosts(moka::sync::Cache<String, u32>);
+
+impl Default for KnownCosts {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(CHECKED_BYTES / 4)
+                .weigher(|text: &String, _: &u32| u32::try_from(text.len()).unwrap_or(u32::MAX))
+                .build(),
+        )
+    }
+}
+
+impl KnownCosts {
+    /// What the document `query` costs, if known.
+    pub fn of(&self, query: &str) -> Option<u32> {
+        self.0.get(query)
+    }
+
+    /// Notes what the document `query` costs, as a request that ran it
+    /// found ([`OperationInfo::document_cost`]).
+    pub fn learn(&self, query: String, info: &OperationInfo) {
+        if let Some(cost) = info.document_cost()
+            && self.0.get(&query) != Some(cost)
+        {
+            self.0.insert(query, cost);
+        }
     }
 }
 
@@ -163,6 +208,9 @@ struct Checked {
     only_queries: bool,
     has_mutation: bool,
     only_subscriptions: bool,
+    /// Whether its cost may differ with its variables (see
+    /// [`super::expansion::cost_varies`]).
+    cost_varies: bool,
 }
 
 impl Checked {
@@ -178,6 +226,7 @@ impl Checked {
         if let Some(info) = info {
             let mut seen = info.seen();
             seen.only_queries = self.only_queries;
+            seen.fixed_cost = !self.cost_varies;
             seen.names.clone_from(&self.names);
         }
         Ok(())
@@ -312,7 +361,8 @@ impl Check {
             DocumentOperations::Multiple(ops) => ops.keys().map(|name| name.to_string()).collect(),
             DocumentOperations::Single(_) => Vec::new(),
         };
-        Ok(Checked { document, names, only_queries, has_mutation, only_subscriptions })
+        let cost_varies = super::expansion::cost_varies(&document);
+        Ok(Checked { document, names, only_queries, has_mutation, only_subscriptions, cost_varies })
     }
 
     /// The request's document, parsed and checked now or found so before.

@@ -458,7 +458,7 @@ api_test!(
             let (statements, trips) = (app.statements(), app.state.cache.round_trips());
             assert_eq!(open_slots(&app, &shop, &date).await.unwrap().len(), 31);
             assert_eq!(app.statements() - statements, 1, "the day's bookings and time off");
-            assert_eq!(app.state.cache.round_trips() - trips, 5, "calls to Redis, computed");
+            assert_eq!(app.state.cache.round_trips() - trips, 4, "calls to Redis, computed");
             let (statements, trips) = (app.statements(), app.state.cache.round_trips());
             assert_eq!(open_slots(&app, &shop, &date).await.unwrap().len(), 31);
             assert_eq!(app.statements() - statements, 0, "kept");

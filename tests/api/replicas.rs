@@ -186,3 +186,54 @@ async fn a_kept_answer_pays_its_point_in_the_one_round_trip_it_makes(builder: Te
     let refused = send(&app, Some(&user.token)).await.unwrap();
     assert_eq!(refused.status(), 401);
 }
+
+// A document seen before whose cost does not vary with its variables pays
+// it all on arrival, in the round trip it makes first: one call to the
+// budget, not two. One whose page size comes from a variable pays its
+// point, then the rest. Each request pays exactly its cost, once.
+async fn a_known_document_pays_its_cost_on_arrival(builder: TestAppBuilder) {
+    let app = builder.with_config(|config| fixed_budget(config, 300)).start().await;
+    let send = |query: &'static str, variables: serde_json::Value| {
+        let app = &app;
+        async move {
+            let before = app.state.cache.round_trips();
+            let response = app
+                .client
+                .post(app.url("/graphql"))
+                .json(&json!({ "query": query, "variables": variables }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let left: u64 =
+                response.headers()["RateLimit-Remaining"].to_str().unwrap().parse().unwrap();
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert!(body.get("errors").is_none(), "{body:#}");
+            let cost = body["extensions"]["cost"]["requested"].as_u64().unwrap();
+            (left, cost, app.state.cache.round_trips() - before)
+        }
+    };
+    // Anonymous and computed every time: each search is another answer.
+    let fixed = "query($s: String) { shops(first: 50, search: $s) { nodes { id name slug } } }";
+    let paged = "query($n: Int!) { shops(first: $n) { nodes { id name slug address } } }";
+    let (mut left, _, _) = send("{ __typename }", json!({})).await;
+    let mut trips = Vec::new();
+    for search in ["a", "b", "c"] {
+        let (now, cost, made) = send(fixed, json!({ "s": search })).await;
+        assert!(cost > 1, "costs {cost}");
+        assert_eq!(left - now, cost, "paid its cost once");
+        (left, trips) = (now, [trips, vec![made]].concat());
+    }
+    // Known: the charge of its whole cost; the answer not kept, with the
+    // versions it starts from; the versions of the list it showed, after;
+    // keeping it. No second call for the budget.
+    assert_eq!(trips[1..], [4, 4], "calls to Redis: {trips:?}");
+    let mut costs = Vec::new();
+    for n in [50, 10, 70, 10] {
+        let (now, cost, _) = send(paged, json!({ "n": n })).await;
+        assert_eq!(left - now, cost, "a page of {n} paid its cost once");
+        (left, costs) = (now, [costs, vec![cost]].concat());
+    }
+    assert!(costs[0] > costs[1] && costs[2] > costs[0], "costs by page: {costs:?}");
+}
+api_test!(a_known_document_pays_its_cost_on_arrival, [sqlite_redis, postgres_redis]);
