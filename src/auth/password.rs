@@ -8,7 +8,7 @@
 //! holding 19 MiB per blocking thread), each in memory kept from the last
 //! one: one buffer per core, for the life of the process.
 
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use anyhow::Context;
 use argon2::{
@@ -19,13 +19,16 @@ use tokio::sync::Semaphore;
 
 /// Turns to hash, and the memory hashes run in.
 struct Hashing {
-    turns: Semaphore,
+    turns: Arc<Semaphore>,
     memory: Mutex<Vec<Vec<Block>>>,
 }
 
 static HASHING: LazyLock<Hashing> = LazyLock::new(|| {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    Hashing { turns: Semaphore::new(cores), memory: Mutex::new(Vec::with_capacity(cores)) }
+    Hashing {
+        turns: Arc::new(Semaphore::new(cores)),
+        memory: Mutex::new(Vec::with_capacity(cores)),
+    }
 });
 
 /// Runs `hash` on the blocking pool in its turn, with memory of `blocks`
@@ -34,8 +37,12 @@ async fn in_turn<T: Send + 'static>(
     blocks: usize,
     hash: impl FnOnce(&mut [Block]) -> T + Send + 'static,
 ) -> anyhow::Result<T> {
-    let _turn = HASHING.turns.acquire().await.context("the hashing turns are closed")?;
+    // The turn goes with the hash: a request given up on (its timeout)
+    // leaves the hash running, and the turn held until it ends.
+    let turn =
+        HASHING.turns.clone().acquire_owned().await.context("the hashing turns are closed")?;
     tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let kept = (blocks == Params::DEFAULT_M_COST as usize)
             .then(|| HASHING.memory.lock().unwrap_or_else(PoisonError::into_inner).pop())
             .flatten();
