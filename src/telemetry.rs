@@ -225,11 +225,9 @@ pub struct Answered {
 /// Records the time a GraphQL request kept a worker thread busy, by
 /// operation and by whether it was computed or served kept: where the
 /// server's CPU goes.
-pub fn graphql_busy(answered: Option<&Answered>, busy: std::time::Duration) {
+pub fn graphql_busy(answered: Option<Answered>, busy: std::time::Duration) {
     let (operation, answer) = match answered {
-        Some(answered) => {
-            (answered.operation.clone(), if answered.kept { "kept" } else { "computed" })
-        }
+        Some(answered) => (answered.operation, if answered.kept { "kept" } else { "computed" }),
         None => ("refused".to_owned(), "refused"),
     };
     metrics::histogram!(

@@ -305,14 +305,14 @@ async fn admit_and_run(
     headers: &HeaderMap,
     request: async_graphql::Request,
 ) -> Response {
-    let (response, busy) = telemetry::Busy::new(async {
+    let (mut response, busy) = telemetry::Busy::new(async {
         match Admitted::admit(&state, ip, headers).await {
             Ok(admitted) => run(state.clone(), admitted, request).await,
             Err(refused) => refused,
         }
     })
     .await;
-    telemetry::graphql_busy(response.extensions().get::<telemetry::Answered>(), busy);
+    telemetry::graphql_busy(response.extensions_mut().remove::<telemetry::Answered>(), busy);
     response
 }
 
@@ -347,6 +347,9 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
         (None, true) => None,
     };
     let prepaid = known.filter(|cost| *cost <= state.limits.burst()).unwrap_or(1).max(1);
+    // A document whose cost is not known yet is learnt once it has run (a
+    // persisted query's text is not looked up, so not learnt either).
+    let to_learn = (known.is_none() && !persisted).then(|| request.query.clone());
     let (caller, versions) = match admitted.pay(&state, prepaid, &scopes).await {
         Ok(paid) => paid,
         Err(refused) => return refused,
@@ -407,7 +410,6 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     let touched = (!personal || keeping.is_some()).then(Touched::default);
     let info = OperationInfo::default();
     let requested_name = request.operation_name.clone();
-    let text = request.query.clone();
     let request = request
         .data(caller.key.clone())
         .data(budget.clone())
@@ -423,7 +425,9 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     )
     .await;
     super::ensure_error_codes(&mut response);
-    state.known_costs.learn(text, &info);
+    if let Some(text) = to_learn {
+        state.known_costs.learn(text, &info);
+    }
     let ran = info.name(requested_name.as_deref());
     // Never a document with a mutation in it, whichever operation ran.
     if let (Some((key, started)), Some(touched)) = (keeping, &touched)

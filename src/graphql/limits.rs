@@ -143,9 +143,7 @@ impl KnownCosts {
     /// Notes what the document `query` costs, as a request that ran it
     /// found ([`OperationInfo::document_cost`]).
     pub fn learn(&self, query: String, info: &OperationInfo) {
-        if let Some(cost) = info.document_cost()
-            && self.0.get(&query) != Some(cost)
-        {
+        if let Some(cost) = info.document_cost() {
             self.0.insert(query, cost);
         }
     }

@@ -442,12 +442,12 @@ api_test!(
 );
 
 // Computing free slots, with the barber's offer kept: one statement, and
-// five calls to Redis (the first point with the charge; the kept answer
-// not there, with the versions the computation starts from; the versions
-// of the shop and of the barber's slots; the rest of the cost; keeping
+// four calls to Redis (the charge, of the whole cost the document is known
+// to have; the kept answer not there, with the versions the computation
+// starts from; the versions of the shop and of the barber's slots; keeping
 // the answer).
 api_test!(
-    computed_free_slots_cost_one_statement_and_five_calls_to_redis,
+    computed_free_slots_cost_one_statement_and_four_calls_to_redis,
     [sqlite_redis, postgres_redis],
     |app| {
         let shop = ShopFixture::open(&app, "trips", "UTC", "09:00", "17:00").await;
