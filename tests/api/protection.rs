@@ -389,6 +389,11 @@ async fn metrics_show_requests_errors_and_the_pool(app: TestAppBuilder) {
         "bookedbarber_graphql_request_duration_seconds_count{{operation=\"{name}\",outcome=\"ok\"}}"
     );
     assert_eq!(count(&after, &latency) - count(&before, &latency), 1.0);
+    // Where the server's time went: by operation, computed or kept.
+    let busy = format!(
+        "bookedbarber_graphql_busy_seconds_count{{operation=\"{name}\",answer=\"computed\"}}"
+    );
+    assert_eq!(count(&after, &busy) - count(&before, &busy), 1.0, "{after}");
     let errors = "bookedbarber_graphql_errors_total{code=\"BAD_USER_INPUT\"}";
     assert!(count(&after, errors) - count(&before, errors) >= 1.0);
     for gauge in [
