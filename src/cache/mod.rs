@@ -381,25 +381,14 @@ impl Cache {
     /// The values stored under `keys`, in order, unless expired: the
     /// copies kept in process, and the rest in one round trip.
     pub async fn read_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Unavailable> {
-        Ok(self.read_many_and_versions(keys, &[]).await?.0)
-    }
-
-    /// The value stored under `key` (as [`read`](Self::read) reads it) and
-    /// the versions of `scopes` (as [`versions`](Self::versions) reads
-    /// them), in one round trip.
-    pub async fn read_and_versions(
-        &self,
-        key: &str,
-        scopes: &[String],
-    ) -> Result<(Option<Vec<u8>>, Vec<Option<u64>>), Unavailable> {
-        let (mut values, versions) = self.read_many_and_versions(&[key.to_owned()], scopes).await?;
-        Ok((values.pop().flatten(), versions))
+        Ok(self.read_and_versions(keys, &[]).await?.0)
     }
 
     /// The values stored under `keys`, in order, unless expired (the copies
-    /// kept in process, and the rest from the store), and the versions of
-    /// `scopes`: one round trip for all.
-    async fn read_many_and_versions(
+    /// kept in process, and the rest from the store, as
+    /// [`read`](Self::read) reads them), and the versions of `scopes` (as
+    /// [`versions`](Self::versions) reads them): one round trip for all.
+    pub async fn read_and_versions(
         &self,
         keys: &[String],
         scopes: &[String],

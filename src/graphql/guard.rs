@@ -5,13 +5,30 @@ use async_graphql::{Context, Guard, Result};
 use crate::{
     auth::{Identity, policy},
     error::AppError,
+    graphql::public::Touched,
 };
 
 static ANONYMOUS: Identity = Identity::Anonymous;
 
+/// Who a request runs as, in its data. Nothing but [`identity`] can read
+/// it, and that notes that the answer depends on who asked: an answer
+/// computed without asking is everyone's, and may serve anyone (see
+/// `public`). (What else differs by sender, the rate limit's budget, is
+/// `no_cache` and never kept.)
+pub struct Asking(Identity);
+
+impl Asking {
+    pub fn new(identity: Identity) -> Self {
+        Self(identity)
+    }
+}
+
 /// Who the request runs as; anonymous when the request carries no identity.
 pub fn identity<'a>(ctx: &'a Context<'_>) -> &'a Identity {
-    ctx.data_opt::<Identity>().unwrap_or(&ANONYMOUS)
+    if let Some(touched) = ctx.data_opt::<Touched>() {
+        touched.asked();
+    }
+    ctx.data_opt::<Asking>().map_or(&ANONYMOUS, |asking| &asking.0)
 }
 
 /// The field needs a signed-in viewer.

@@ -325,8 +325,8 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     // A kept answer here (not for a persisted query, whose text is not
     // known yet) has its versions read in the round trip that pays.
     let viewer = admitted.identity.viewer();
-    let near = match (!persisted).then(|| kept_key(&state, &request, viewer)).flatten() {
-        Some(key) => state.public.candidate(&key, viewer, true).await,
+    let near = match (!persisted).then(|| kept_keys(&state, &request, viewer)).flatten() {
+        Some(keys) => state.public.candidate(&keys, viewer, true).await,
         None => None,
     };
     // Else the round trip reads the version of a viewer admitted unchecked.
@@ -393,16 +393,16 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     // viewer (see `public`): one kept elsewhere (another replica), or a
     // persisted query's.
     let viewer = caller.identity.viewer();
-    let kept_key = match registration {
-        None => kept_key(&state, &request, viewer),
+    let kept_keys = match registration {
+        None => kept_keys(&state, &request, viewer),
         Some(_) => None,
     };
-    let keeping = match &kept_key {
+    let keeping = match &kept_keys {
         None => None,
-        Some(key) if looked_near => Some((key, state.public.start(viewer).await)),
-        Some(key) => match state.public.lookup_or_start(key, viewer).await {
+        Some(keys) if looked_near => Some((keys, state.public.start(viewer).await)),
+        Some(keys) => match state.public.lookup_or_start(keys, viewer).await {
             Ok(kept) => return answer_kept(&state, &caller, kept, prepaid, started).await,
-            Err(at_start) => Some((key, at_start)),
+            Err(at_start) => Some((keys, at_start)),
         },
     };
     // What an answer shows, for keeping it, and for how long any cache on
@@ -430,10 +430,10 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     }
     let ran = info.name(requested_name.as_deref());
     // Never a document with a mutation in it, whichever operation ran.
-    if let (Some((key, started)), Some(touched)) = (keeping, &touched)
+    if let (Some((keys, started)), Some(touched)) = (keeping, &touched)
         && info.only_queries()
     {
-        state.public.keep(key, started, touched, &response, info.cost(), ran.clone()).await;
+        state.public.keep(keys, started, touched, &response, info.cost(), ran.clone()).await;
     }
     // Kept once it parsed and validated (a field's error has a path; an
     // error of the whole request has none).
@@ -456,17 +456,21 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
 #[derive(Clone, Copy, Debug)]
 pub struct Prepaid(pub u32);
 
-/// The key an answer to `request` is kept under, when it may be kept.
-fn kept_key(
+/// The keys an answer to `request` may be kept under, when it may be
+/// kept: a signed-in viewer's may be everyone's when public answers are
+/// kept too.
+fn kept_keys(
     state: &AppState,
     request: &async_graphql::Request,
     viewer: Option<&crate::auth::Viewer>,
-) -> Option<String> {
+) -> Option<public::Keys> {
+    let config = &state.config;
     let may_keep = match viewer {
-        None => state.config.public_cache,
-        Some(_) => state.config.personal_cache,
+        None => config.public_cache,
+        Some(_) => config.personal_cache,
     };
-    may_keep.then(|| public::key(request, viewer.map(|viewer| viewer.id())))
+    let viewer = viewer.map(|viewer| viewer.id());
+    may_keep.then(|| public::Keys::of(request, viewer, config.public_cache))
 }
 
 /// `extensions.cost` of an answer: the points it cost and what is left.

@@ -292,7 +292,8 @@ pub async fn execute(
     let user = identity.viewer().map(|viewer| viewer.id());
     // An answer that may be kept is kept under versions read before it ran.
     let route = Arc::new(reads.route(user, touched.is_some()));
-    let mut request = register(request, route, &identity, touched.clone(), spawner).data(identity);
+    let mut request = register(request, route, &identity, touched.clone(), spawner)
+        .data(super::guard::Asking::new(identity));
     if let Some(touched) = touched {
         request = request.data(touched);
     }

@@ -54,6 +54,16 @@
 //! as for a public answer. Fields whose answer depends on anything else
 //! (the rate limit; invitations, which follow an email) are `no_cache`,
 //! and an answer with one is not kept.
+//!
+//! # Everyone's answers
+//!
+//! Most of what a signed-in user reads is what everyone reads (a shop's
+//! page, free slots): the answer does not depend on who asks. Resolvers
+//! learn who asks only through `guard::identity`, which notes it in the
+//! request's [`Touched`]; an answer computed without asking, public by its
+//! hints, is everyone's: kept under the public key (whoever computed it)
+//! and served to signed-in users too, once their identity's version is
+//! confirmed with the answer's, in the same round trip.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -130,6 +140,8 @@ struct Noted {
     /// The answer depends on the time too: kept until then at most (Unix
     /// milliseconds).
     until: Option<i64>,
+    /// A resolver asked who is asking (`guard::identity`).
+    asked: bool,
 }
 
 impl Touched {
@@ -140,6 +152,11 @@ impl Touched {
     /// The answer shows something of `shop`.
     pub fn shop(&self, shop: i64) {
         self.noted().after.insert(shop_scope(shop));
+    }
+
+    /// The answer depends on who is asking.
+    pub fn asked(&self) {
+        self.noted().asked = true;
     }
 
     /// The answer depends on which shops, barbers or services exist.
@@ -276,6 +293,10 @@ struct Header {
     /// One user's answer: no cache on the way may keep it.
     #[serde(default)]
     personal: bool,
+    /// Everyone's: computed without asking who asks, so it serves
+    /// signed-in users too (see "Everyone's answers").
+    #[serde(default)]
+    shared: bool,
 }
 
 /// An answer kept under a request's key, not yet known to be current.
@@ -340,18 +361,40 @@ impl std::fmt::Debug for PublicReads {
     }
 }
 
-/// The key of an answer: what was asked, exactly, and for a signed-in
-/// request by whom.
-pub fn key(request: &async_graphql::Request, viewer: Option<i64>) -> String {
-    let mut hash = Sha256::new();
-    hash.update(request.query.as_bytes());
-    hash.update([0]);
-    hash.update(request.operation_name.as_deref().unwrap_or("").as_bytes());
-    hash.update([0]);
-    hash.update(serde_json::to_vec(&request.variables).unwrap_or_default());
-    match viewer {
-        None => format!("public:answer:{:x}", hash.finalize()),
-        Some(user) => format!("personal:answer:{user}:{:x}", hash.finalize()),
+/// The keys an answer to a request may be kept under.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    /// For what was asked, exactly, and for a signed-in request by whom.
+    own: String,
+    /// For a signed-in request, everyone's answer to the same: where one
+    /// that did not ask who asks is kept (see "Everyone's answers").
+    everyone: Option<String>,
+}
+
+impl Keys {
+    /// The keys of `request`'s answer for `viewer`; with `shared`, a
+    /// signed-in viewer's answer may be everyone's.
+    pub fn of(request: &async_graphql::Request, viewer: Option<i64>, shared: bool) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(request.query.as_bytes());
+        hash.update([0]);
+        hash.update(request.operation_name.as_deref().unwrap_or("").as_bytes());
+        hash.update([0]);
+        hash.update(serde_json::to_vec(&request.variables).unwrap_or_default());
+        let hash = hash.finalize();
+        let public = || format!("public:answer:{hash:x}");
+        match viewer {
+            None => Keys { own: public(), everyone: None },
+            Some(user) => Keys {
+                own: format!("personal:answer:{user}:{hash:x}"),
+                everyone: shared.then(public),
+            },
+        }
+    }
+
+    /// The keys to read, the asker's own first.
+    fn all(&self) -> Vec<String> {
+        std::iter::once(&self.own).chain(&self.everyone).cloned().collect()
     }
 }
 
@@ -480,26 +523,39 @@ impl PublicReads {
     ///
     /// With `near_only`, only a copy kept in this process is looked at (no
     /// round trip).
+    ///
+    /// A signed-in viewer without an answer of their own may be served
+    /// everyone's (see "Everyone's answers"), its versions then with their
+    /// identity's.
     pub async fn candidate(
         &self,
-        key: &str,
+        keys: &Keys,
         viewer: Option<&Viewer>,
         near_only: bool,
     ) -> Option<Candidate> {
-        let bytes = match near_only {
-            true => self.cache.read_near(&[key.to_owned()]).await.pop()??,
-            false => self.cache.read(key).await.ok()??,
+        let keys = keys.all();
+        let read = match near_only {
+            true => self.cache.read_near(&keys).await,
+            false => self.cache.read_many(&keys).await.ok()?,
         };
-        Self::candidate_of(&bytes, viewer)
+        Self::choose(read, viewer)
+    }
+
+    /// The first of the answers `read` under [`Keys::all`] that may serve
+    /// `viewer`.
+    fn choose(read: Vec<Option<Vec<u8>>>, viewer: Option<&Viewer>) -> Option<Candidate> {
+        let mut read = read.into_iter();
+        let own = read.next().flatten().and_then(|bytes| Self::candidate_of(&bytes, viewer));
+        own.or_else(|| {
+            let everyones = read.next().flatten()?;
+            Self::everyones_for(&everyones, viewer?)
+        })
     }
 
     /// The kept answer in `bytes`, if it may serve `viewer` (see
     /// [`candidate`](Self::candidate)).
     fn candidate_of(bytes: &[u8], viewer: Option<&Viewer>) -> Option<Candidate> {
-        let (header, data) = decode(bytes)?;
-        if header.until.is_some_and(|until| until <= chrono::Utc::now().timestamp_millis()) {
-            return None;
-        }
+        let (header, data) = Self::unexpired(bytes)?;
         if let Some(viewer) = viewer {
             let identity = known::scope(viewer.id());
             let kept_at = header.versions.iter().find(|(scope, _)| *scope == identity);
@@ -511,6 +567,27 @@ impl PublicReads {
         Some(Candidate { header, data })
     }
 
+    /// Everyone's answer in `bytes` for signed-in `viewer`: current only
+    /// while their identity is as they were loaded (a session ended or a
+    /// role changed moves it, and the token is checked again), and for
+    /// them alone on the way.
+    fn everyones_for(bytes: &[u8], viewer: &Viewer) -> Option<Candidate> {
+        let (mut header, data) = Self::unexpired(bytes)?;
+        if !header.shared || header.personal {
+            return None;
+        }
+        header.versions.push((known::scope(viewer.id()), viewer.version?));
+        header.personal = true;
+        Some(Candidate { header, data: data.to_vec() })
+    }
+
+    /// The answer in `bytes`, unless past its time.
+    fn unexpired(bytes: &[u8]) -> Option<(Header, &[u8])> {
+        let (header, data) = decode(bytes)?;
+        let now = chrono::Utc::now().timestamp_millis();
+        header.until.is_none_or(|until| until > now).then_some((header, data))
+    }
+
     /// The answer kept under `key` if it may serve (see
     /// [`candidate`](Self::candidate)) and every version it was read at is
     /// still current; else what computing it starts from (see
@@ -518,15 +595,16 @@ impl PublicReads {
     /// that was not there: two round trips at most.
     pub async fn lookup_or_start(
         &self,
-        key: &str,
+        keys: &Keys,
         viewer: Option<&Viewer>,
     ) -> Result<Kept, Started> {
         let scopes = start_scopes(viewer);
-        let read = self.cache.read_and_versions(key, scopes.as_deref().unwrap_or_default()).await;
-        let Ok((bytes, at_start)) = read else {
+        let read =
+            self.cache.read_and_versions(&keys.all(), scopes.as_deref().unwrap_or_default()).await;
+        let Ok((answers, at_start)) = read else {
             return Err(Started(None));
         };
-        if let Some(candidate) = bytes.and_then(|bytes| Self::candidate_of(&bytes, viewer))
+        if let Some(candidate) = Self::choose(answers, viewer)
             && let Ok(current) = self.cache.versions(&candidate.scopes()).await
             && let Some(kept) = self.confirm(candidate, &current)
         {
@@ -546,7 +624,13 @@ impl PublicReads {
         let Candidate { header, data } = candidate;
         let fresh = header.versions.len() == current.len()
             && header.versions.iter().zip(current).all(|((_, kept), now)| Some(*kept) == *now);
-        count(header.personal, if fresh { "hit" } else { "stale" });
+        let outcome = match (fresh, header.shared) {
+            (false, _) => "stale",
+            // Everyone's, served to a signed-in user.
+            (true, true) if header.personal => "shared",
+            (true, _) => "hit",
+        };
+        count(header.personal, outcome);
         let cache_control = match header.personal {
             true => "no-store".to_owned(),
             false => cache_control(header.max_age, header.until),
@@ -571,12 +655,13 @@ impl PublicReads {
         }
     }
 
-    /// Keeps `response` under `key` with the versions of what it was read
-    /// from, unless a catalogue write moved the epoch since `started` or a
-    /// version could not be read.
+    /// Keeps `response` under its key with the versions of what it was
+    /// read from, unless a catalogue write moved the epoch since `started`
+    /// or a version could not be read: everyone's when it never asked who
+    /// asks and its hints say public, else the asker's own.
     pub async fn keep(
         &self,
-        key: &str,
+        keys: &Keys,
         started: Started,
         touched: &Touched,
         response: &async_graphql::Response,
@@ -586,13 +671,19 @@ impl PublicReads {
         let Some(AtStart { epoch, personal }) = started.0 else {
             return;
         };
+        let (after, before, until, asked) = {
+            let noted = touched.noted();
+            let after = noted.after.iter().cloned().collect::<Vec<_>>();
+            (after, noted.before.clone(), noted.until, noted.asked)
+        };
+        let shared = !asked && keepable(response, false).is_some();
+        let (key, personal) = match (&keys.everyone, personal) {
+            (Some(everyone), Some(_)) if shared => (everyone, None),
+            (_, personal) => (&keys.own, personal),
+        };
         let is_personal = personal.is_some();
         let Some(max_age) = keepable(response, is_personal) else {
             return;
-        };
-        let (after, before, until) = {
-            let noted = touched.noted();
-            (noted.after.iter().cloned().collect::<Vec<_>>(), noted.before.clone(), noted.until)
         };
         // Scopes read before their rows need no second look: a write since
         // has moved them. Those read after do, with the epoch.
@@ -622,7 +713,9 @@ impl PublicReads {
         let Ok(data) = serde_json::to_vec(&response.data) else {
             return;
         };
-        let header = Header { versions, cost, operation, max_age, until, personal: is_personal };
+        let shared = shared && !is_personal;
+        let header =
+            Header { versions, cost, operation, max_age, until, personal: is_personal, shared };
         if let Some(bytes) = encode(&header, &data) {
             let outcome = match self.cache.write(key, &bytes).await {
                 Ok(()) => "miss",

@@ -282,7 +282,7 @@ async fn sign_in(state: AppState, ip: ClientIp, payload: serde_json::Value) -> A
     let route = Arc::new(state.reads.primary_route());
     data.insert(Loaders::for_subscriptions(route.clone()));
     data.insert(route);
-    data.insert(identity.clone());
+    data.insert(super::guard::Asking::new(identity.clone()));
     data.insert(key);
     data.insert(RequestBudget(Arc::new(Mutex::new(budget))));
     data.insert(ip);

@@ -466,3 +466,111 @@ api_test!(
         }
     }
 );
+
+/// POSTs as `user`; the body and the `Cache-Control` header.
+async fn as_user(app: &TestApp, user: &TestUser, query: &str, variables: Value) -> (Value, String) {
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&user.token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let cache_control = response.headers()["cache-control"].to_str().unwrap().to_owned();
+    (response.json().await.unwrap(), cache_control)
+}
+
+// What everyone sees is one answer, whoever asks: a signed-in user reads
+// the one a browser left, and a browser the one a signed-in user left;
+// a booking shows in both at once, and an answer that asks who is asking
+// stays each one's own.
+api_test!(
+    a_signed_in_read_of_what_everyone_sees_is_everyones_answer,
+    [sqlite, sqlite_redis, postgres_redis],
+    |app| {
+        let other = second(&app).await;
+        let other = other.as_ref().unwrap_or(&app);
+        let shop = ShopFixture::open(&app, "shared", "UTC", "09:00", "17:00").await;
+        let client = app.register("client@shared.test", "correct horse battery", "Client").await;
+        // The client's token known on both servers.
+        for server in [&app, other] {
+            server.data_as(&client, "{ viewer { name } }", json!({})).await;
+        }
+        // Browsed anonymously here; the client's read there is that answer.
+        let page = json!({ "id": shop.shop_id });
+        let (browsed, _) = anonymous(&app, SHOP_PAGE, page.clone()).await;
+        let before = other.statements();
+        let (read, cache_control) = as_user(other, &client, SHOP_PAGE, page.clone()).await;
+        assert_eq!(other.statements() - before, 0, "everyone's answer: {read:#}");
+        assert_eq!(read["data"], browsed["data"]);
+        assert_eq!(cache_control, "no-store", "served to one person");
+
+        // Free slots the client computed first are everyone's too.
+        let date = shop.upcoming_weekday();
+        let start = shop.at(date, 10, 0);
+        let slots = json!({ "barber": shop.barber_id, "service": shop.service_id, "date": date.to_string() });
+        let starts = |answer: &Value| -> Vec<DateTime<Utc>> {
+            let slots = answer["data"]["availableSlots"].as_array().unwrap();
+            slots.iter().map(|slot| slot["startsAt"].as_str().unwrap().parse().unwrap()).collect()
+        };
+        let (computed, _) = as_user(&app, &client, SLOTS, slots.clone()).await;
+        assert!(starts(&computed).contains(&start), "{computed:#}");
+        let before = other.statements();
+        let (browsed, cache_control) = anonymous(other, SLOTS, slots.clone()).await;
+        assert_eq!(other.statements() - before, 0, "kept for everyone: {browsed:#}");
+        assert_eq!(browsed["data"], computed["data"]);
+        assert_eq!(cache_control.as_deref(), Some("max-age=5"));
+
+        // The client books it: the next read of either, anywhere, shows it.
+        let booked = shop.book(&app, &client, start).await;
+        assert!(booked.get("errors").is_none(), "{booked:#}");
+        let taken = |answer: &Value| !starts(answer).contains(&start);
+        for server in [&app, other] {
+            let (read, _) = as_user(server, &client, SLOTS, slots.clone()).await;
+            assert!(taken(&read), "{read:#}");
+            let (browsed, _) = anonymous(server, SLOTS, slots.clone()).await;
+            assert!(taken(&browsed), "{browsed:#}");
+        }
+
+        // An answer that asks who is asking is each one's own.
+        let who = "{ viewer { name } shops { totalCount } }";
+        let (nobody, _) = anonymous(&app, who, json!({})).await;
+        assert_eq!(nobody["data"]["viewer"], Value::Null);
+        for server in [&app, other] {
+            let (read, _) = as_user(server, &client, who, json!({})).await;
+            assert_eq!(read["data"]["viewer"]["name"], "Client", "{read:#}");
+        }
+        let (read, _) = as_user(other, &shop.owner, who, json!({})).await;
+        assert_ne!(read["data"]["viewer"]["name"], "Client", "{read:#}");
+        // So is one with what only some may see, though its hints say
+        // public: the owner's count of bookings is never anyone else's.
+        let staff_only = "query($id: ID!) { shop(id: $id) { name bookings { totalCount } } }";
+        let (owners, _) = as_user(&app, &shop.owner, staff_only, page.clone()).await;
+        assert_eq!(owners["data"]["shop"]["bookings"]["totalCount"], 1, "{owners:#}");
+        for server in [&app, other] {
+            let (read, _) = as_user(server, &client, staff_only, page.clone()).await;
+            assert_eq!(first_error(&read).0, "FORBIDDEN", "{read:#}");
+            let (browsed, _) = anonymous(server, staff_only, page.clone()).await;
+            assert_eq!(first_error(&browsed).0, "UNAUTHENTICATED", "{browsed:#}");
+        }
+
+        // A token whose session ended is refused, though everyone's answer
+        // would serve what it asks.
+        let (status, body) = app
+            .gql_with_header(&format!("Bearer {}", client.token), "mutation { logout }", json!({}))
+            .await;
+        assert_eq!((status, &body["data"]["logout"]), (200, &json!(true)), "{body:#}");
+        for server in [&app, other] {
+            let (status, body) = server
+                .gql_with_header(&format!("Bearer {}", client.token), SHOP_PAGE, page.clone())
+                .await;
+            assert_eq!(
+                (status, first_error(&body).0.as_str()),
+                (401, "UNAUTHENTICATED"),
+                "{body:#}"
+            );
+        }
+    }
+);
