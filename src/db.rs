@@ -35,6 +35,16 @@ impl StatementCounter {
     }
 }
 
+/// Every column of `C` as `table.column AS {prefix}column`, to read a
+/// model from a row that joins several (`Model::from_query_result(row,
+/// prefix)`).
+pub fn prefixed<C: sea_orm::Iterable + sea_orm::IdenStatic>(table: &str, prefix: &str) -> String {
+    C::iter()
+        .map(|column| format!("{table}.{name} AS {prefix}{name}", name = column.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Opens the pool described by `config`.
 pub async fn connect(config: &Config) -> anyhow::Result<(DatabaseConnection, StatementCounter)> {
     open(config, false).await

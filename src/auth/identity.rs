@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use entity::user;
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, IdenStatic, Iterable, Statement, Value};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value};
+
+use crate::db::prefixed;
 
 /// A user's role at one shop, beyond being a client everywhere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,13 +71,6 @@ impl Identity {
             Identity::User(viewer) => Some(viewer),
         }
     }
-}
-
-fn prefixed<C: Iterable + IdenStatic>(table: &str, prefix: &str) -> String {
-    C::iter()
-        .map(|column| format!("{table}.{name} AS {prefix}{name}", name = column.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// What became of the account and session a token names.

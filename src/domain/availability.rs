@@ -7,16 +7,18 @@
 
 use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
-use entity::{
-    BookingStatus, barber, barber_service, booking, service, shop, time_off, working_hours,
-};
+use entity::{BookingStatus, barber, booking, service, shop, time_off, working_hours};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, Statement,
+    Value,
     sea_query::{Expr, Query, UnionType},
 };
 
 use super::local_time::{self, boundary, day_bounds};
-use crate::error::{AppError, AppResult};
+use crate::{
+    db::prefixed,
+    error::{AppError, AppResult},
+};
 
 /// A shop's booking policy, in the shop's time zone.
 #[derive(Clone, Copy, Debug)]
@@ -196,30 +198,55 @@ impl Offer {
 }
 
 /// The barber, the service and the shop of a booking request, checked to
-/// belong together.
+/// belong together: one statement (it was four, one per table, on every
+/// booking).
 pub(crate) async fn offer(
     db: &impl ConnectionTrait,
     barber_id: i64,
     service_id: i64,
 ) -> AppResult<(barber::Model, service::Model, shop::Model)> {
-    let barber = super::barber::get(db, barber_id)
+    let backend = db.get_database_backend();
+    let (barber_param, service_param) = match backend {
+        sea_orm::DbBackend::Postgres => ("$1", "$2"),
+        _ => ("?1", "?2"),
+    };
+    // One row whatever is found: what is missing reads as nulls.
+    let sql = format!(
+        "SELECT {barbers}, {services}, {shops}, \
+         CAST(CASE WHEN EXISTS (SELECT 1 FROM barber_services o \
+             WHERE o.barber_id = b.id AND o.service_id = s.id) THEN 1 ELSE 0 END AS BIGINT) \
+             AS offered \
+         FROM (SELECT 1 AS one) one \
+         LEFT JOIN barbers b ON b.id = {barber_param} \
+         LEFT JOIN services s ON s.id = {service_param} \
+         LEFT JOIN shops h ON h.id = b.shop_id",
+        barbers = prefixed::<barber::Column>("b", "b_"),
+        services = prefixed::<service::Column>("s", "s_"),
+        shops = prefixed::<shop::Column>("h", "h_"),
+    );
+    let values = vec![Value::from(barber_id), Value::from(service_id)];
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?
-        .ok_or_else(|| AppError::not_found("no barber has this `barberId`"))?;
-    let service = super::service::get(db, service_id)
-        .await?
-        .ok_or_else(|| AppError::not_found("no service has this `serviceId`"))?;
-    let offered =
-        barber_service::Entity::find_by_id((barber_id, service_id)).one(db).await?.is_some();
-    if service.shop_id != barber.shop_id || !offered {
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("an offer's read returned no row")))?;
+    let found = |id: &str| row.try_get::<Option<i64>>("", id).map(|id| id.is_some());
+    if !found("b_id")? {
+        return Err(AppError::not_found("no barber has this `barberId`"));
+    }
+    if !found("s_id")? {
+        return Err(AppError::not_found("no service has this `serviceId`"));
+    }
+    let barber = barber::Model::from_query_result(&row, "b_")?;
+    let service = service::Model::from_query_result(&row, "s_")?;
+    if service.shop_id != barber.shop_id || row.try_get::<i64>("", "offered")? == 0 {
         return Err(AppError::bad_input(
             "this barber does not offer this service; see `Barber.services`",
         ));
     }
-    let shop = shop::Entity::find_by_id(barber.shop_id)
-        .one(db)
-        .await?
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("barber {barber_id} has no shop")))?;
-    Ok((barber, service, shop))
+    if !found("h_id")? {
+        return Err(AppError::Internal(anyhow::anyhow!("barber {barber_id} has no shop")));
+    }
+    Ok((barber, service, shop::Model::from_query_result(&row, "h_")?))
 }
 
 /// Free slots as of one instant, and how long they stay so.

@@ -6,7 +6,7 @@
 //! from the status it was read in, and payments never exceed the price.
 
 use chrono::{DateTime, Duration, Utc};
-use entity::{BookingStatus, PaymentMethod, booking, payment, shop};
+use entity::{BookingStatus, PaymentMethod, barber, booking, payment, service, shop};
 use sea_orm::{
     ActiveEnum, ActiveModelTrait,
     ActiveValue::Set,
@@ -108,14 +108,15 @@ async fn check_slot(
 }
 
 /// Books a slot for `client`, re-checking every rule; the price is the
-/// service's price now.
+/// service's price now. Returns the booking with the barber and the
+/// service it was made with, as read for it.
 #[tracing::instrument(skip_all, fields(barber.id = new.barber_id, service.id = new.service_id))]
 pub async fn create(
     db: &DatabaseConnection,
     client: &Viewer,
     new: NewBooking,
     now: DateTime<Utc>,
-) -> AppResult<Changed<booking::Model>> {
+) -> AppResult<(Changed<booking::Model>, barber::Model, service::Model)> {
     let (barber, service, shop) = offer(db, new.barber_id, new.service_id).await?;
     if !barber.active {
         return Err(AppError::bad_input("this barber takes no new bookings"));
@@ -154,7 +155,7 @@ pub async fn create(
     let event = event_of(&booking, EventKind::Created, client.id(), fields, None);
     let event = event_log::record(&txn, event, now).await?;
     txn.commit().await?;
-    Ok(booked(booking, None, event))
+    Ok((booked(booking, None, event), barber, service))
 }
 
 async fn find(db: &impl ConnectionTrait, id: i64) -> AppResult<booking::Model> {

@@ -171,7 +171,10 @@ api_test!(every_booking_rule_and_nothing_half_written, [sqlite, postgres], |app|
     use base64::Engine;
     let ghost = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("Barber:999999");
     let unknown = json!({ "input": { "barberId": ghost, "serviceId": shop.service_id, "startsAt": shop.at(date, 10, 0).to_rfc3339() } });
-    expect(&app.gql_as(&client, BOOK, unknown).await, "NOT_FOUND", &[]);
+    expect(&app.gql_as(&client, BOOK, unknown).await, "NOT_FOUND", &["barberId"]);
+    let ghost = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("Service:999999");
+    let unknown = json!({ "input": { "barberId": shop.barber_id, "serviceId": ghost, "startsAt": shop.at(date, 10, 0).to_rfc3339() } });
+    expect(&app.gql_as(&client, BOOK, unknown).await, "NOT_FOUND", &["serviceId"]);
     let malformed = json!({ "input": { "barberId": "nope", "serviceId": shop.service_id, "startsAt": shop.at(date, 10, 0).to_rfc3339() } });
     expect(&app.gql_as(&client, BOOK, malformed).await, "BAD_USER_INPUT", &["barberId"]);
     assert_eq!(bookings_in_db(&app).await, 0, "no refused request wrote anything");

@@ -125,7 +125,38 @@ api_test!(first_reads_together_read_the_offer_once, [sqlite, postgres, sqlite_re
     let answers = futures_util::future::join_all(reads).await;
     assert!(answers.iter().all(|slots| slots.len() == 31));
     let spent = app.statements() - before;
-    // 16 days, the barber's shop, and the offer: barber, service, who
-    // offers it, shop, hours.
-    assert_eq!(spent, 16 + 1 + 5, "{spent} statements");
+    // 16 days, the barber's shop, and the offer: the barber, the service
+    // and its shop in one statement, the hours in another.
+    assert_eq!(spent, 16 + 1 + 2, "{spent} statements");
+});
+
+// A booking costs a fixed number of statements: the offer (the barber, the
+// service and the shop together), the barber's hours, the days around the
+// slot, in its transaction the booking and its event with its deliveries
+// (two statements on SQLite), and after it the shop's time zone, for the
+// analytics. Its answer shows the barber and the service as the booking
+// was made with them, without reading them again.
+api_test!(a_booking_costs_a_fixed_number_of_statements, [sqlite, postgres], |app| {
+    let shop = ShopFixture::open(&app, "cost", "UTC", "09:00", "17:00").await;
+    let client = app.register("client@cost.test", "correct horse battery", "Client").await;
+    app.data_as(&client, "{ viewer { id } }", json!({})).await;
+    let book = "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id status barber { displayName } service { name priceCents } } }";
+    let date = shop.upcoming_weekday();
+    let mut costs = Vec::new();
+    for hour in [10, 11] {
+        let input = json!({ "barberId": shop.barber_id, "serviceId": shop.service_id, "startsAt": shop.at(date, hour, 0).to_rfc3339() });
+        let before = app.statements();
+        let data = app.data_as(&client, book, json!({ "input": input })).await;
+        costs.push(app.statements() - before);
+        assert_eq!(data["createBooking"]["status"], "CONFIRMED", "{data:#}");
+        assert!(data["createBooking"]["barber"]["displayName"].is_string(), "{data:#}");
+        assert_eq!(data["createBooking"]["service"]["priceCents"], 2500, "{data:#}");
+    }
+    eprintln!("{:?}: a booking costs {costs:?} statements", app.backend);
+    assert_eq!(costs[0], costs[1]);
+    let expected = match app.backend {
+        crate::helpers::Backend::Postgres => 6,
+        _ => 7,
+    };
+    assert_eq!(costs[0], expected, "{costs:?}");
 });

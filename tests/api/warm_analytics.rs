@@ -181,7 +181,7 @@ async fn random_write(app: &TestApp, effects: &Effects, w: &mut World, rng: &mut
                 notes: None,
             };
             let made = lifecycle::create(db, client, new, start - Duration::days(3)).await;
-            (format!("book {start}"), made.map(track))
+            (format!("book {start}"), made.map(|(made, ..)| made).map(track))
         }
         (6..=7, Some((id, _))) => {
             let start = random_start(rng);

@@ -18,7 +18,7 @@ use crate::{
         guard::{SignedIn, identity},
         id::{self, Kind},
         input::{CreateBookingInput, RecordPaymentInput},
-        loader::{BookingByIdLoader, PaymentsByBookingLoader},
+        loader::{BarberByIdLoader, BookingByIdLoader, PaymentsByBookingLoader, ServiceByIdLoader},
         object::{Booking, loader},
         publish,
     },
@@ -50,7 +50,11 @@ impl BookingMutation {
     ) -> async_graphql::Result<Booking> {
         let viewer = policy::require_viewer(identity(ctx))?;
         let new = NewBooking::try_from(input)?;
-        let booking = lifecycle::create(db(ctx)?, viewer, new, Utc::now()).await?;
+        let (booking, barber, service) =
+            lifecycle::create(db(ctx)?, viewer, new, Utc::now()).await?;
+        // The answer shows them as the booking was made with them, unread.
+        loader::<BarberByIdLoader>(ctx)?.feed_one(barber.id, barber).await;
+        loader::<ServiceByIdLoader>(ctx)?.feed_one(service.id, service).await;
         Ok(changed(ctx, booking).await?)
     }
 
