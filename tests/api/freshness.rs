@@ -56,11 +56,8 @@ async fn slots_kept(app: &TestApp, shop: &ShopFixture, date: &str) -> Vec<DateTi
         .collect()
 }
 
-/// A signed-in read, twice: the second is the kept answer, which costs no
-/// statement, and no cache on the way may keep it.
-async fn kept_as(app: &TestApp, user: &TestUser, query: &str, variables: Value) -> Value {
-    let first = app.data_as(user, query, variables.clone()).await;
-    let before = app.statements();
+/// POSTs as `user`; the body and the `Cache-Control` header.
+async fn as_user(app: &TestApp, user: &TestUser, query: &str, variables: Value) -> (Value, String) {
     let response = app
         .client
         .post(app.url("/graphql"))
@@ -69,8 +66,18 @@ async fn kept_as(app: &TestApp, user: &TestUser, query: &str, variables: Value) 
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers()["cache-control"], "no-store");
-    let again: Value = response.json().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let cache_control = response.headers()["cache-control"].to_str().unwrap().to_owned();
+    (response.json().await.unwrap(), cache_control)
+}
+
+/// A signed-in read, twice: the second is the kept answer, which costs no
+/// statement, and no cache on the way may keep it.
+async fn kept_as(app: &TestApp, user: &TestUser, query: &str, variables: Value) -> Value {
+    let first = app.data_as(user, query, variables.clone()).await;
+    let before = app.statements();
+    let (again, cache_control) = as_user(app, user, query, variables).await;
+    assert_eq!(cache_control, "no-store");
     assert_eq!(app.statements() - before, 0, "the second read of {query} is the kept answer");
     assert_eq!(first, again["data"], "{again:#}");
     first
@@ -466,21 +473,6 @@ api_test!(
         }
     }
 );
-
-/// POSTs as `user`; the body and the `Cache-Control` header.
-async fn as_user(app: &TestApp, user: &TestUser, query: &str, variables: Value) -> (Value, String) {
-    let response = app
-        .client
-        .post(app.url("/graphql"))
-        .bearer_auth(&user.token)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let cache_control = response.headers()["cache-control"].to_str().unwrap().to_owned();
-    (response.json().await.unwrap(), cache_control)
-}
 
 // What everyone sees is one answer, whoever asks: a signed-in user reads
 // the one a browser left, and a browser the one a signed-in user left;
