@@ -278,6 +278,51 @@ fn fragment_totals<'a>(
     Ok(totals)
 }
 
+/// Whether what the document costs may differ from one request to the
+/// next: it has several operations, a page size (`first`, `last`) comes
+/// from a variable, or a directive's argument does (`@skip(if: $x)`).
+/// Otherwise its cost is the document's own, whatever the variables.
+pub fn cost_varies(document: &ExecutableDocument) -> bool {
+    let operations = match &document.operations {
+        DocumentOperations::Single(operation) => vec![&operation.node],
+        DocumentOperations::Multiple(operations) => {
+            operations.values().map(|operation| &operation.node).collect()
+        }
+    };
+    operations.len() > 1
+        || operations.iter().any(|operation| set_varies(&operation.selection_set.node))
+        || document.fragments.values().any(|fragment| set_varies(&fragment.node.selection_set.node))
+}
+
+fn set_varies(set: &SelectionSet) -> bool {
+    set.items.iter().any(|item| match &item.node {
+        Selection::Field(field) => {
+            let field = &field.node;
+            field.arguments.iter().any(|(name, value)| {
+                matches!(name.node.as_str(), "first" | "last")
+                    && matches!(value.node, async_graphql_value::Value::Variable(_))
+            }) || directives_vary(&field.directives)
+                || set_varies(&field.selection_set.node)
+        }
+        Selection::FragmentSpread(spread) => directives_vary(&spread.node.directives),
+        Selection::InlineFragment(inline) => {
+            directives_vary(&inline.node.directives) || set_varies(&inline.node.selection_set.node)
+        }
+    })
+}
+
+fn directives_vary(
+    directives: &[async_graphql::Positioned<async_graphql::parser::types::Directive>],
+) -> bool {
+    directives.iter().any(|directive| {
+        directive
+            .node
+            .arguments
+            .iter()
+            .any(|(_, value)| matches!(value.node, async_graphql_value::Value::Variable(_)))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use async_graphql::parser::parse_query;
@@ -392,59 +437,10 @@ mod tests {
         let chain = bomb(20_000, 1);
         assert_eq!(count(&chain, 10), Ok(1));
     }
-}
 
-/// Whether what the document costs may differ from one request to the
-/// next: it has several operations, a page size (`first`, `last`) comes
-/// from a variable, or a directive's argument does (`@skip(if: $x)`).
-/// Otherwise its cost is the document's own, whatever the variables.
-pub fn cost_varies(document: &ExecutableDocument) -> bool {
-    let operations = match &document.operations {
-        DocumentOperations::Single(operation) => vec![&operation.node],
-        DocumentOperations::Multiple(operations) => {
-            operations.values().map(|operation| &operation.node).collect()
-        }
-    };
-    operations.len() > 1
-        || operations.iter().any(|operation| set_varies(&operation.selection_set.node))
-        || document.fragments.values().any(|fragment| set_varies(&fragment.node.selection_set.node))
-}
-
-fn set_varies(set: &SelectionSet) -> bool {
-    set.items.iter().any(|item| match &item.node {
-        Selection::Field(field) => {
-            let field = &field.node;
-            field.arguments.iter().any(|(name, value)| {
-                matches!(name.node.as_str(), "first" | "last")
-                    && matches!(value.node, async_graphql_value::Value::Variable(_))
-            }) || directives_vary(&field.directives)
-                || set_varies(&field.selection_set.node)
-        }
-        Selection::FragmentSpread(spread) => directives_vary(&spread.node.directives),
-        Selection::InlineFragment(inline) => {
-            directives_vary(&inline.node.directives) || set_varies(&inline.node.selection_set.node)
-        }
-    })
-}
-
-fn directives_vary(
-    directives: &[async_graphql::Positioned<async_graphql::parser::types::Directive>],
-) -> bool {
-    directives.iter().any(|directive| {
-        directive
-            .node
-            .arguments
-            .iter()
-            .any(|(_, value)| matches!(value.node, async_graphql_value::Value::Variable(_)))
-    })
-}
-
-#[cfg(test)]
-mod cost_tests {
     #[test]
     fn a_page_size_or_a_directive_from_a_variable_makes_the_cost_vary() {
-        let varies =
-            |query: &str| super::cost_varies(&async_graphql::parser::parse_query(query).unwrap());
+        let varies = |query: &str| cost_varies(&parse_query(query).unwrap());
         assert!(!varies("{ __typename }"));
         assert!(!varies("query($s: String) { shops(first: 5, search: $s) { nodes { id } } }"));
         assert!(varies("query($n: Int) { shops(first: $n) { nodes { id } } }"));

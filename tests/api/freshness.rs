@@ -25,13 +25,7 @@ async fn second(app: &TestApp) -> Option<TestApp> {
 
 /// POSTs anonymously; the body and the `Cache-Control` header.
 async fn anonymous(app: &TestApp, query: &str, variables: Value) -> (Value, Option<String>) {
-    let response = app
-        .client
-        .post(app.url("/graphql"))
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_graphql(None, query, variables).await;
     assert_eq!(response.status(), 200);
     let cache_control =
         response.headers().get("cache-control").map(|value| value.to_str().unwrap().to_owned());
@@ -58,14 +52,8 @@ async fn slots_kept(app: &TestApp, shop: &ShopFixture, date: &str) -> Vec<DateTi
 
 /// POSTs as `user`; the body and the `Cache-Control` header.
 async fn as_user(app: &TestApp, user: &TestUser, query: &str, variables: Value) -> (Value, String) {
-    let response = app
-        .client
-        .post(app.url("/graphql"))
-        .bearer_auth(&user.token)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap();
+    let bearer = format!("Bearer {}", user.token);
+    let response = app.post_graphql(Some(&bearer), query, variables).await;
     assert_eq!(response.status(), 200);
     let cache_control = response.headers()["cache-control"].to_str().unwrap().to_owned();
     (response.json().await.unwrap(), cache_control)

@@ -321,15 +321,24 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// POSTs a GraphQL operation, with `Authorization: <authorization>`
+    /// when given; the response as it came, headers and all.
+    pub async fn post_graphql(
+        &self,
+        authorization: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(self.url("/graphql"));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        request.json(&json!({ "query": query, "variables": variables })).send().await.unwrap()
+    }
+
     /// POSTs a GraphQL operation and returns the whole JSON response.
     pub async fn gql(&self, query: &str, variables: Value) -> Value {
-        let response = self
-            .client
-            .post(self.url("/graphql"))
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap();
+        let response = self.post_graphql(None, query, variables).await;
         assert_eq!(response.status(), 200, "GraphQL answers 200");
         response.json().await.unwrap()
     }
@@ -342,14 +351,7 @@ impl TestApp {
         query: &str,
         variables: Value,
     ) -> (u16, Value) {
-        let response = self
-            .client
-            .post(self.url("/graphql"))
-            .header("authorization", authorization)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap();
+        let response = self.post_graphql(Some(authorization), query, variables).await;
         (response.status().as_u16(), response.json().await.unwrap())
     }
 

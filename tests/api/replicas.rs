@@ -197,13 +197,7 @@ async fn a_known_document_pays_its_cost_on_arrival(builder: TestAppBuilder) {
         let app = &app;
         async move {
             let before = app.state.cache.round_trips();
-            let response = app
-                .client
-                .post(app.url("/graphql"))
-                .json(&json!({ "query": query, "variables": variables }))
-                .send()
-                .await
-                .unwrap();
+            let response = app.post_graphql(None, query, variables).await;
             assert_eq!(response.status(), 200);
             let left: u64 =
                 response.headers()["RateLimit-Remaining"].to_str().unwrap().parse().unwrap();
