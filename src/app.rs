@@ -17,7 +17,7 @@ use crate::{
     db::{self, StatementCounter},
     domain::{change::Effects, dashboard::AnalyticsCache},
     events::EventBus,
-    graphql::{self, AppSchema, persisted::PersistedQueries, public::PublicReads},
+    graphql::{self, Schemas, persisted::PersistedQueries, public::PublicReads},
     protect::{Admission, Limits},
     router, seed,
     server::{ConnectionLimits, fitting_connection_cap},
@@ -42,8 +42,8 @@ pub struct Shared {
     pub db: DatabaseConnection,
     /// Where reads that may use the read replica go.
     pub reads: db::replica::Reads,
-    /// The GraphQL schema, built once.
-    pub schema: AppSchema,
+    /// The GraphQL schemas, built once.
+    pub schemas: Schemas,
     /// Rate limiters, per client and for sign-ins.
     pub limits: Arc<Limits>,
     /// Turns for running GraphQL requests.
@@ -144,7 +144,7 @@ impl App {
         let events = EventBus::new(config.redis_url.as_deref(), cache.clone())?;
         let reads = db::replica::Reads::connect(&config, db.clone(), cache.clone()).await?;
         let state = AppState(Arc::new(Shared {
-            schema: graphql::build_schema(
+            schemas: graphql::build_schemas(
                 db.clone(),
                 tokens.clone(),
                 Effects::new(analytics.clone(), known.clone(), public.clone(), events.clone()),

@@ -372,6 +372,14 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
         Ok(caller) => caller,
         Err(refused) => return refused,
     };
+    // A document whose cost is known and cannot vary, paid in full on
+    // arrival, runs without the limits' extension (see `Schemas::lean`).
+    let fixed_cost = match (looked_near, persisted) {
+        (false, false) => known,
+        (true, false) => state.known_costs.of(&request.query),
+        (_, true) => None,
+    };
+    let lean = fixed_cost == Some(prepaid);
     let personal = caller.identity.viewer().is_some();
     let budget = caller.budget.clone();
     let registration = match persisted::resolve(&state.persisted, &mut request).await {
@@ -416,14 +424,18 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
         .data(info.clone())
         .data(caller.ip)
         .data(Prepaid(prepaid));
-    let mut response = super::loader::execute(
-        &state.schema,
-        request,
-        &state.reads,
-        caller.identity.clone(),
-        touched.clone(),
-    )
-    .await;
+    let schemas = &state.schemas;
+    let prepared = match lean {
+        true => schemas.limits.prepare(request, prepaid).map(|request| (&schemas.lean, request)),
+        false => Ok((&schemas.checked, request)),
+    };
+    let mut response = match prepared {
+        Ok((schema, request)) => {
+            let identity = caller.identity.clone();
+            super::loader::execute(schema, request, &state.reads, identity, touched.clone()).await
+        }
+        Err(refused) => async_graphql::Response::from_errors(vec![refused]),
+    };
     super::ensure_error_codes(&mut response);
     if let Some(text) = to_learn {
         state.known_costs.learn(text, &info);

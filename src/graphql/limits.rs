@@ -149,7 +149,10 @@ impl KnownCosts {
     }
 }
 
-/// The extension's factory; configured once.
+/// The query limits: the extension's factory, configured once, and what
+/// checks a request run without the extension ([`QueryLimits::prepare`]).
+/// Clones share the documents checked.
+#[derive(Clone)]
 pub struct QueryLimits {
     max_depth: usize,
     max_complexity: usize,
@@ -178,25 +181,62 @@ impl QueryLimits {
                 .build(),
         }
     }
+
+    /// Checks `request` as the extension does before async-graphql reads
+    /// it, for a request that runs on a schema without the extension: its
+    /// document's cost is known (a request with the same text passed
+    /// validation and every limit, and its cost cannot vary with the
+    /// variables) and was paid in full on arrival, so validation has
+    /// nothing left to check or charge. `paid` is recorded as its cost.
+    /// What may differ from the request that taught the cost (a NUL in a
+    /// variable, a mutation over GET) is refused here as there.
+    pub fn prepare(&self, request: Request, paid: u32) -> ServerResult<Request> {
+        let info = request_data::<OperationInfo>(&request).cloned();
+        let request = self.admit(request, false)?;
+        if let Some(info) = info {
+            info.seen().cost = paid;
+        }
+        Ok(request)
+    }
+
+    /// What the extension checks before async-graphql reads a request (see
+    /// [`Check::prepare_request`]); `over_ws`: it came over a subscription
+    /// connection. Returns it with its document parsed.
+    fn admit(&self, mut request: Request, over_ws: bool) -> ServerResult<Request> {
+        let via_get = request_data::<ViaGet>(&request).is_some();
+        let info = request_data::<OperationInfo>(&request);
+        let checked = self.checked(&request)?;
+        checked.admit(via_get, info)?;
+        // A subscription connection signed in once; everything else runs
+        // over HTTP, where each request is admitted, checked and charged.
+        if over_ws && !checked.only_subscriptions {
+            return Err(AppError::bad_input(
+                "only subscriptions run over `/graphql/ws`; send queries and mutations to `POST /graphql`",
+            )
+            .into_server_error());
+        }
+        // One rule for every text argument, before any resolver sees it.
+        if holds_nul(&checked.document, &request.variables) {
+            return Err(AppError::bad_input(
+                "the request holds a NUL character (U+0000), which no text may contain; remove it",
+            )
+            .into_server_error());
+        }
+        // async-graphql takes the document as it is: no second parse.
+        request.set_parsed_query(checked.document.clone());
+        Ok(request)
+    }
 }
 
 impl ExtensionFactory for QueryLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Check {
-            max_depth: self.max_depth,
-            max_complexity: self.max_complexity,
-            max_fields: self.max_fields,
-            checked: self.checked.clone(),
-        })
+        Arc::new(Check(self.clone()))
     }
 }
 
-struct Check {
-    max_depth: usize,
-    max_complexity: usize,
-    max_fields: usize,
-    checked: moka::sync::Cache<String, Arc<Checked>>,
-}
+/// The extension: checks a document before async-graphql reads it, and
+/// its complexity and cost after validation.
+struct Check(QueryLimits);
 
 /// A document that passed the checks, with what they learnt of it.
 struct Checked {
@@ -327,7 +367,7 @@ fn request_data<T: std::any::Any>(request: &Request) -> Option<&T> {
     request.data.get(&std::any::TypeId::of::<T>()).and_then(|data| data.downcast_ref::<T>())
 }
 
-impl Check {
+impl QueryLimits {
     /// Refuses a document that must not run, before async-graphql looks at
     /// it: its own recursion-depth check, complexity and depth all expand
     /// every fragment spread, and a kilobyte can spread 2^28 fields.
@@ -401,30 +441,11 @@ impl Extension for Check {
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        mut request: Request,
+        request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        let via_get = request_data::<ViaGet>(&request).is_some();
-        let info = request_data::<OperationInfo>(&request).cloned();
-        let checked = self.checked(&request)?;
-        checked.admit(via_get, info.as_ref())?;
-        // A subscription connection signed in once; everything else runs
-        // over HTTP, where each request is admitted, checked and charged.
-        if ctx.data_opt::<Arc<super::ws::Session>>().is_some() && !checked.only_subscriptions {
-            return Err(AppError::bad_input(
-                "only subscriptions run over `/graphql/ws`; send queries and mutations to `POST /graphql`",
-            )
-            .into_server_error());
-        }
-        // One rule for every text argument, before any resolver sees it.
-        if holds_nul(&checked.document, &request.variables) {
-            return Err(AppError::bad_input(
-                "the request holds a NUL character (U+0000), which no text may contain; remove it",
-            )
-            .into_server_error());
-        }
-        // async-graphql takes the document as it is: no second parse.
-        request.set_parsed_query(checked.document.clone());
+        let over_ws = ctx.data_opt::<Arc<super::ws::Session>>().is_some();
+        let request = self.0.admit(request, over_ws)?;
         next.run(ctx, request).await
     }
 
@@ -436,11 +457,11 @@ impl Extension for Check {
         let result = next.run(ctx).await?;
         // Depth was checked before validation, through fragments, as
         // async-graphql counts it here.
-        if result.complexity > self.max_complexity {
+        if result.complexity > self.0.max_complexity {
             return Err(vec![
                 AppError::QueryTooComplex(format!(
                     "the operation's complexity is {}; at most {} is allowed (a connection counts its nodes `first` times): ask for smaller pages",
-                    result.complexity, self.max_complexity
+                    result.complexity, self.0.max_complexity
                 ))
                 .into_server_error(),
             ]);

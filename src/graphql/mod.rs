@@ -37,35 +37,59 @@ use crate::{
 /// The API's schema type.
 pub type AppSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
 
-/// Builds the schema. Per-request data (identity, loaders) is added by the
-/// handler.
-pub fn build_schema(
+/// The schemas requests run on: the same types, resolvers and data, with
+/// the query limits' extension and without it.
+pub struct Schemas {
+    /// With the query limits' extension, which checks and charges a
+    /// document as async-graphql runs it: subscriptions, and every request
+    /// whose cost is not known and paid on arrival.
+    pub checked: AppSchema,
+    /// Without any extension. With one, async-graphql builds resolve info
+    /// for every field and every item of a list (two type names formatted
+    /// for each item, the field looked up in the registry), though ours
+    /// looks at none of it: a tenth of the time a page takes. For a
+    /// document the limits passed before whose whole, fixed, cost was paid
+    /// on arrival; [`limits::QueryLimits::prepare`] checks it first.
+    pub lean: AppSchema,
+    /// The limits both share.
+    pub limits: limits::QueryLimits,
+}
+
+/// Builds the schemas. Per-request data (identity, loaders) is added by
+/// the handler.
+pub fn build_schemas(
     db: DatabaseConnection,
     tokens: TokenKeys,
     effects: Effects,
     limits: Arc<Limits>,
     config: &Config,
-) -> AppSchema {
-    Schema::build(
-        query::Query::default(),
-        mutation::Mutation::default(),
-        subscription::Subscription::default(),
-    )
-    .extension(limits::QueryLimits::new(
+) -> Schemas {
+    let build = || {
+        Schema::build(
+            query::Query::default(),
+            mutation::Mutation::default(),
+            subscription::Subscription::default(),
+        )
+        .data(db.clone())
+        .data(tokens.clone())
+        .data(effects.analytics().clone())
+        .data(effects.public().clone())
+        .data(mutation::PrivateWebhooks(config.webhook_allow_private_addresses))
+        .data(effects.known().clone())
+        .data(effects.events().clone())
+        .data(effects.clone())
+        .data(limits.clone())
+    };
+    let query_limits = limits::QueryLimits::new(
         config.max_query_depth,
         config.max_query_complexity,
         config.max_query_fields,
-    ))
-    .data(db)
-    .data(tokens)
-    .data(effects.analytics().clone())
-    .data(effects.public().clone())
-    .data(mutation::PrivateWebhooks(config.webhook_allow_private_addresses))
-    .data(effects.known().clone())
-    .data(effects.events().clone())
-    .data(effects)
-    .data(limits)
-    .finish()
+    );
+    Schemas {
+        checked: build().extension(query_limits.clone()).finish(),
+        lean: build().finish(),
+        limits: query_limits,
+    }
 }
 
 /// The schema in SDL, as `bookedbarber schema` prints it.

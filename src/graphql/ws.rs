@@ -329,7 +329,7 @@ async fn serve(state: AppState, ip: ClientIp, protocol: WebSocketProtocols, sock
                 _ => None,
             })
         });
-    let schema = state.schema.clone();
+    let schema = state.schemas.checked.clone();
     let graphql = async_graphql::http::WebSocket::new(schema, input, protocol)
         .on_connection_init(move |payload| async move {
             sign_in(state, ip, payload)

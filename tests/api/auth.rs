@@ -206,6 +206,22 @@ api_test!(mutations_are_refused_over_get, [sqlite, postgres], |app| {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(first_error(&body).0, "BAD_USER_INPUT");
     assert!(stored_users(&app).await.is_empty(), "nothing written");
+    // A document whose cost is known from a POST runs without the limits'
+    // extension: refused over GET all the same.
+    let mutation = "mutation($i: RegisterInput!) { register(input: $i) { token } }";
+    let input = |email: &str| json!({ "i": { "email": email, "password": "correct horse battery", "name": "G" } });
+    app.data(mutation, input("post@example.com")).await;
+    let variables = input("get@example.com").to_string();
+    let response = app
+        .client
+        .get(app.url("/graphql"))
+        .query(&[("query", mutation), ("variables", variables.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let emails: Vec<String> = stored_users(&app).await.into_iter().map(|u| u.email).collect();
+    assert_eq!(emails, ["post@example.com"], "nothing written over GET");
 });
 
 api_test!(a_persisted_mutation_does_not_run_over_get, [sqlite, postgres], |app| {

@@ -52,6 +52,14 @@ api_test!(a_nul_character_is_refused_wherever_it_is_sent, [sqlite, postgres], |a
     // Two of them were signed in, as the owner whose token's identity is
     // kept since the shop was opened: nothing ran.
     assert_eq!(app.statements() - before, 0, "refused before any resolver ran");
+    // In the variables of a document whose cost is known (it ran before),
+    // which runs without the limits' extension.
+    let search = "query($s: String) { shops(search: $s) { totalCount } }";
+    app.data(search, json!({ "s": "a" })).await;
+    let before = app.statements();
+    let message = refused(&app, None, search, json!({ "s": "a\u{0}" })).await;
+    assert!(message.contains("NUL"), "{message}");
+    assert_eq!(app.statements() - before, 0, "refused before any resolver ran");
 });
 
 api_test!(every_mutation_takes_the_longest_text_it_allows_and_no_more, [sqlite, postgres], |app| {
