@@ -299,21 +299,28 @@ struct Header {
     shared: bool,
 }
 
-/// An answer kept under a request's key, not yet known to be current.
+/// The answers kept under a request's keys that may serve it, not yet
+/// known to be current: the asker's own first, then everyone's.
 pub struct Candidate {
-    header: Header,
-    data: Vec<u8>,
+    answers: Vec<(Header, Vec<u8>)>,
 }
 
 impl Candidate {
     /// The points its operation cost when it was computed.
     pub fn cost(&self) -> u32 {
-        self.header.cost
+        self.answers.first().map_or(1, |(header, _)| header.cost)
     }
 
-    /// The scopes whose versions tell whether it is current.
+    /// The scopes whose versions tell whether each answer is current,
+    /// each once.
     pub fn scopes(&self) -> Vec<String> {
-        self.header.versions.iter().map(|(scope, _)| scope.clone()).collect()
+        let mut scopes: Vec<String> = Vec::new();
+        for (scope, _) in self.answers.iter().flat_map(|(header, _)| &header.versions) {
+            if !scopes.contains(scope) {
+                scopes.push(scope.clone());
+            }
+        }
+        scopes
     }
 }
 
@@ -541,20 +548,26 @@ impl PublicReads {
         Self::choose(read, viewer)
     }
 
-    /// The first of the answers `read` under [`Keys::all`] that may serve
-    /// `viewer`.
+    /// The answers `read` under [`Keys::all`] that may serve `viewer`, if
+    /// any. Both are kept: an own answer that turns out stale may stand
+    /// beside everyone's that is current (one an earlier build kept, or
+    /// one a document that asks who asks only at times kept), and
+    /// [`confirm`](Self::confirm) serves the first that is current.
     fn choose(read: Vec<Option<Vec<u8>>>, viewer: Option<&Viewer>) -> Option<Candidate> {
         let mut read = read.into_iter();
         let own = read.next().flatten().and_then(|bytes| Self::candidate_of(&bytes, viewer));
-        own.or_else(|| {
-            let everyones = read.next().flatten()?;
-            Self::everyones_for(&everyones, viewer?)
-        })
+        let everyones = read
+            .next()
+            .flatten()
+            .zip(viewer)
+            .and_then(|(bytes, viewer)| Self::everyones_for(&bytes, viewer));
+        let answers: Vec<(Header, Vec<u8>)> = own.into_iter().chain(everyones).collect();
+        (!answers.is_empty()).then_some(Candidate { answers })
     }
 
     /// The kept answer in `bytes`, if it may serve `viewer` (see
     /// [`candidate`](Self::candidate)).
-    fn candidate_of(bytes: &[u8], viewer: Option<&Viewer>) -> Option<Candidate> {
+    fn candidate_of(bytes: &[u8], viewer: Option<&Viewer>) -> Option<(Header, Vec<u8>)> {
         let (header, data) = Self::unexpired(bytes)?;
         if let Some(viewer) = viewer {
             let identity = known::scope(viewer.id());
@@ -563,22 +576,21 @@ impl PublicReads {
                 return None;
             }
         }
-        let data = data.to_vec();
-        Some(Candidate { header, data })
+        Some((header, data.to_vec()))
     }
 
     /// Everyone's answer in `bytes` for signed-in `viewer`: current only
     /// while their identity is as they were loaded (a session ended or a
     /// role changed moves it, and the token is checked again), and for
     /// them alone on the way.
-    fn everyones_for(bytes: &[u8], viewer: &Viewer) -> Option<Candidate> {
+    fn everyones_for(bytes: &[u8], viewer: &Viewer) -> Option<(Header, Vec<u8>)> {
         let (mut header, data) = Self::unexpired(bytes)?;
         if !header.shared || header.personal {
             return None;
         }
         header.versions.push((known::scope(viewer.id()), viewer.version?));
         header.personal = true;
-        Some(Candidate { header, data: data.to_vec() })
+        Some((header, data.to_vec()))
     }
 
     /// The answer in `bytes`, unless past its time.
@@ -618,12 +630,28 @@ impl PublicReads {
         }
     }
 
-    /// The candidate's answer, if `current` (the versions of its
-    /// [`scopes`](Candidate::scopes), read now) are those it was read at.
+    /// The first of the candidate's answers whose versions are those in
+    /// `current` (the versions of its [`scopes`](Candidate::scopes), read
+    /// now).
     pub fn confirm(&self, candidate: Candidate, current: &[Option<u64>]) -> Option<Kept> {
-        let Candidate { header, data } = candidate;
-        let fresh = header.versions.len() == current.len()
-            && header.versions.iter().zip(current).all(|((_, kept), now)| Some(*kept) == *now);
+        let scopes = candidate.scopes();
+        let read = scopes.len() == current.len();
+        let now: BTreeMap<&str, Option<u64>> =
+            scopes.iter().map(String::as_str).zip(current.iter().copied()).collect();
+        let is_fresh = |header: &Header| {
+            read && header
+                .versions
+                .iter()
+                .all(|(scope, kept)| now.get(scope.as_str()).copied().flatten() == Some(*kept))
+        };
+        let mut answers = candidate.answers;
+        if answers.is_empty() {
+            return None;
+        }
+        let served = answers.iter().position(|(header, _)| is_fresh(header));
+        let fresh = served.is_some();
+        // The first that is current, or (to count it stale) the first.
+        let (header, data) = answers.swap_remove(served.unwrap_or(0));
         let outcome = match (fresh, header.shared) {
             (false, _) => "stale",
             // Everyone's, served to a signed-in user.
@@ -793,7 +821,63 @@ pub fn cache_control(max_age: i32, until: Option<i64>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::cache_control;
+    use super::{Header, PublicReads, cache_control, encode};
+    use crate::auth::{Viewer, known};
+
+    fn viewer(version: u64) -> Viewer {
+        let now = chrono::Utc::now();
+        let user = entity::user::Model {
+            id: 7,
+            email: "seven@example.com".to_owned(),
+            password_hash: String::new(),
+            name: "Seven".to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
+        Viewer { user, memberships: Vec::new(), session: None, version: Some(version) }
+    }
+
+    fn kept(versions: &[(&str, u64)], personal: bool, shared: bool, data: &str) -> Vec<u8> {
+        let versions = versions.iter().map(|(scope, v)| ((*scope).to_owned(), *v)).collect();
+        let header = Header {
+            versions,
+            cost: 1,
+            operation: None,
+            max_age: 5,
+            until: None,
+            personal,
+            shared,
+        };
+        encode(&header, data.as_bytes()).unwrap()
+    }
+
+    /// An own answer may be stale beside everyone's that is current (an
+    /// earlier build kept it, or the document asked who asks only that
+    /// time): everyone's serves, rather than neither until the own expires.
+    /// Own answers come first when both are current.
+    #[test]
+    fn a_stale_own_answer_does_not_hide_everyones() {
+        let second = std::time::Duration::from_secs(1);
+        let cache = crate::cache::Cache::new(None, "test", second, second).unwrap();
+        let reads = PublicReads::new(cache);
+        let me = viewer(3);
+        let identity = known::scope(me.id());
+        let own = kept(&[(identity.as_str(), 3), ("epoch", 1), ("shop:1", 4)], true, false, "own");
+        let everyones = kept(&[("epoch", 1), ("shop:1", 5)], false, true, "everyone's");
+        let read = || vec![Some(own.clone()), Some(everyones.clone())];
+        let candidate = PublicReads::choose(read(), Some(&me)).unwrap();
+        let scopes = candidate.scopes();
+        assert_eq!(scopes, [identity.as_str(), "epoch", "shop:1"], "each scope read once");
+        let served = reads.confirm(candidate, &[Some(3), Some(1), Some(5)]).unwrap();
+        assert_eq!(served.data, b"everyone's");
+        assert_eq!(served.cache_control, "no-store", "for one viewer on the way");
+        let candidate = PublicReads::choose(read(), Some(&me)).unwrap();
+        let served = reads.confirm(candidate, &[Some(3), Some(1), Some(4)]).unwrap();
+        assert_eq!(served.data, b"own");
+        // A session ended: neither serves.
+        let candidate = PublicReads::choose(read(), Some(&me)).unwrap();
+        assert!(reads.confirm(candidate, &[Some(4), Some(1), Some(5)]).is_none());
+    }
 
     #[test]
     fn no_cache_keeps_an_answer_past_the_instant_it_ends() {
