@@ -73,6 +73,15 @@ api_test!(cancel_by_client_until_the_cutoff_and_by_staff_any_time, [sqlite, post
         - Duration::minutes(i64::from(chrono::Timelike::minute(&soon) % 15))
         - Duration::seconds(i64::from(chrono::Timelike::second(&soon)))
         - Duration::nanoseconds(i64::from(soon.timestamp_subsec_nanos()));
+    // Every day is open 00:00–24:00, but no booking runs across midnight
+    // (each day's hours end there): one that would starts at midnight,
+    // still inside the cut-off.
+    let ends = soon + Duration::minutes(30);
+    let soon = match ends.date_naive() == soon.date_naive() || ends.time() == chrono::NaiveTime::MIN
+    {
+        true => soon,
+        false => ends.date_naive().and_time(chrono::NaiveTime::MIN).and_utc(),
+    };
     let id = booked(&app, &shop, &client, soon).await;
     let late = app.gql_as(&client, CANCEL, json!({ "id": id })).await;
     let (found, message) = first_error(&late);
