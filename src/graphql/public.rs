@@ -306,9 +306,11 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// The points its operation cost when it was computed.
+    /// The points its operation cost when it was computed: the least of
+    /// its answers' (an earlier build may have weighed it otherwise), to
+    /// pay on arrival; the one served charges any rest.
     pub fn cost(&self) -> u32 {
-        self.answers.first().map_or(1, |(header, _)| header.cost)
+        self.answers.iter().map(|(header, _)| header.cost).min().unwrap_or(1)
     }
 
     /// The scopes whose versions tell whether each answer is current,
@@ -839,15 +841,10 @@ mod tests {
 
     fn kept(versions: &[(&str, u64)], personal: bool, shared: bool, data: &str) -> Vec<u8> {
         let versions = versions.iter().map(|(scope, v)| ((*scope).to_owned(), *v)).collect();
-        let header = Header {
-            versions,
-            cost: 1,
-            operation: None,
-            max_age: 5,
-            until: None,
-            personal,
-            shared,
-        };
+        // An own answer kept by an earlier build that weighed it more.
+        let cost = if personal { 4 } else { 1 };
+        let header =
+            Header { versions, cost, operation: None, max_age: 5, until: None, personal, shared };
         encode(&header, data.as_bytes()).unwrap()
     }
 
@@ -868,6 +865,7 @@ mod tests {
         let candidate = PublicReads::choose(read(), Some(&me)).unwrap();
         let scopes = candidate.scopes();
         assert_eq!(scopes, [identity.as_str(), "epoch", "shop:1"], "each scope read once");
+        assert_eq!(candidate.cost(), 1, "paid on arrival: no more than either answer costs");
         let served = reads.confirm(candidate, &[Some(3), Some(1), Some(5)]).unwrap();
         assert_eq!(served.data, b"everyone's");
         assert_eq!(served.cache_control, "no-store", "for one viewer on the way");
