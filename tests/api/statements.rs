@@ -152,7 +152,6 @@ api_test!(a_booking_costs_a_fixed_number_of_statements, [sqlite, postgres], |app
         assert!(data["createBooking"]["barber"]["displayName"].is_string(), "{data:#}");
         assert_eq!(data["createBooking"]["service"]["priceCents"], 2500, "{data:#}");
     }
-    eprintln!("{:?}: a booking costs {costs:?} statements", app.backend);
     assert_eq!(costs[0], costs[1]);
     let expected = match app.backend {
         crate::helpers::Backend::Postgres => 6,
