@@ -107,6 +107,14 @@ pub struct Config {
     /// An idle pooled connection is closed after this many seconds.
     #[arg(long, env = "DATABASE_IDLE_TIMEOUT_SECS", default_value_t = 300, global = true)]
     pub database_idle_timeout_secs: u64,
+    /// A pooled connection idle this many milliseconds is pinged before it
+    /// is used, and replaced when it does not answer; 0 pings it every time.
+    #[arg(long, env = "DATABASE_PING_IDLE_MS", default_value_t = 1_000, global = true)]
+    pub database_ping_idle_ms: u64,
+    /// Prepared statements each pooled connection keeps (the least used
+    /// is closed to make room for a new one).
+    #[arg(long, env = "DATABASE_STATEMENT_CACHE", default_value_t = 100, global = true)]
+    pub database_statement_cache: usize,
     /// Longest a single statement may run while serving, in milliseconds
     /// (PostgreSQL `statement_timeout`; SQLite's lock wait); kept below the
     /// request timeout. 0 turns it off. `migrate` and `seed` run without it.
@@ -267,6 +275,8 @@ impl std::fmt::Debug for Config {
             .field("database_min_connections", &self.database_min_connections)
             .field("database_acquire_timeout_secs", &self.database_acquire_timeout_secs)
             .field("database_idle_timeout_secs", &self.database_idle_timeout_secs)
+            .field("database_ping_idle_ms", &self.database_ping_idle_ms)
+            .field("database_statement_cache", &self.database_statement_cache)
             .field("database_statement_timeout_ms", &self.database_statement_timeout_ms)
             .field("database_read_url", &self.database_read_url.as_deref().map(crate::db::redacted))
             .field("read_after_write_secs", &self.read_after_write_secs)
@@ -328,6 +338,10 @@ impl Config {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.database_idle_timeout_secs)
+    }
+
+    pub fn ping_idle(&self) -> Duration {
+        Duration::from_millis(self.database_ping_idle_ms)
     }
 
     pub fn request_timeout(&self) -> Duration {

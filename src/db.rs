@@ -68,28 +68,40 @@ async fn open(
         .min_connections(config.database_min_connections)
         .acquire_timeout(config.acquire_timeout())
         .idle_timeout(config.idle_timeout())
+        // sqlx pings every connection it hands out by default: a round trip
+        // before every statement, and a wake-up of PostgreSQL, on top of
+        // the ping it makes when a connection comes back to the pool (which
+        // cannot be turned off). One given back moments ago was just found
+        // alive, so only one that sat idle long enough to have been dropped
+        // meanwhile (a restarted or failed-over database, a proxy's idle
+        // cut) is pinged, and replaced when it does not answer.
+        .test_before_acquire_if_idle_for(config.ping_idle())
         .connect_lazy(lazy)
         .sqlx_logging(false);
     let statement_timeout = config.statement_timeout();
-    if let Some(timeout) = statement_timeout {
-        // Per connection, set at connect time: no extra round trip. A
-        // statement past it is cancelled by PostgreSQL itself (freeing its
-        // locks and the connection), and so is a transaction left idle.
-        let millis = timeout.as_millis().to_string();
-        let idle = (timeout * 2).as_millis().to_string();
-        options.map_sqlx_postgres_opts(move |opts| {
-            opts.options([
+    let statements = config.database_statement_cache;
+    // Per connection, set at connect time: no extra round trip. A statement
+    // past the timeout is cancelled by PostgreSQL itself (freeing its locks
+    // and the connection), and so is a transaction left idle.
+    let timeouts = statement_timeout
+        .map(|timeout| (timeout.as_millis().to_string(), (timeout * 2).as_millis().to_string()));
+    options.map_sqlx_postgres_opts(move |opts| {
+        let opts = opts.statement_cache_capacity(statements);
+        match &timeouts {
+            Some((millis, idle)) => opts.options([
                 ("statement_timeout", millis.as_str()),
                 ("idle_in_transaction_session_timeout", idle.as_str()),
-            ])
-        });
-    }
+            ]),
+            None => opts,
+        }
+    });
     if config.is_embedded_database() {
         let busy = statement_timeout.unwrap_or(std::time::Duration::from_secs(10));
         // WAL lets readers go on while one writer writes; a writer waits for
         // the lock instead of failing at once.
         options.map_sqlx_sqlite_opts(move |opts| {
-            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+            opts.statement_cache_capacity(statements)
+                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(busy)
                 .foreign_keys(true)

@@ -278,3 +278,42 @@ async fn a_request_past_the_request_timeout_gets_a_json_timeout(app: TestAppBuil
     assert!(took < Duration::from_secs(3));
     lock.rollback().await.unwrap();
 }
+
+api_test!(a_connection_closed_while_idle_is_replaced_before_use, [postgres]);
+
+/// Pooled connections are no longer pinged before every statement, only
+/// after sitting idle: ones PostgreSQL closed meanwhile (a restart, an
+/// administrator) are found and replaced, and the request never sees them.
+async fn a_connection_closed_while_idle_is_replaced_before_use(app: TestAppBuilder) {
+    let app = app.with_config(|c| c.public_cache = false).start().await;
+    let shops = "{ shops { totalCount } }";
+    // Several connections in use at once, then idle in the pool.
+    let answers =
+        futures_util::future::join_all((0..8).map(|_| send(&app, None, shops, json!({})))).await;
+    assert!(answers.iter().all(|(status, body, _)| *status == 200 && body["data"].is_object()));
+    tokio::time::sleep(app.state.config.ping_idle() + Duration::from_millis(300)).await;
+    // PostgreSQL ends every session of the server's database.
+    let admin =
+        sea_orm::Database::connect(std::env::var("TEST_DATABASE_URL").unwrap()).await.unwrap();
+    let database = url::Url::parse(&app.state.config.database_url).unwrap().path()[1..].to_owned();
+    let ended = admin
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT COUNT(pg_terminate_backend(pid)) AS ended FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            [database.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "ended")
+        .unwrap();
+    assert!(ended >= 1, "no session of the server's database to end");
+    // Every request after it is answered, on connections opened afresh.
+    let answers =
+        futures_util::future::join_all((0..8).map(|_| send(&app, None, shops, json!({})))).await;
+    for (status, body, _) in answers {
+        assert_eq!(status, 200, "{body:#}");
+        assert_eq!(body["data"]["shops"]["totalCount"], 0, "{body:#}");
+    }
+}
