@@ -333,7 +333,7 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     let identity_scope =
         viewer.filter(|_| admitted.unchecked.is_some()).map(|viewer| known::scope(viewer.id()));
     let scopes = match (&near, &identity_scope) {
-        (Some(candidate), _) => candidate.scopes(),
+        (Some(candidate), _) => candidate.scopes().to_vec(),
         (None, Some(scope)) => vec![scope.clone()],
         (None, None) => Vec::new(),
     };

@@ -303,6 +303,9 @@ struct Header {
 /// known to be current: the asker's own first, then everyone's.
 pub struct Candidate {
     answers: Vec<(Header, Vec<u8>)>,
+    /// The scopes whose versions tell whether each answer is current,
+    /// each once: read with the charge, then compared by `confirm`.
+    scopes: Vec<String>,
 }
 
 impl Candidate {
@@ -315,14 +318,19 @@ impl Candidate {
 
     /// The scopes whose versions tell whether each answer is current,
     /// each once.
-    pub fn scopes(&self) -> Vec<String> {
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// A candidate of `answers`, if there are any.
+    fn of(answers: Vec<(Header, Vec<u8>)>) -> Option<Self> {
         let mut scopes: Vec<String> = Vec::new();
-        for (scope, _) in self.answers.iter().flat_map(|(header, _)| &header.versions) {
+        for (scope, _) in answers.iter().flat_map(|(header, _)| &header.versions) {
             if !scopes.contains(scope) {
                 scopes.push(scope.clone());
             }
         }
-        scopes
+        (!answers.is_empty()).then_some(Self { answers, scopes })
     }
 }
 
@@ -563,8 +571,7 @@ impl PublicReads {
             .flatten()
             .zip(viewer)
             .and_then(|(bytes, viewer)| Self::everyones_for(&bytes, viewer));
-        let answers: Vec<(Header, Vec<u8>)> = own.into_iter().chain(everyones).collect();
-        (!answers.is_empty()).then_some(Candidate { answers })
+        Candidate::of(own.into_iter().chain(everyones).collect())
     }
 
     /// The kept answer in `bytes`, if it may serve `viewer` (see
@@ -619,7 +626,7 @@ impl PublicReads {
             return Err(Started(None));
         };
         if let Some(candidate) = Self::choose(answers, viewer)
-            && let Ok(current) = self.cache.versions(&candidate.scopes()).await
+            && let Ok(current) = self.cache.versions(candidate.scopes()).await
             && let Some(kept) = self.confirm(candidate, &current)
         {
             return Ok(kept);
@@ -636,7 +643,7 @@ impl PublicReads {
     /// `current` (the versions of its [`scopes`](Candidate::scopes), read
     /// now).
     pub fn confirm(&self, candidate: Candidate, current: &[Option<u64>]) -> Option<Kept> {
-        let scopes = candidate.scopes();
+        let Candidate { mut answers, scopes } = candidate;
         let read = scopes.len() == current.len();
         let now: BTreeMap<&str, Option<u64>> =
             scopes.iter().map(String::as_str).zip(current.iter().copied()).collect();
@@ -646,10 +653,6 @@ impl PublicReads {
                 .iter()
                 .all(|(scope, kept)| now.get(scope.as_str()).copied().flatten() == Some(*kept))
         };
-        let mut answers = candidate.answers;
-        if answers.is_empty() {
-            return None;
-        }
         let served = answers.iter().position(|(header, _)| is_fresh(header));
         let fresh = served.is_some();
         // The first that is current, or (to count it stale) the first.

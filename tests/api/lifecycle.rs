@@ -77,10 +77,10 @@ api_test!(cancel_by_client_until_the_cutoff_and_by_staff_any_time, [sqlite, post
     // (each day's hours end there): one that would starts at midnight,
     // still inside the cut-off.
     let ends = soon + Duration::minutes(30);
-    let soon = match ends.date_naive() == soon.date_naive() || ends.time() == chrono::NaiveTime::MIN
-    {
-        true => soon,
-        false => ends.date_naive().and_time(chrono::NaiveTime::MIN).and_utc(),
+    let soon = if ends.date_naive() == soon.date_naive() || ends.time() == chrono::NaiveTime::MIN {
+        soon
+    } else {
+        ends.date_naive().and_time(chrono::NaiveTime::MIN).and_utc()
     };
     let id = booked(&app, &shop, &client, soon).await;
     let late = app.gql_as(&client, CANCEL, json!({ "id": id })).await;
