@@ -3,7 +3,8 @@
 each request costs the server and the database.
 
 Starts the release binary on DATABASE_URL (default: the local PostgreSQL
-database `bench`, which should hold the big seed; see the README), signs in as the demo owner,
+database `bench` over its Unix socket, which should hold the big seed; see
+the README), signs in as the demo owner,
 finds a shop, a barber and a service, then runs `wrk` against each
 operation in turn and prints a Markdown table: requests per second, p50 and
 p95 latency, and server, database and Redis CPU per request (from
@@ -229,7 +230,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", default="target/release/bookedbarber")
     parser.add_argument("--database-url",
-                        default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench"))
+                        default=os.environ.get(
+                            "DATABASE_URL",
+                            # Over the Unix socket, as a server on the
+                            # database's machine connects (README, "Deployment").
+                            "postgres:///bench?host=/var/run/postgresql&user=postgres"))
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)

@@ -6,8 +6,8 @@
 #
 #   bench/mixed_cpu.sh USERS [REPORT_DIR]
 #
-# Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/bb_load,
-# which should hold the big seed; see the README), REDIS_URL (default
+# Environment: DATABASE_URL (default: the database bb_load over PostgreSQL's
+# Unix socket, which should hold the big seed; see the README), REDIS_URL (default
 # redis://127.0.0.1:6379), PORT (18300), SERVER_BINARY (the release build);
 # anything else set is passed to the server (ACCESS_LOG=off, say). Build
 # first: cargo build --release --workspace.
@@ -16,7 +16,11 @@ set -euo pipefail
 users=${1:?usage: bench/mixed_cpu.sh USERS [REPORT_DIR]}
 report=${2:-report-$users}
 port=${PORT:-18300}
-database=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/bb_load}
+# The server runs on the database's machine, so it connects as such a
+# deployment should: over the Unix socket, with no TCP and no TLS (README,
+# "Deployment"). postgres://postgres@127.0.0.1:5432/bb_load measures TCP
+# with TLS, as runs before 2026-12-01's sixth sitting did.
+database=${DATABASE_URL:-postgres:///bb_load?host=/var/run/postgresql&user=postgres}
 redis=${REDIS_URL:-redis://127.0.0.1:6379}
 cd "$(dirname "$0")/.."
 mkdir -p "$report"
