@@ -317,3 +317,106 @@ async fn a_connection_closed_while_idle_is_replaced_before_use(app: TestAppBuild
         assert_eq!(body["data"]["shops"]["totalCount"], 0, "{body:#}");
     }
 }
+
+/// A pool of one connection to the test's database, with the server's
+/// settings but no ping before use (however long it sat idle), used by
+/// nothing else: what it does is the pool's own doing.
+async fn lone_pool(app: &TestApp) -> sea_orm::DatabaseConnection {
+    let mut config = (*app.state.config).clone();
+    config.database_max_connections = 1;
+    config.database_min_connections = 0;
+    config.database_ping_idle_ms = 3_600_000;
+    bookedbarber::db::connect_lazy(&config).await.unwrap().0
+}
+
+/// The statement's one `BIGINT` column, or the error.
+async fn scalar(db: &impl ConnectionTrait, sql: &str) -> Result<i64, sea_orm::DbErr> {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql))
+        .await?
+        .expect("a row");
+    row.try_get_by_index::<i64>(0)
+}
+
+/// The administrator's connection to the shared PostgreSQL.
+async fn admin() -> sea_orm::DatabaseConnection {
+    sea_orm::Database::connect(std::env::var("TEST_DATABASE_URL").unwrap()).await.unwrap()
+}
+
+api_test!(a_connection_whose_session_ended_in_use_is_not_handed_out_again, [postgres]);
+
+/// A connection whose session ended under it fails its statement and is
+/// then closed, never handed out again, even within the idle time that
+/// spares a connection its ping before use: the next statement runs on a
+/// connection opened afresh. (sqlx pings every connection as it comes
+/// back; a change that skips that ping must keep this.)
+async fn a_connection_whose_session_ended_in_use_is_not_handed_out_again(app: TestAppBuilder) {
+    let app = app.start().await;
+    let pool = lone_pool(&app).await;
+    let first = scalar(&pool, "SELECT CAST(pg_backend_pid() AS BIGINT)").await.unwrap();
+    let admin = admin().await;
+    let ended = scalar(
+        &admin,
+        &format!(
+            "SELECT CAST(CASE WHEN pg_terminate_backend({first}) THEN 1 ELSE 0 END AS BIGINT)"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ended, 1, "the session could not be ended");
+    let gone = Instant::now();
+    while scalar(&admin, &format!("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {first}"))
+        .await
+        .unwrap()
+        > 0
+    {
+        assert!(gone.elapsed() < Duration::from_secs(5), "the session did not end");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The pooled connection does not know yet: its next statement fails.
+    // (A ping before use would have found it, but it sat idle for less
+    // than the threshold.)
+    let failed = scalar(&pool, "SELECT CAST(pg_backend_pid() AS BIGINT)").await;
+    assert!(failed.is_err(), "a statement ran on an ended session: {failed:?}");
+    // And every one after it runs, on a new session.
+    for _ in 0..3 {
+        let pid = scalar(&pool, "SELECT CAST(pg_backend_pid() AS BIGINT)").await;
+        let pid = pid.expect("the ended session was handed out again");
+        assert_ne!(pid, first);
+    }
+}
+
+api_test!(a_transaction_dropped_unfinished_frees_its_locks_at_once, [postgres]);
+
+/// A transaction dropped without commit or rollback (a request cut off
+/// mid-write) queues its `ROLLBACK`; the connection coming back must send
+/// it at once rather than sit idle in the pool with the transaction and
+/// its locks still open.
+async fn a_transaction_dropped_unfinished_frees_its_locks_at_once(app: TestAppBuilder) {
+    let app = app.start().await;
+    let pool = lone_pool(&app).await;
+    let key = 4_242_424;
+    let transaction = pool.begin().await.unwrap();
+    scalar(&transaction, &format!("SELECT CAST(1 AS BIGINT) FROM pg_advisory_xact_lock({key})"))
+        .await
+        .unwrap();
+    // Taken and given back in one statement, so on one session.
+    let free = format!(
+        "SELECT CAST(CASE WHEN pg_try_advisory_lock({key}) AND pg_advisory_unlock({key}) \
+         THEN 1 ELSE 0 END AS BIGINT)"
+    );
+    // Advisory locks belong to one database: the server's.
+    let other = sea_orm::Database::connect(app.state.config.database_url.clone()).await.unwrap();
+    assert_eq!(scalar(&other, &free).await.unwrap(), 0, "the transaction holds no lock");
+    drop(transaction);
+    // Nothing else uses the pool: only its own return of the connection
+    // can end the transaction.
+    let dropped = Instant::now();
+    while scalar(&other, &free).await.unwrap() == 0 {
+        assert!(
+            dropped.elapsed() < Duration::from_secs(5),
+            "the dropped transaction still holds its lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
