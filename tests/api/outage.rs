@@ -293,8 +293,7 @@ async fn a_connection_closed_while_idle_is_replaced_before_use(app: TestAppBuild
     assert!(answers.iter().all(|(status, body, _)| *status == 200 && body["data"].is_object()));
     tokio::time::sleep(app.state.config.ping_idle() + Duration::from_millis(300)).await;
     // PostgreSQL ends every session of the server's database.
-    let admin =
-        sea_orm::Database::connect(std::env::var("TEST_DATABASE_URL").unwrap()).await.unwrap();
+    let admin = admin().await;
     let database = url::Url::parse(&app.state.config.database_url).unwrap().path()[1..].to_owned();
     let ended = admin
         .query_one_raw(sea_orm::Statement::from_sql_and_values(
