@@ -126,7 +126,7 @@ def wait_ready(server):
     sys.exit("the server did not become ready")
 
 
-def operations(token):
+def operations(token, client_token):
     """The fixed operations: (name, token or None, query, variables)."""
     me = graphql("{ viewer { memberships { shop { id } role } } }", token=token)
     shop = next(m["shop"]["id"] for m in me["viewer"]["memberships"] if m["role"] == "OWNER")
@@ -174,6 +174,20 @@ def operations(token):
             {"b": barber["id"], "s": barber["services"][0]["id"], "d": day.isoformat()},
         ),
         ("available-slots-spread", None, slots, spread),
+        (
+            # The load test's `MyBookings`: a client's own bookings.
+            "own-bookings",
+            client_token,
+            "query { bookings(status: CONFIRMED, first: 10) { totalCount nodes { id startsAt endsAt status paymentStatus shop { name } barber { id displayName } service { id name } } } }",
+            {},
+        ),
+        (
+            # The load test's `ShopDay`: the owner's bookings of one day.
+            "shop-day",
+            token,
+            "query($s: ID!, $f: DateTime!, $t: DateTime!) { shop(id: $s) { bookings(from: $f, to: $t, first: 20) { totalCount nodes { id startsAt endsAt status paymentStatus priceCents client { name } barber { displayName } service { name } } } } }",
+            {"s": shop, "f": f"{month_ago.isoformat()}T00:00:00Z", "t": f"{(month_ago + datetime.timedelta(days=1)).isoformat()}T00:00:00Z"},
+        ),
         (
             "dashboard-30-days",
             token,
@@ -262,10 +276,16 @@ def main():
             'mutation { login(email: "owner@demo.test", password: "bookedbarber") { token } }'
         )
         token = login["login"]["token"]
+        # A client with a client's usual history (25 bookings, 6 to come, in
+        # the big seed); client@demo.test has thousands.
+        client = graphql(
+            'mutation { login(email: "client10006@demo.test", password: "bookedbarber") { token } }'
+        )
+        client_token = client["login"]["token"]
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
             f.write(LUA)
             script = f.name
-        rows = [run(args, server, script, *op) for op in operations(token)
+        rows = [run(args, server, script, *op) for op in operations(token, client_token)
                 if not args.only or op[0] in args.only]
     finally:
         server.terminate()
