@@ -528,6 +528,19 @@ impl PublicReads {
         Ok((offer, versions))
     }
 
+    /// What `barber` offers for `service` now, for a booking to be checked
+    /// against: [`offer`](Self::offer) without the versions. A catalogue
+    /// write that commits while this reads is seen by the next request, as
+    /// it would be had the offer been read from the database.
+    pub async fn current_offer(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        barber: i64,
+        service: i64,
+    ) -> AppResult<Arc<Offer>> {
+        Ok(self.offer(db, barber, service, None).await?.0)
+    }
+
     /// The answer kept under `key`, if there is one that may serve: not
     /// past its time, and for a personal answer (its key holds the
     /// viewer's id) computed at the very identity `viewer` was loaded at.

@@ -436,6 +436,65 @@ api_test!(
     }
 );
 
+// A booking is checked against the same kept offer: every kind of write to
+// what the barber offers binds the very next booking or move, on every
+// replica, though each had read (and kept) the offer before.
+api_test!(
+    bookings_follow_every_change_to_what_the_barber_offers,
+    [sqlite, postgres, sqlite_redis, postgres_redis],
+    |app| {
+        let other = second(&app).await;
+        let other = other.as_ref().unwrap_or(&app);
+        let shop = ShopFixture::open(&app, "booked", "UTC", "09:00", "17:00").await;
+        let client = app.register("client@booked.test", "correct horse battery", "Client").await;
+        let date = shop.upcoming_weekday();
+        let servers = [&app, other];
+        // Each server reads and keeps the offer with a booking of its own.
+        let mut ids = Vec::new();
+        for (server, hour) in servers.iter().zip([9, 10]) {
+            let made = shop.book(server, &client, shop.at(date, hour, 0)).await;
+            assert_eq!(made["data"]["createBooking"]["priceCents"], 2500, "{made:#}");
+            ids.push(made["data"]["createBooking"]["id"].clone());
+        }
+        let code = |made: &Value| first_error(made).0;
+        // The price and the duration: what the next booking is made with.
+        app.data_as(
+            &shop.owner,
+            "mutation($id: ID!) { updateService(id: $id, input: { priceCents: 3100, durationMinutes: 45 }) { id } }",
+            json!({ "id": shop.service_id }),
+        )
+        .await;
+        for (server, hour) in servers.iter().zip([11, 12]) {
+            let made = shop.book(server, &client, shop.at(date, hour, 0)).await;
+            let booking = &made["data"]["createBooking"];
+            assert_eq!(booking["priceCents"], 3100, "{made:#}");
+            assert_eq!(&booking["endsAt"].as_str().unwrap()[11..16], format!("{hour}:45"));
+        }
+        // The hours: 13:00 is outside them now, for a booking and a move.
+        shop.set_hours(&app, (1..=7).map(|d| (d, "09:00", "13:00")).collect()).await;
+        let moved = "mutation($id: ID!, $at: DateTime!) { rescheduleBooking(id: $id, startsAt: $at) { id } }";
+        for server in servers {
+            let made = shop.book(server, &client, shop.at(date, 13, 0)).await;
+            assert_eq!(code(&made), "BAD_USER_INPUT", "{made:#}");
+        }
+        for (server, id) in servers.into_iter().zip(&ids) {
+            let at = shop.at(date, 13, 0).to_rfc3339();
+            let response = server.gql_as(&client, moved, json!({ "id": id, "at": at })).await;
+            assert_eq!(code(&response), "BAD_USER_INPUT", "{response:#}");
+        }
+        // Whether the barber takes bookings.
+        let update_barber =
+            "mutation($id: ID!) { updateBarber(id: $id, input: { active: false }) { id } }";
+        app.data_as(&shop.owner, update_barber, json!({ "id": shop.barber_id })).await;
+        for server in servers {
+            let made =
+                shop.book(server, &client, shop.at(date, 9, 0) + chrono::Duration::days(7)).await;
+            assert_eq!(code(&made), "BAD_USER_INPUT", "{made:#}");
+            assert!(first_error(&made).1.contains("no new bookings"), "{made:#}");
+        }
+    }
+);
+
 // Computing free slots, with the barber's offer kept: one statement, and
 // four calls to Redis (the charge, of the whole cost the document is known
 // to have; the kept answer not there, with the versions the computation
