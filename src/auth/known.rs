@@ -167,6 +167,6 @@ impl KnownTokens {
     /// Makes every kept identity of `user_id` stale, here and on every
     /// replica.
     pub async fn invalidate_user(&self, user_id: i64) {
-        self.cache.bump(&scope(user_id)).await;
+        self.cache.bump(&[scope(user_id)]).await;
     }
 }

@@ -260,18 +260,17 @@ impl Cache {
         }
     }
 
-    /// Makes every entry of `scope` stale at once. A bump Redis could not
-    /// take is made before Redis is read again.
-    pub async fn bump(&self, scope: &str) {
+    /// Makes every entry of each of `scopes` stale, all at one instant. A
+    /// bump Redis could not take is made before Redis is read again.
+    pub async fn bump(&self, scopes: &[String]) {
         match &self.0.store {
             Store::Local { versions, .. } => {
-                *versions
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(scope.to_owned())
-                    .or_default() += 1;
+                let mut versions = versions.lock().unwrap_or_else(|e| e.into_inner());
+                for scope in scopes {
+                    *versions.entry(scope.clone()).or_default() += 1;
+                }
             }
-            Store::Redis(redis) => redis.bump(scope).await,
+            Store::Redis(redis) => redis.bump(scopes).await,
         }
     }
 

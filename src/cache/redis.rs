@@ -145,11 +145,15 @@ impl RedisStore {
     async fn flush_pending(&self) -> Result<(), Unavailable> {
         let pending: Vec<String> =
             self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
-        for scope in pending {
-            let key = self.version_key(&scope);
-            let fresh = new_version();
-            self.run(|mut c| async move { c.set::<_, _, ()>(key, fresh).await }).await?;
-            self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).remove(&scope);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let fresh: Vec<(String, u64)> =
+            pending.iter().map(|scope| (self.version_key(scope), new_version())).collect();
+        self.run(|mut c| async move { c.mset::<_, _, ()>(&fresh).await }).await?;
+        let mut left = self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner());
+        for scope in &pending {
+            left.remove(scope);
         }
         Ok(())
     }
@@ -188,14 +192,21 @@ impl RedisStore {
         .await
     }
 
-    /// Moves the scope to a new, random version: every entry of the old
-    /// one is dead.
-    pub async fn bump(&self, scope: &str) {
-        let key = self.version_key(scope);
-        let fresh = new_version();
-        let bumped = self.run(|mut c| async move { c.set::<_, _, ()>(key, fresh).await }).await;
+    /// Moves every one of `scopes` to a new, random version at one instant
+    /// (one `MSET`): every entry of the old ones is dead. Those Redis did
+    /// not take are made before it is read again.
+    pub async fn bump(&self, scopes: &[String]) {
+        if scopes.is_empty() {
+            return;
+        }
+        let fresh: Vec<(String, u64)> =
+            scopes.iter().map(|scope| (self.version_key(scope), new_version())).collect();
+        let bumped = self.run(|mut c| async move { c.mset::<_, _, ()>(&fresh).await }).await;
         if bumped.is_err() {
-            self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).insert(scope.to_owned());
+            self.pending_bumps
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(scopes.iter().cloned());
         }
     }
 

@@ -11,7 +11,11 @@
 use chrono::{DateTime, Utc};
 
 use super::{dashboard::AnalyticsCache, event_log::Event};
-use crate::{auth::known::KnownTokens, events::EventBus, graphql::public::PublicReads};
+use crate::{
+    auth::known::KnownTokens,
+    events::EventBus,
+    graphql::public::{PublicReads, Stale},
+};
 
 /// What happened to a barber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,9 +147,11 @@ impl Effects {
         let changes = changed.changes;
         let events = changed.events;
         let invalidating = tokio::spawn(async move {
+            let mut stale = Stale::default();
             for change in &changes {
-                effects.invalidate(change).await;
+                effects.invalidate_derived(change, &mut stale).await;
             }
+            effects.invalidate_answers(&changes, stale).await;
             if !events.is_empty() {
                 effects.events.publish(events).await;
             }
@@ -156,23 +162,28 @@ impl Effects {
         changed.value
     }
 
-    /// The cached reads a change makes stale, made stale. Each arm that
-    /// invalidates is exercised by `every_kind_of_write_shows_up_in_the_next_query`.
-    async fn invalidate(&self, change: &Change) {
-        self.invalidate_derived(change).await;
-        // Personal answers last: one computed before this reads what the
-        // derived caches held, and must be outdated by a bump made after.
-        // Whatever happens at a shop may show in its staff's answers.
-        if let Some(shop) = change.shop() {
-            self.public.shop_changed(shop).await;
+    /// The kept answers the changes make stale, `stale` (what the derived
+    /// caches' changes showed in) with them, made stale at one instant.
+    /// Personal answers move with the rest, never before: one computed
+    /// before this reads what the derived caches held, and must be
+    /// outdated by a bump made no earlier. Whatever happens at a shop may
+    /// show in its staff's answers. Each arm that invalidates is exercised
+    /// by `every_kind_of_write_shows_up_in_the_next_query`.
+    async fn invalidate_answers(&self, changes: &[Change], mut stale: Stale) {
+        for change in changes {
+            if let Some(shop) = change.shop() {
+                stale.shop(shop);
+            }
+            if let Change::Booking { client, .. } = change {
+                stale.client(*client);
+            }
         }
-        if let Change::Booking { client, .. } = change {
-            self.public.client_changed(*client).await;
-        }
+        self.public.make_stale(stale).await;
     }
 
-    /// The caches a kept answer reads through, made stale.
-    async fn invalidate_derived(&self, change: &Change) {
+    /// The caches a kept answer reads through, made stale, and the kept
+    /// public answers the change shows in, noted in `stale`.
+    async fn invalidate_derived(&self, change: &Change, stale: &mut Stale) {
         match change {
             // Every booking change, payments included: a dashboard shows
             // the booking's shop as of the last write to it. A booking
@@ -181,7 +192,7 @@ impl Effects {
             Change::Booking { shop, barber, starts, .. } => {
                 let spans: Vec<_> = starts.iter().map(|start| (*start, *start)).collect();
                 self.analytics.invalidate_spans(*shop, &spans).await;
-                self.public.slots_changed(*barber).await;
+                stale.slots(*barber);
             }
             // Working and free minutes make utilisation, and free slots;
             // the shop's page shows the hours. Time off changes its own
@@ -194,14 +205,14 @@ impl Effects {
                     }
                     None => self.analytics.invalidate_shop(*shop).await,
                 }
-                self.public.catalogue_changed(*shop, false).await;
-                self.public.slots_changed(*barber).await;
+                stale.catalogue(*shop, false);
+                stale.slots(*barber);
             }
             // The time zone decides which day and hour a booking falls in;
             // the shop's name and policy show in lists and on its page.
             Change::Shop { shop } => {
                 self.analytics.invalidate_shop(*shop).await;
-                self.public.catalogue_changed(*shop, true).await;
+                stale.catalogue(*shop, true);
             }
             // Barber performance lists every barber of the shop; names are
             // read fresh, not cached. Whether a barber takes bookings
@@ -210,17 +221,17 @@ impl Effects {
                 if *kind == StaffChange::Added {
                     self.analytics.invalidate_shop(*shop).await;
                 }
-                self.public.catalogue_changed(*shop, true).await;
-                self.public.slots_changed(*barber).await;
+                stale.catalogue(*shop, true);
+                stale.slots(*barber);
             }
             // Top services are made of bookings, which keep their own
             // price; the menu shows the new one.
-            Change::Service { shop, .. } => self.public.catalogue_changed(*shop, true).await,
+            Change::Service { shop, .. } => stale.catalogue(*shop, true),
             // A token's kept identity holds the user, their roles and
             // whether its session is open; a new shop is listed.
             Change::Membership { user, shop } => {
                 self.known.invalidate_user(*user).await;
-                self.public.catalogue_changed(*shop, true).await;
+                stale.catalogue(*shop, true);
             }
             Change::Account { user } | Change::Sessions { user } => {
                 self.known.invalidate_user(*user).await;

@@ -325,9 +325,11 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     // A kept answer here (not for a persisted query, whose text is not
     // known yet) has its versions read in the round trip that pays.
     let viewer = admitted.identity.viewer();
-    let near = match (!persisted).then(|| kept_keys(&state, &request, viewer)).flatten() {
-        Some(keys) => state.public.candidate(&keys, viewer, true).await,
-        None => None,
+    // A document known to write (or subscribe) has no answer kept.
+    let may_be_kept = state.schemas.limits.may_be_kept(&request.query);
+    let near = match (!persisted && may_be_kept).then(|| kept_keys(&state, &request, viewer)) {
+        Some(Some(keys)) => state.public.candidate(&keys, viewer, true).await,
+        _ => None,
     };
     // Else the round trip reads the version of a viewer admitted unchecked.
     let identity_scope =
@@ -402,8 +404,10 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     // persisted query's.
     let viewer = caller.identity.viewer();
     let kept_keys = match registration {
-        None => kept_keys(&state, &request, viewer),
-        Some(_) => None,
+        None if state.schemas.limits.may_be_kept(&request.query) => {
+            kept_keys(&state, &request, viewer)
+        }
+        _ => None,
     };
     let keeping = match &kept_keys {
         None => None,

@@ -182,6 +182,13 @@ impl QueryLimits {
         }
     }
 
+    /// Whether the document `query` may have an answer kept: not when it
+    /// was seen before and holds a mutation or a subscription (whose
+    /// answers are never kept, so no cache need be asked for one).
+    pub fn may_be_kept(&self, query: &str) -> bool {
+        self.checked.get(query).is_none_or(|checked| checked.only_queries)
+    }
+
     /// Checks `request` as the extension does before async-graphql reads
     /// it, for a request that runs on a schema without the extension: its
     /// document's cost is known (a request with the same text passed

@@ -786,32 +786,48 @@ impl PublicReads {
         read.into_iter().map(|version| version.ok_or(Unavailable)).collect()
     }
 
-    /// Makes stale every kept answer that shows something public of
-    /// `shop` (its details, barbers, services, hours), and with `listing`
-    /// every answer that depends on which shops, barbers and services
-    /// exist. The epoch moves first, so that an answer computed meanwhile
-    /// is not kept.
-    pub async fn catalogue_changed(&self, shop: i64, listing: bool) {
-        self.cache.bump(EPOCH).await;
+    /// Makes stale every kept answer of the scopes in `stale`, at one
+    /// instant (one round trip to Redis).
+    pub async fn make_stale(&self, stale: Stale) {
+        let mut scopes = stale.0;
+        scopes.sort();
+        scopes.dedup();
+        self.cache.bump(&scopes).await;
+    }
+}
+
+/// The scopes of kept answers a committed write makes stale, gathered to
+/// be bumped together ([`PublicReads::make_stale`]).
+#[derive(Debug, Default)]
+pub struct Stale(Vec<String>);
+
+impl Stale {
+    /// Every kept answer that shows something public of `shop` (its
+    /// details, barbers, services, hours), and with `listing` every answer
+    /// that depends on which shops, barbers and services exist. The epoch
+    /// moves with them (no later), so that an answer computed meanwhile is
+    /// not kept.
+    pub fn catalogue(&mut self, shop: i64, listing: bool) {
+        self.0.push(EPOCH.to_owned());
         if listing {
-            self.cache.bump(DIRECTORY).await;
+            self.0.push(DIRECTORY.to_owned());
         }
-        self.cache.bump(&shop_scope(shop)).await;
+        self.0.push(shop_scope(shop));
     }
 
-    /// Makes stale every kept answer with `barber`'s free slots.
-    pub async fn slots_changed(&self, barber: i64) {
-        self.cache.bump(&slots_scope(barber)).await;
+    /// Every kept answer with `barber`'s free slots.
+    pub fn slots(&mut self, barber: i64) {
+        self.0.push(slots_scope(barber));
     }
 
-    /// Makes stale every personal answer of `shop`'s owner and barbers.
-    pub async fn shop_changed(&self, shop: i64) {
-        self.cache.bump(&staff_scope(shop)).await;
+    /// Every personal answer of `shop`'s owner and barbers.
+    pub fn shop(&mut self, shop: i64) {
+        self.0.push(staff_scope(shop));
     }
 
-    /// Makes stale every personal answer of `client` (their bookings).
-    pub async fn client_changed(&self, client: i64) {
-        self.cache.bump(&client_scope(client)).await;
+    /// Every personal answer of `client` (their bookings).
+    pub fn client(&mut self, client: i64) {
+        self.0.push(client_scope(client));
     }
 }
 

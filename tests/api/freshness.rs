@@ -521,6 +521,35 @@ api_test!(
     }
 );
 
+// A booking, once its offer and its document are known: one statement
+// before its transaction (the days around the slot) and five calls to
+// Redis: the charge, with the token's identity; the shop's version, for the
+// offer; after the commit, the shop's analytics days; every kept answer it
+// changes, at one instant (the barber's free slots, the shop's staff's
+// answers, the client's own); its event to subscribers. No kept answer is
+// looked for, since a mutation's never is.
+api_test!(a_booking_costs_five_calls_to_redis, [sqlite_redis, postgres_redis], |app| {
+    let shop = ShopFixture::open(&app, "booking-trips", "UTC", "09:00", "17:00").await;
+    let client = app.register("client@booking-trips.test", "correct horse battery", "Client").await;
+    let date = shop.upcoming_weekday();
+    let starts = async || -> Vec<String> {
+        let slots = open_slots(&app, &shop, &date.to_string()).await.unwrap();
+        slots.into_iter().map(|(start, _)| start[11..16].to_owned()).collect()
+    };
+    let mut trips = Vec::new();
+    for hour in [10, 11, 12] {
+        let at = format!("{hour}:00");
+        assert!(starts().await.contains(&at), "kept before the booking");
+        let before = app.state.cache.round_trips();
+        let made = shop.book(&app, &client, shop.at(date, hour, 0)).await;
+        assert_eq!(made["data"]["createBooking"]["status"], "CONFIRMED", "{made:#}");
+        trips.push(app.state.cache.round_trips() - before);
+        // The free slots kept before show the booking at once.
+        assert!(!starts().await.contains(&at), "{hour}");
+    }
+    assert_eq!(trips[1..], [5, 5], "{trips:?}");
+});
+
 // What everyone sees is one answer, whoever asks: a signed-in user reads
 // the one a browser left, and a browser the one a signed-in user left;
 // a booking shows in both at once, and an answer that asks who is asking
