@@ -7,7 +7,7 @@
 //! recycled connection with `UNWATCH` and `PING` before handing it out.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     sync::{
         LazyLock, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -44,7 +44,9 @@ pub struct RedisStore {
     /// Scopes whose version could not be bumped while Redis was away;
     /// bumped before Redis is trusted again, so no stale entry survives an
     /// outage.
-    pending_bumps: Mutex<HashSet<String>>,
+    /// Each with a token of the failure that left it, so that a replay
+    /// removes only what it made.
+    pending_bumps: Mutex<HashMap<String, u64>>,
 }
 
 #[derive(Debug)]
@@ -75,7 +77,7 @@ impl RedisStore {
             breaker: Breaker::default(),
             generation: AtomicU64::new(0),
             round_trips: AtomicU64::new(0),
-            pending_bumps: Mutex::new(HashSet::new()),
+            pending_bumps: Mutex::new(HashMap::new()),
         })
     }
 
@@ -143,17 +145,25 @@ impl RedisStore {
 
     /// Replays bumps that failed while Redis was away.
     async fn flush_pending(&self) -> Result<(), Unavailable> {
-        let pending: Vec<String> =
-            self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+        let pending: Vec<(String, u64)> = self
+            .pending_bumps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(scope, token)| (scope.clone(), *token))
+            .collect();
         if pending.is_empty() {
             return Ok(());
         }
         let fresh: Vec<(String, u64)> =
-            pending.iter().map(|scope| (self.version_key(scope), new_version())).collect();
+            pending.iter().map(|(scope, _)| (self.version_key(scope), new_version())).collect();
         self.run(|mut c| async move { c.mset::<_, _, ()>(&fresh).await }).await?;
+        // A bump that failed again meanwhile has a new token, and stays.
         let mut left = self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner());
-        for scope in &pending {
-            left.remove(scope);
+        for (scope, token) in pending {
+            if left.get(&scope) == Some(&token) {
+                left.remove(&scope);
+            }
         }
         Ok(())
     }
@@ -203,10 +213,10 @@ impl RedisStore {
             scopes.iter().map(|scope| (self.version_key(scope), new_version())).collect();
         let bumped = self.run(|mut c| async move { c.mset::<_, _, ()>(&fresh).await }).await;
         if bumped.is_err() {
-            self.pending_bumps
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(scopes.iter().cloned());
+            let mut pending = self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner());
+            for scope in scopes {
+                pending.insert(scope.clone(), rand::random());
+            }
         }
     }
 

@@ -323,6 +323,21 @@ pub fn open_slots(
     OpenSlots { slots: starts.into_iter().map(|start| (start, start + duration)).collect(), until }
 }
 
+/// What keeps barber `barber_id` busy between `from` and `to`.
+pub async fn load_calendar(
+    db: &impl ConnectionTrait,
+    barber_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Calendar, DbErr> {
+    let hours = working_hours::Entity::find()
+        .filter(working_hours::Column::BarberId.eq(barber_id))
+        .all(db)
+        .await?;
+    let (busy, time_off) = load_blocked(db, barber_id, from, to).await?;
+    Ok(Calendar { hours, busy, time_off })
+}
+
 /// A row of [`load_blocked`]: a booking (`off` 0) or time off (1).
 #[derive(Debug, FromQueryResult)]
 struct Blocked {

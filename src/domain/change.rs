@@ -167,8 +167,7 @@ impl Effects {
     /// Personal answers move with the rest, never before: one computed
     /// before this reads what the derived caches held, and must be
     /// outdated by a bump made no earlier. Whatever happens at a shop may
-    /// show in its staff's answers. Each arm that invalidates is exercised
-    /// by `every_kind_of_write_shows_up_in_the_next_query`.
+    /// show in its staff's answers.
     async fn invalidate_answers(&self, changes: &[Change], mut stale: Stale) {
         for change in changes {
             if let Some(shop) = change.shop() {
@@ -182,7 +181,8 @@ impl Effects {
     }
 
     /// The caches a kept answer reads through, made stale, and the kept
-    /// public answers the change shows in, noted in `stale`.
+    /// public answers the change shows in, noted in `stale`. Each arm that
+    /// invalidates is exercised by `every_kind_of_write_shows_up_in_the_next_query`.
     async fn invalidate_derived(&self, change: &Change, stale: &mut Stale) {
         match change {
             // Every booking change, payments included: a dashboard shows

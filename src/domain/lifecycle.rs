@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 use super::{
-    availability::{self, Calendar, Offer, Rules},
+    availability::{self, Rules, offer},
     change::{Change, Changed},
     event_log::{self, Event, EventKind, Fields, NewEvent},
 };
@@ -24,7 +24,6 @@ use crate::{
     auth::{Viewer, policy},
     db::{Violation, conflict_on},
     error::{AppError, AppResult},
-    graphql::public::PublicReads,
 };
 
 /// A valid request for a new booking.
@@ -94,42 +93,37 @@ fn status_change(from: BookingStatus, to: BookingStatus) -> Fields {
 /// Checks every rule for a booking of `duration` by `barber` at `start`.
 async fn check_slot(
     db: &impl ConnectionTrait,
-    offer: &Offer,
     rules: &Rules,
+    barber_id: i64,
     start: DateTime<Utc>,
     duration: Duration,
     now: DateTime<Utc>,
     ignore: Option<i64>,
 ) -> AppResult<()> {
     let window = Duration::days(1);
-    let (busy, time_off) =
-        availability::load_blocked(db, offer.barber.id, start - window, start + window).await?;
-    let calendar = Calendar { hours: offer.hours.clone(), busy, time_off };
+    let calendar =
+        availability::load_calendar(db, barber_id, start - window, start + window).await?;
     availability::check(rules, &calendar, start, duration, now, ignore)?;
     Ok(())
 }
 
 /// Books a slot for `client`, re-checking every rule; the price is the
-/// service's price now. What the barber offers is read through `offers`
-/// (kept by the shop's version, as free slots read it), and only the days
-/// around the slot from the database. Returns the booking with the barber
-/// and the service it was made with, as read for it.
+/// service's price now. Returns the booking with the barber and the
+/// service it was made with, as read for it.
 #[tracing::instrument(skip_all, fields(barber.id = new.barber_id, service.id = new.service_id))]
 pub async fn create(
     db: &DatabaseConnection,
-    offers: &PublicReads,
     client: &Viewer,
     new: NewBooking,
     now: DateTime<Utc>,
 ) -> AppResult<(Changed<booking::Model>, barber::Model, service::Model)> {
-    let offer = offers.current_offer(db, new.barber_id, new.service_id).await?;
-    let Offer { barber, service, shop, .. } = &*offer;
+    let (barber, service, shop) = offer(db, new.barber_id, new.service_id).await?;
     if !barber.active {
         return Err(AppError::bad_input("this barber takes no new bookings"));
     }
-    let rules = Rules::of(shop);
+    let rules = Rules::of(&shop);
     let duration = Duration::minutes(i64::from(service.duration_minutes));
-    check_slot(db, &offer, &rules, new.starts_at, duration, now, None).await?;
+    check_slot(db, &rules, barber.id, new.starts_at, duration, now, None).await?;
     let ends_at = new.starts_at + duration;
     // The booking and its event commit together; a booking the overlap
     // guard refuses leaves no event.
@@ -161,7 +155,7 @@ pub async fn create(
     let event = event_of(&booking, EventKind::Created, client.id(), fields, None);
     let event = event_log::record(&txn, event, now).await?;
     txn.commit().await?;
-    Ok((booked(booking, None, event), barber.clone(), service.clone()))
+    Ok((booked(booking, None, event), barber, service))
 }
 
 async fn find(db: &impl ConnectionTrait, id: i64) -> AppResult<booking::Model> {
@@ -328,17 +322,16 @@ pub async fn close(
 #[tracing::instrument(skip_all, fields(booking.id = id))]
 pub async fn reschedule(
     db: &DatabaseConnection,
-    offers: &PublicReads,
     viewer: &Viewer,
     id: i64,
     starts_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> AppResult<Changed<booking::Model>> {
     let booking = changeable(db, viewer, id, "reschedule", now).await?;
-    let offer = offers.current_offer(db, booking.barber_id, booking.service_id).await?;
-    let rules = Rules::of(&offer.shop);
-    let duration = Duration::minutes(i64::from(offer.service.duration_minutes));
-    check_slot(db, &offer, &rules, starts_at, duration, now, Some(booking.id)).await?;
+    let (_, service, shop) = offer(db, booking.barber_id, booking.service_id).await?;
+    let rules = Rules::of(&shop);
+    let duration = Duration::minutes(i64::from(service.duration_minutes));
+    check_slot(db, &rules, booking.barber_id, starts_at, duration, now, Some(booking.id)).await?;
     let ends_at = starts_at + duration;
     // The move and the read of its result commit together.
     let txn = db.begin().await?;

@@ -21,7 +21,8 @@
 //! nothing note the directory. A shop's version is read after its rows, so
 //! a write landing in between could pair old rows with its new version;
 //! the epoch (`public:epoch`) guards that: every catalogue write bumps it
-//! first, and an answer computed while it moved is not kept. Free slots
+//! with the shop's version, at one instant, and an answer computed while it
+//! moved is not kept. Free slots
 //! change with every booking, which must not stop the catalogue from being
 //! kept, so their version is read before the bookings are, and they do not
 //! move the epoch. They also change as time passes (a slot comes inside the
@@ -82,8 +83,8 @@ use crate::{
     error::{AppError, AppResult},
 };
 
-/// Bumped first by every catalogue write: an answer computed while it
-/// moved is not kept.
+/// Bumped by every catalogue write, with the shop's version: an answer
+/// computed while it moved is not kept.
 const EPOCH: &str = "public:epoch";
 
 const DIRECTORY: &str = "public:directory";
@@ -526,19 +527,6 @@ impl PublicReads {
             None => load.await?,
         };
         Ok((offer, versions))
-    }
-
-    /// What `barber` offers for `service` now, for a booking to be checked
-    /// against: [`offer`](Self::offer) without the versions. A catalogue
-    /// write that commits while this reads is seen by the next request, as
-    /// it would be had the offer been read from the database.
-    pub async fn current_offer(
-        &self,
-        db: &impl sea_orm::ConnectionTrait,
-        barber: i64,
-        service: i64,
-    ) -> AppResult<Arc<Offer>> {
-        Ok(self.offer(db, barber, service, None).await?.0)
     }
 
     /// The answer kept under `key`, if there is one that may serve: not

@@ -180,22 +180,13 @@ async fn random_write(app: &TestApp, effects: &Effects, w: &mut World, rng: &mut
                 starts_at: start,
                 notes: None,
             };
-            let made =
-                lifecycle::create(db, &app.state.public, client, new, start - Duration::days(3))
-                    .await;
+            let made = lifecycle::create(db, client, new, start - Duration::days(3)).await;
             (format!("book {start}"), made.map(|(made, ..)| made).map(track))
         }
         (6..=7, Some((id, _))) => {
             let start = random_start(rng);
-            let moved = lifecycle::reschedule(
-                db,
-                &app.state.public,
-                &w.owner,
-                id,
-                start,
-                start - Duration::days(3),
-            )
-            .await;
+            let moved =
+                lifecycle::reschedule(db, &w.owner, id, start, start - Duration::days(3)).await;
             (format!("reschedule {id} to {start}"), moved.map(track))
         }
         (8..=9, Some((id, start))) => (

@@ -20,7 +20,6 @@ use crate::{
         input::{CreateBookingInput, RecordPaymentInput},
         loader::{BarberByIdLoader, BookingByIdLoader, PaymentsByBookingLoader, ServiceByIdLoader},
         object::{Booking, loader},
-        public::PublicReads,
         publish,
     },
 };
@@ -52,8 +51,7 @@ impl BookingMutation {
         let viewer = policy::require_viewer(identity(ctx))?;
         let new = NewBooking::try_from(input)?;
         let (booking, barber, service) =
-            lifecycle::create(db(ctx)?, ctx.data::<PublicReads>()?, viewer, new, Utc::now())
-                .await?;
+            lifecycle::create(db(ctx)?, viewer, new, Utc::now()).await?;
         // The answer shows them as the booking was made with them, unread.
         loader::<BarberByIdLoader>(ctx)?.feed_one(barber.id, barber).await;
         loader::<ServiceByIdLoader>(ctx)?.feed_one(service.id, service).await;
@@ -71,10 +69,8 @@ impl BookingMutation {
     ) -> async_graphql::Result<Booking> {
         let booking_id = id::decode_as(&id, Kind::Booking, "id")?;
         let viewer = policy::require_viewer(identity(ctx))?;
-        let offers = ctx.data::<PublicReads>()?;
         let booking =
-            lifecycle::reschedule(db(ctx)?, offers, viewer, booking_id, starts_at, Utc::now())
-                .await?;
+            lifecycle::reschedule(db(ctx)?, viewer, booking_id, starts_at, Utc::now()).await?;
         Ok(changed(ctx, booking).await?)
     }
 
