@@ -155,9 +155,7 @@ impl RedisStore {
         if pending.is_empty() {
             return Ok(());
         }
-        let fresh: Vec<(String, u64)> =
-            pending.iter().map(|(scope, _)| (self.version_key(scope), new_version())).collect();
-        self.run(|mut c| async move { c.mset::<_, _, ()>(&fresh).await }).await?;
+        self.set_fresh(pending.iter().map(|(scope, _)| scope)).await?;
         // A bump that failed again meanwhile has a new token, and stays.
         let mut left = self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner());
         for (scope, token) in pending {
@@ -202,6 +200,16 @@ impl RedisStore {
         .await
     }
 
+    /// Gives each of `scopes` a new, random version, in one `MSET`.
+    async fn set_fresh<'a>(
+        &self,
+        scopes: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), Unavailable> {
+        let fresh: Vec<(String, u64)> =
+            scopes.into_iter().map(|scope| (self.version_key(scope), new_version())).collect();
+        self.run(|mut c| async move { c.mset::<_, _, ()>(&fresh).await }).await
+    }
+
     /// Moves every one of `scopes` to a new, random version at one instant
     /// (one `MSET`): every entry of the old ones is dead. Those Redis did
     /// not take are made before it is read again.
@@ -209,10 +217,7 @@ impl RedisStore {
         if scopes.is_empty() {
             return;
         }
-        let fresh: Vec<(String, u64)> =
-            scopes.iter().map(|scope| (self.version_key(scope), new_version())).collect();
-        let bumped = self.run(|mut c| async move { c.mset::<_, _, ()>(&fresh).await }).await;
-        if bumped.is_err() {
+        if self.set_fresh(scopes).await.is_err() {
             let mut pending = self.pending_bumps.lock().unwrap_or_else(|e| e.into_inner());
             for scope in scopes {
                 pending.insert(scope.clone(), rand::random());

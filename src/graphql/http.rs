@@ -325,11 +325,9 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     // A kept answer here (not for a persisted query, whose text is not
     // known yet) has its versions read in the round trip that pays.
     let viewer = admitted.identity.viewer();
-    // A document known to write (or subscribe) has no answer kept.
-    let may_be_kept = state.schemas.limits.may_be_kept(&request.query);
-    let near = match (!persisted && may_be_kept).then(|| kept_keys(&state, &request, viewer)) {
-        Some(Some(keys)) => state.public.candidate(&keys, viewer, true).await,
-        _ => None,
+    let near = match (!persisted).then(|| kept_keys(&state, &request, viewer)).flatten() {
+        Some(keys) => state.public.candidate(&keys, viewer, true).await,
+        None => None,
     };
     // Else the round trip reads the version of a viewer admitted unchecked.
     let identity_scope =
@@ -404,10 +402,8 @@ async fn run(state: AppState, admitted: Admitted, mut request: async_graphql::Re
     // persisted query's.
     let viewer = caller.identity.viewer();
     let kept_keys = match registration {
-        None if state.schemas.limits.may_be_kept(&request.query) => {
-            kept_keys(&state, &request, viewer)
-        }
-        _ => None,
+        None => kept_keys(&state, &request, viewer),
+        Some(_) => None,
     };
     let keeping = match &kept_keys {
         None => None,
@@ -485,6 +481,8 @@ fn kept_keys(
         None => config.public_cache,
         Some(_) => config.personal_cache,
     };
+    // A document known to write (or subscribe) has no answer kept.
+    let may_keep = may_keep && state.schemas.limits.may_be_kept(&request.query);
     let viewer = viewer.map(|viewer| viewer.id());
     may_keep.then(|| public::Keys::of(request, viewer, config.public_cache))
 }
